@@ -1,0 +1,17 @@
+"""Names of the environment variables the infrastructure hands to every function.
+
+``lib/functions.py`` sets them and ``payments.config`` reads them; both import these names, so the
+contract between the stack and the runtime is defined once.
+"""
+
+ENVIRONMENT = "ENVIRONMENT"
+PAYMENTS_TABLE = "PAYMENTS_TABLE"
+PROCESSING_STATUS_TABLE = "PROCESSING_STATUS_TABLE"
+AUDIT_LOG_TABLE = "AUDIT_LOG_TABLE"
+PROCESSING_QUEUE_URL = "PROCESSING_QUEUE_URL"
+PAYMENT_EVENTS_TOPIC_ARN = "PAYMENT_EVENTS_TOPIC_ARN"
+BATCH_BUCKET = "BATCH_BUCKET"
+STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
+MAX_PAYMENT_AMOUNT = "MAX_PAYMENT_AMOUNT"
+WEBHOOK_SECRET_PARAMETER = "WEBHOOK_SECRET_PARAMETER"
+BATCH_CHUNK_ROWS = "BATCH_CHUNK_ROWS"
