@@ -1,0 +1,76 @@
+# Every target CI and the README name. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_NOSPIN := 1
+export PIPENV_YES := 1
+export PIPENV_VERBOSITY := -1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CHECKPOINT_DISABLE := 1
+export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraform.rc
+
+PIPENV_VERSION := 2026.10.3
+PYTHON := .venv/bin/python
+LAYER := build/layers/dependencies.zip
+
+.PHONY: help install layer synth test test-fast test-e2e lint bench bench-synth local-up local-down demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+install: .venv/.synced node_modules/.installed build/terraform.rc $(LAYER) ## Python (pipenv), cdktf CLI (npm), Terraform mirror config, Lambda layer
+
+.venv/.synced: Pipfile.lock
+	@command -v pipenv >/dev/null || python3 -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
+	pipenv sync --dev
+	@touch $@
+
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+build/terraform.rc: scripts/terraform_mirror.py
+	$(PYTHON) scripts/terraform_mirror.py
+
+layer: $(LAYER) ## the Lambda dependencies layer (deterministic zip)
+
+$(LAYER): lambda/requirements.txt scripts/build_layer.py .venv/.synced
+	$(PYTHON) scripts/build_layer.py
+
+synth: install ## synthesize the stack for the current environment variables into cdktf.out/
+	npx cdktf synth
+
+test: test-fast test-e2e ## the whole suite: unit, functional, infrastructure, then end to end on the local cloud
+
+test-fast: install ## everything but the local-cloud end-to-end tests
+	$(PYTHON) -m pytest -m "not e2e" -n 2
+
+test-e2e: install ## deploys to the local cloud and tests through its gateway (starts and stops it)
+	$(PYTHON) -m pytest -m e2e -p no:randomly
+
+lint: install ## ruff
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+bench: install ## runtime benchmarks: AWS calls, rows/s, memory, cold start
+	$(PYTHON) scripts/bench.py
+
+bench-synth: install ## synth wall time and memory against a bare provider import
+	$(PYTHON) scripts/bench_synth.py
+
+local-up: install ## start the local cloud and deploy the stack to it
+	$(PYTHON) -m localcloud up
+
+local-down: ## stop the local cloud and remove its state
+	$(PYTHON) -m localcloud down
+
+demo: install ## the whole platform on the local cloud: deploy, batch + API payments, summary, tear down
+	$(PYTHON) -m localcloud up
+	$(PYTHON) scripts/demo.py; status=$$?; $(PYTHON) -m localcloud down; exit $$status
+
+clean: ## remove build output (keeps the installed toolchain)
+	rm -rf build cdktf.out .pytest_cache .ruff_cache
+
+print-pipenv-version:
+	@echo $(PIPENV_VERSION)
