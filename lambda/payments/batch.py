@@ -1,0 +1,491 @@
+"""The batch workflow's tasks: register a file, process one chunk, finalize the report.
+
+Every task is safe to run again with the same input, because Step Functions retries them:
+
+- a payment row is written with a condition; a row that finds its payment already written *by this
+  run at this line* is the earlier attempt's own work and counts as accepted again (its message is
+  sent again; the consumer is idempotent);
+- a chunk's counts are added to the batch summary by one update conditional on the summary still
+  expecting that chunk's start offset, so a retried chunk never adds twice;
+- rejected and duplicate rows are stored under keys made of their line numbers (puts overwrite).
+
+Hence ``accepted + rejected + duplicates == total_rows`` holds after every chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from payments import aws, csv_reader, errors
+from payments.config import Config
+from payments.errors import InvalidBatchFileError, PaymentError, TransientError, ValidationError
+from payments.lifecycle import SOURCE_BATCH, new_payment_item
+from payments.repository import Repository, TransactionCanceled, now_iso, row_sk, to_int
+from payments.validation import BATCH_ID, Payment, validate_payment
+
+INCOMING_KEY = re.compile(r"^incoming/(?P<batch_id>[A-Za-z0-9_.-]{1,128})\.csv$")
+REPORTS_PREFIX = "reports/"
+# 25 rows = 50 transaction items (payment + audit each), half of DynamoDB's 100-item limit, so
+# one conflicting row costs a retry of at most 24 others.
+ROWS_PER_TRANSACTION = 25
+SQS_BATCH = 10
+_SQS_ATTEMPTS = 5
+_TRANSACTION_ATTEMPTS = 5
+HEADER_PROBE_BYTES = 1024 * 1024
+REJECTED = "REJECT"
+DUPLICATE = "DUPLICATE"
+BATCH_PROCESSING = "PROCESSING"
+BATCH_COMPLETED = "COMPLETED"
+BATCH_FAILED = "FAILED"
+
+
+def batch_id_from_key(key: str) -> str | None:
+    """``incoming/<batch_id>.csv`` -> batch_id; anything else is not a batch file."""
+    match = INCOMING_KEY.match(key)
+    return match.group("batch_id") if match else None
+
+
+def report_key(batch_id: str) -> str:
+    return f"{REPORTS_PREFIX}{batch_id}.json"
+
+
+@dataclass
+class ChunkOutcome:
+    accepted: list[str] = field(default_factory=list)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)  # rejected + duplicate rows
+    rejected: int = 0
+    duplicates: int = 0
+
+    def reject(self, line: int, payment_id: str | None, code: str, reason: str, run: str) -> None:
+        self.rejected += 1
+        self.outcomes.append(
+            {
+                "sk": row_sk(REJECTED, line),
+                "run": run,
+                "line": line,
+                "payment_id": payment_id,
+                "code": code,
+                "reason": reason,
+            }
+        )
+
+    def duplicate(self, line: int, payment_id: str, reason: str, run: str) -> None:
+        self.duplicates += 1
+        self.outcomes.append(
+            {
+                "sk": row_sk(DUPLICATE, line),
+                "run": run,
+                "line": line,
+                "payment_id": payment_id,
+                "reason": reason,
+            }
+        )
+
+
+class Batches:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        repo: Repository | None = None,
+        s3: Any = None,
+        sqs: Any = None,
+    ) -> None:
+        self.config = config
+        self.repo = repo or Repository(config)
+        self._s3 = s3
+        self._sqs = sqs
+
+    @property
+    def s3(self) -> Any:
+        return self._s3 or aws.client("s3")
+
+    @property
+    def sqs(self) -> Any:
+        return self._sqs or aws.client("sqs")
+
+    # -- register ---------------------------------------------------------------------------
+    def register(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Record the batch as PROCESSING and read its header; the state for the chunk loop."""
+        bucket, key = event["bucket"], event["key"]
+        batch_id = event.get("batch_id") or batch_id_from_key(key)
+        if not batch_id or not BATCH_ID.match(batch_id):
+            raise InvalidBatchFileError(f"object key {key!r} is not incoming/<batch_id>.csv")
+        run = event.get("version_id") or "null"
+        summary = {
+            "batch_id": batch_id,
+            "status": BATCH_PROCESSING,
+            "run": run,
+            "bucket": bucket,
+            "key": key,
+            "version_id": event.get("version_id"),
+            "size": event.get("size"),
+            "total_rows": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "duplicates": 0,
+            "next_offset": 0,
+            "next_line": 1,
+            "started_at": now_iso(),
+            "updated_at": now_iso(),
+        }
+        try:
+            header = csv_reader.read_header(
+                self._open(bucket, key, event.get("version_id"), 0, HEADER_PROBE_BYTES - 1)
+            )
+        except InvalidBatchFileError as exc:
+            # Record the reason in plain words before failing: the workflow's failure path marks
+            # the batch FAILED and keeps this reason (it only fills one in when none is set).
+            self.repo.put_batch_summary({**summary, "reason": exc.message})
+            raise
+        summary["next_offset"] = header.data_offset
+        summary["next_line"] = header.next_line
+        self.repo.put_batch_summary(summary)
+        return {
+            "bucket": bucket,
+            "key": key,
+            "version_id": event.get("version_id"),
+            "batch_id": batch_id,
+            "run": run,
+            "columns": list(header.columns),
+            "offset": header.data_offset,
+            "line": header.next_line,
+            "done": False,
+        }
+
+    # -- process a chunk --------------------------------------------------------------------
+    def process_chunk(self, state: dict[str, Any]) -> dict[str, Any]:
+        batch_id, run = state["batch_id"], state["run"]
+        offset, line = int(state["offset"]), int(state["line"])
+        body = self._open(state["bucket"], state["key"], state.get("version_id"), offset, None)
+        try:
+            chunk = csv_reader.read_rows(
+                body,
+                columns=tuple(state["columns"]),
+                offset=offset,
+                line=line,
+                max_rows=self.config.batch_chunk_rows,
+            )
+        finally:
+            body.close()
+
+        outcome = ChunkOutcome()
+        valid: list[tuple[int, Payment]] = []
+        seen: dict[str, int] = {}
+        for row in chunk.rows:
+            if row.values is None:
+                outcome.reject(row.line, None, row.code, row.error or "unreadable row", run)
+                continue
+            try:
+                payment = validate_payment(row.values, require_id=True, from_csv=True)
+            except ValidationError as exc:
+                outcome.reject(row.line, row.payment_id, exc.code, exc.reason, run)
+                continue
+            assert payment.payment_id is not None
+            if payment.payment_id in seen:
+                outcome.duplicate(
+                    row.line,
+                    payment.payment_id,
+                    f"payment_id already on line {seen[payment.payment_id]} of this file",
+                    run,
+                )
+                continue
+            seen[payment.payment_id] = row.line
+            valid.append((row.line, payment))
+
+        for start in range(0, len(valid), ROWS_PER_TRANSACTION):
+            self._store(batch_id, run, valid[start : start + ROWS_PER_TRANSACTION], outcome)
+        self._send(outcome.accepted)
+        self.repo.put_row_outcomes(batch_id, outcome.outcomes)
+        counts = {
+            "total_rows": len(chunk.rows),
+            "accepted": len(outcome.accepted),
+            "rejected": outcome.rejected,
+            "duplicates": outcome.duplicates,
+        }
+        assert counts["total_rows"] == len(outcome.accepted) + outcome.rejected + outcome.duplicates
+        if not self.repo.apply_chunk(
+            batch_id=batch_id,
+            run=run,
+            start_offset=offset,
+            next_offset=chunk.next_offset,
+            next_line=chunk.next_line,
+            counts=counts,
+        ):
+            self._check_still_current(batch_id, run)
+        return {
+            **state,
+            "offset": chunk.next_offset,
+            "line": chunk.next_line,
+            "done": chunk.eof,
+            "last_chunk": counts,
+        }
+
+    def _store(
+        self, batch_id: str, run: str, rows: list[tuple[int, Payment]], outcome: ChunkOutcome
+    ) -> None:
+        """Write rows' payments + audit entries in one transaction; sort out the conflicts."""
+        pending = rows
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            if not pending:
+                return
+            now = now_iso()
+            ops: list[dict[str, Any]] = []
+            hashes = []
+            for line, payment in pending:
+                assert payment.payment_id is not None
+                item, audit = new_payment_item(
+                    payment,
+                    payment_id=payment.payment_id,
+                    source=SOURCE_BATCH,
+                    now=now,
+                    batch_id=batch_id,
+                    batch_run=run,
+                    batch_line=line,
+                )
+                hashes.append(item["content_hash"])
+                ops.extend(self.repo.create_payment_ops(item, audit))
+            try:
+                self.repo.transact(ops)
+            except TransactionCanceled as exc:
+                failed = exc.failed_conditions()
+                retry = []
+                for index, (line, payment) in enumerate(pending):
+                    if 2 * index not in failed and 2 * index + 1 not in failed:
+                        retry.append((line, payment))
+                        continue
+                    existing = failed.get(2 * index) or self.repo.get_payment(
+                        payment.payment_id or ""
+                    )
+                    self._classify(run, batch_id, line, payment, hashes[index], existing, outcome)
+                pending = retry
+                continue
+            except TransientError:
+                if attempt == _TRANSACTION_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(0.1 * 2**attempt, 2))
+                continue
+            outcome.accepted.extend(p.payment_id or "" for _, p in pending)
+            return
+        if pending:
+            raise TransientError("payment rows could not be written; the chunk will be retried")
+
+    @staticmethod
+    def _classify(
+        run: str,
+        batch_id: str,
+        line: int,
+        payment: Payment,
+        content_hash: str,
+        existing: dict[str, Any] | None,
+        outcome: ChunkOutcome,
+    ) -> None:
+        payment_id = payment.payment_id or ""
+        if existing is None:
+            raise TransientError(f"payment {payment_id} write was cancelled without a reason")
+        if existing.get("batch_id") == batch_id and existing.get("batch_run") == run:
+            existing_line = to_int(existing.get("batch_line"))
+            if existing_line == line:
+                outcome.accepted.append(payment_id)  # our own earlier attempt of this chunk
+            else:
+                outcome.duplicate(
+                    line,
+                    payment_id,
+                    f"payment_id already on line {existing_line} of this file",
+                    run,
+                )
+        elif existing.get("content_hash") == content_hash:
+            outcome.duplicate(line, payment_id, "payment already stored with the same content", run)
+        else:
+            outcome.reject(
+                line,
+                payment_id,
+                errors.CONFLICT,
+                "payment_id already stored with different content",
+                run,
+            )
+
+    def _send(self, payment_ids: Iterable[str]) -> None:
+        """Queue payments ``SendMessageBatch`` 10 at a time, retrying the entries that failed."""
+        ids = list(payment_ids)
+        for start in range(0, len(ids), SQS_BATCH):
+            entries = [
+                {"Id": str(i), "MessageBody": json.dumps({"payment_id": pid})}
+                for i, pid in enumerate(ids[start : start + SQS_BATCH])
+            ]
+            for attempt in range(_SQS_ATTEMPTS):
+                try:
+                    response = self.sqs.send_message_batch(
+                        QueueUrl=self.config.processing_queue_url, Entries=entries
+                    )
+                except ClientError as exc:
+                    response = {"Failed": [{"Id": e["Id"], "Code": str(exc)} for e in entries]}
+                failed = {f["Id"] for f in response.get("Failed", [])}
+                entries = [e for e in entries if e["Id"] in failed]
+                if not entries:
+                    break
+                time.sleep(min(0.1 * 2**attempt, 2))
+            else:
+                # Raising makes Step Functions retry the chunk; rows already stored count again
+                # as this run's own and are re-sent, nothing is counted twice.
+                raise TransientError(f"{len(entries)} SQS message(s) could not be sent")
+
+    def _check_still_current(self, batch_id: str, run: str) -> None:
+        summary = self.repo.get_batch_summary(batch_id)
+        if summary is None or summary.get("run") != run:
+            raise PaymentError(
+                f"batch {batch_id} was superseded by a newer upload; this run stops",
+                code=errors.CONFLICT,
+            )
+
+    # -- finalize ---------------------------------------------------------------------------
+    def finalize(self, state: dict[str, Any]) -> dict[str, Any]:
+        batch_id, run = state["batch_id"], state["run"]
+        summary = self.repo.get_batch_summary(batch_id)
+        if summary is None or summary.get("run") != run:
+            raise PaymentError(f"batch {batch_id} was superseded", code=errors.CONFLICT)
+        counts = {
+            name: to_int(summary.get(name))
+            for name in ("total_rows", "accepted", "rejected", "duplicates")
+        }
+        if counts["total_rows"] != counts["accepted"] + counts["rejected"] + counts["duplicates"]:
+            raise PaymentError(f"batch {batch_id} counts do not add up: {counts}")
+        key = report_key(batch_id)
+        finished = now_iso()
+        self._write_report(state, summary, counts, key, finished)
+        self.repo.update_batch_summary(
+            batch_id,
+            run,
+            {
+                "status": BATCH_COMPLETED,
+                "report_key": key,
+                "finished_at": finished,
+                "updated_at": finished,
+            },
+        )
+        self.repo.put_audit(
+            {
+                "entity_id": f"BATCH#{batch_id}",
+                "sk": f"{run}#{BATCH_COMPLETED}",
+                "at": finished,
+                "event": "batch.completed",
+                **counts,
+                "report_key": key,
+            }
+        )
+        return {
+            "type": "batch.completed",
+            "event_id": f"BATCH#{batch_id}#{run}",
+            "batch_id": batch_id,
+            "version_id": state.get("version_id"),
+            "status": BATCH_COMPLETED,
+            **counts,
+            "report_key": key,
+            "at": finished,
+        }
+
+    def _write_report(
+        self,
+        state: dict[str, Any],
+        summary: dict[str, Any],
+        counts: dict[str, int],
+        key: str,
+        finished: str,
+    ) -> None:
+        """Stream the report through a temporary file: 1M rejected rows never sit in memory."""
+        batch_id, run = state["batch_id"], state["run"]
+        head = {
+            "batch_id": batch_id,
+            "bucket": state["bucket"],
+            "key": state["key"],
+            "version_id": state.get("version_id"),
+            "status": BATCH_COMPLETED,
+            **counts,
+            "started_at": summary.get("started_at"),
+            "finished_at": finished,
+        }
+        with tempfile.TemporaryFile() as out:
+            out.write(json.dumps(head, indent=None)[:-1].encode())
+            for kind, name in ((REJECTED, "rejected_rows"), (DUPLICATE, "duplicate_rows")):
+                out.write(f', "{name}": ['.encode())
+                for i, item in enumerate(self.repo.row_outcomes(batch_id, kind, run)):
+                    out.write((b", " if i else b"") + json.dumps(row_view(item)).encode())
+                out.write(b"]")
+            out.write(b"}")
+            out.seek(0)
+            self.s3.upload_fileobj(
+                out,
+                state["bucket"],
+                key,
+                ExtraArgs={"ContentType": "application/json"},
+            )
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _open(
+        self, bucket: str, key: str, version_id: str | None, start: int, end: int | None
+    ) -> Any:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id and version_id != "null":
+            kwargs["VersionId"] = version_id
+        kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end))
+        try:
+            return self.s3.get_object(**kwargs)["Body"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "InvalidRange":
+                # Reading from the very end of the file: nothing left (or an empty file).
+                return _Empty()
+            if code in ("NoSuchKey", "NoSuchVersion", "404"):
+                raise InvalidBatchFileError(f"s3://{bucket}/{key} no longer exists") from exc
+            raise
+
+    def batch_view(self, batch_id: str, *, max_rows: int = 1000) -> dict[str, Any] | None:
+        """``GET /batches/{id}``: the summary and up to ``max_rows`` rejected rows."""
+        summary = self.repo.get_batch_summary(batch_id)
+        if summary is None:
+            return None
+        run = summary.get("run", "")
+        rejected = [
+            row_view(item)
+            for item in self.repo.row_outcomes(batch_id, REJECTED, run, limit=max_rows + 1)
+        ]
+        return {
+            "batch_id": batch_id,
+            "status": summary["status"],
+            "reason": summary.get("reason"),
+            "total_rows": to_int(summary.get("total_rows")),
+            "accepted": to_int(summary.get("accepted")),
+            "rejected": to_int(summary.get("rejected")),
+            "duplicates": to_int(summary.get("duplicates")),
+            "rejected_rows": rejected[:max_rows],
+            "rejected_rows_truncated": len(rejected) > max_rows,
+            "report_key": summary.get("report_key"),
+            "version_id": summary.get("version_id"),
+            "started_at": summary.get("started_at"),
+            "finished_at": summary.get("finished_at"),
+            "updated_at": summary.get("updated_at"),
+        }
+
+
+def row_view(item: dict[str, Any]) -> dict[str, Any]:
+    view = {"line": to_int(item.get("line")), "payment_id": item.get("payment_id")}
+    if "code" in item:
+        view["code"] = item["code"]
+    view["reason"] = item.get("reason")
+    return view
+
+
+class _Empty:
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,130 @@
+"""The function's configuration, read once from the environment variables named in ``env.py``.
+
+A missing or malformed variable raises ``ConfigurationError`` naming it, instead of a KeyError
+deep inside a request: a misconfigured deployment should say what is wrong in its first log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from payments import env
+from payments.errors import ConfigurationError
+
+DEFAULT_MAX_PAYMENT_AMOUNT = Decimal("1000000")
+DEFAULT_BATCH_CHUNK_ROWS = 5000
+# Upper bound keeps one chunk well inside the 300 s batch-tasks timeout (see docs/RUNTIME.md).
+MAX_BATCH_CHUNK_ROWS = 50_000
+_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
+_URL = re.compile(r"^https?://\S+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    environment: str
+    payments_table: str | None = None
+    processing_status_table: str | None = None
+    audit_log_table: str | None = None
+    processing_queue_url: str | None = None
+    payment_events_topic_arn: str | None = None
+    batch_bucket: str | None = None
+    state_machine_arn: str | None = None
+    max_payment_amount: Decimal = DEFAULT_MAX_PAYMENT_AMOUNT
+    webhook_secret_parameter: str | None = None
+    batch_chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
+    cors_allowed_origin: str | None = None
+
+    def require(self, *names: str) -> Config:
+        """Fail fast naming every variable this function needs but was not given."""
+        missing = [name for name in names if getattr(self, _FIELD_OF[name]) in (None, "")]
+        if missing:
+            raise ConfigurationError(
+                "missing environment variable(s): " + ", ".join(missing),
+                details={"variables": missing},
+            )
+        return self
+
+
+_FIELD_OF = {
+    env.ENVIRONMENT: "environment",
+    env.PAYMENTS_TABLE: "payments_table",
+    env.PROCESSING_STATUS_TABLE: "processing_status_table",
+    env.AUDIT_LOG_TABLE: "audit_log_table",
+    env.PROCESSING_QUEUE_URL: "processing_queue_url",
+    env.PAYMENT_EVENTS_TOPIC_ARN: "payment_events_topic_arn",
+    env.BATCH_BUCKET: "batch_bucket",
+    env.STATE_MACHINE_ARN: "state_machine_arn",
+    env.MAX_PAYMENT_AMOUNT: "max_payment_amount",
+    env.WEBHOOK_SECRET_PARAMETER: "webhook_secret_parameter",
+    env.BATCH_CHUNK_ROWS: "batch_chunk_rows",
+    env.CORS_ALLOWED_ORIGIN: "cors_allowed_origin",
+}
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate every variable that is set; ``Config.require`` checks presence."""
+    environ = os.environ if environ is None else environ
+
+    def text(name: str) -> str | None:
+        value = environ.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            raise ConfigurationError(f"environment variable {name} is set but empty")
+        return value
+
+    def arn(name: str) -> str | None:
+        value = text(name)
+        if value is not None and not _ARN.match(value):
+            raise ConfigurationError(f"environment variable {name}={value!r} is not an ARN")
+        return value
+
+    queue_url = text(env.PROCESSING_QUEUE_URL)
+    if queue_url is not None and not _URL.match(queue_url):
+        raise ConfigurationError(
+            f"environment variable {env.PROCESSING_QUEUE_URL}={queue_url!r} is not a queue URL"
+        )
+    return Config(
+        environment=text(env.ENVIRONMENT) or "dev",
+        payments_table=text(env.PAYMENTS_TABLE),
+        processing_status_table=text(env.PROCESSING_STATUS_TABLE),
+        audit_log_table=text(env.AUDIT_LOG_TABLE),
+        processing_queue_url=queue_url,
+        payment_events_topic_arn=arn(env.PAYMENT_EVENTS_TOPIC_ARN),
+        batch_bucket=text(env.BATCH_BUCKET),
+        state_machine_arn=arn(env.STATE_MACHINE_ARN),
+        max_payment_amount=_max_amount(text(env.MAX_PAYMENT_AMOUNT)),
+        webhook_secret_parameter=text(env.WEBHOOK_SECRET_PARAMETER),
+        batch_chunk_rows=_chunk_rows(text(env.BATCH_CHUNK_ROWS)),
+        cors_allowed_origin=text(env.CORS_ALLOWED_ORIGIN),
+    )
+
+
+def _max_amount(value: str | None) -> Decimal:
+    if value is None:
+        return DEFAULT_MAX_PAYMENT_AMOUNT
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount <= 0:
+        raise ConfigurationError(
+            f"environment variable {env.MAX_PAYMENT_AMOUNT}={value!r} must be a positive decimal"
+        )
+    return amount
+
+
+def _chunk_rows(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_BATCH_CHUNK_ROWS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH_CHUNK_ROWS:
+        raise ConfigurationError(
+            f"environment variable {env.BATCH_CHUNK_ROWS}={value!r} must be an integer "
+            f"from 1 to {MAX_BATCH_CHUNK_ROWS}"
+        )
+    return int(value)

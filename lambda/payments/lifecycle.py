@@ -1,0 +1,201 @@
+"""The payment status lifecycle: RECEIVED -> PROCESSING -> COMPLETED | FAILED.
+
+Each step is one DynamoDB transaction: a conditional update of the payment from the expected
+status *and version* (so two workers cannot both make the same step) plus one audit entry whose
+sort key is derived from the new version (so a retried write cannot add a second entry). Only
+after the transaction commits is the change published on ``payment-events``. A retry that finds
+the step already made gets ``None`` back and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from payments import aws, money
+from payments.repository import (
+    Repository,
+    TransactionCanceled,
+    audit_sk,
+    now_iso,
+    payment_entity,
+)
+from payments.validation import Payment
+
+RECEIVED = "RECEIVED"
+PROCESSING = "PROCESSING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+STATUSES = (RECEIVED, PROCESSING, COMPLETED, FAILED)
+FINAL_STATUSES = frozenset({COMPLETED, FAILED})
+ALLOWED = {RECEIVED: {PROCESSING}, PROCESSING: {COMPLETED, FAILED}, COMPLETED: set(), FAILED: set()}
+
+SOURCE_API = "api"
+SOURCE_BATCH = "batch"
+
+
+class Publisher:
+    """Publishes domain events on ``payment-events``; the ``event_id`` is deterministic."""
+
+    def __init__(self, topic_arn: str | None, *, sns: Any = None) -> None:
+        self.topic_arn = topic_arn
+        self._sns = sns
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        if not self.topic_arn:
+            return
+        sns = self._sns or aws.client("sns")
+        sns.publish(
+            TopicArn=self.topic_arn,
+            Message=json.dumps(event, default=_json_default, separators=(",", ":")),
+            MessageAttributes={
+                "event_type": {"DataType": "String", "StringValue": event["type"]},
+            },
+        )
+
+
+def new_payment_item(
+    payment: Payment,
+    *,
+    payment_id: str,
+    source: str,
+    now: str,
+    batch_id: str | None = None,
+    batch_run: str | None = None,
+    batch_line: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The payment item (status RECEIVED, version 1) and its first audit entry."""
+    history = [{"status": RECEIVED, "at": now}]
+    item: dict[str, Any] = {
+        "payment_id": payment_id,
+        **payment.content(),
+        "amount": payment.amount,
+        "status": RECEIVED,
+        "version": 1,
+        "source": source,
+        "content_hash": payment.content_hash(),
+        "created_at": now,
+        "updated_at": now,
+        "history": history,
+        "batch_id": batch_id,
+        "batch_run": batch_run,
+        "batch_line": batch_line,
+    }
+    audit = {
+        "entity_id": payment_entity(payment_id),
+        "sk": audit_sk(1, RECEIVED),
+        "at": now,
+        "event": "payment.received",
+        "status": RECEIVED,
+        "source": source,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "batch_id": batch_id,
+        "batch_line": batch_line,
+    }
+    return item, audit
+
+
+def transition(
+    repo: Repository,
+    publisher: Publisher,
+    payment: Mapping[str, Any],
+    to_status: str,
+    *,
+    reason: str | None = None,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+    extra_changes: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Move ``payment`` (as last read) to ``to_status``; None if someone else moved it first."""
+    from_status = payment["status"]
+    if to_status not in ALLOWED[from_status]:
+        raise ValueError(f"illegal transition {from_status} -> {to_status}")
+    version = int(payment["version"]) + 1
+    now = now_iso()
+    entry = {"status": to_status, "at": now, "reason": reason}
+    changes = {"status": to_status, "updated_at": now, "reason": reason, **(extra_changes or {})}
+    audit = {
+        "entity_id": payment_entity(payment["payment_id"]),
+        "sk": audit_sk(version, to_status),
+        "at": now,
+        "event": "payment.status_changed",
+        "status": to_status,
+        "previous_status": from_status,
+        "reason": reason,
+        "actor": actor,
+        "details": dict(details) if details else None,
+    }
+    ops = repo.transition_ops(
+        payment_id=payment["payment_id"],
+        expected_status=from_status,
+        expected_version=int(payment["version"]),
+        changes=changes,
+        history_entry={k: v for k, v in entry.items() if v is not None},
+        audit=audit,
+    )
+    try:
+        repo.transact(ops)
+    except TransactionCanceled:
+        return None
+    updated = {
+        **payment,
+        **changes,
+        "version": version,
+        "history": [*payment.get("history", []), entry],
+    }
+    publisher.publish(status_event(updated, previous=from_status))
+    return updated
+
+
+def status_event(payment: Mapping[str, Any], *, previous: str | None) -> dict[str, Any]:
+    return {
+        "type": "payment.status_changed",
+        "event_id": f"{payment['payment_id']}#{int(payment['version'])}",
+        "payment_id": payment["payment_id"],
+        "status": payment["status"],
+        "previous_status": previous,
+        "reason": payment.get("reason"),
+        "amount": amount_text(payment),
+        "currency": payment["currency"],
+        "source": payment.get("source"),
+        "batch_id": payment.get("batch_id"),
+        "at": payment["updated_at"],
+    }
+
+
+def amount_text(payment: Mapping[str, Any]) -> str:
+    """DynamoDB drops trailing zeros (10.00 -> 10); re-apply the currency's minor units."""
+    digits = money.minor_units()[payment["currency"]]
+    return money.format_amount(Decimal(payment["amount"]).quantize(Decimal(1).scaleb(-digits)))
+
+
+def public_view(payment: Mapping[str, Any]) -> dict[str, Any]:
+    """The payment as ``GET /payments/{id}`` and the API responses show it."""
+    view: dict[str, Any] = {
+        "payment_id": payment["payment_id"],
+        "amount": amount_text(payment),
+        "currency": payment["currency"],
+        "status": payment["status"],
+        "reason": payment.get("reason"),
+        "source": payment.get("source"),
+        "batch_id": payment.get("batch_id"),
+    }
+    for name in ("customer_id", "merchant_id", "payment_method", "description", "metadata"):
+        if payment.get(name) is not None:
+            view[name] = payment[name]
+    view["created_at"] = payment["created_at"]
+    view["updated_at"] = payment["updated_at"]
+    view["history"] = [
+        {"status": h["status"], "at": h["at"], "reason": h.get("reason")}
+        for h in payment.get("history", [])
+    ]
+    return view
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return money.format_amount(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,382 @@
+"""Storage over the three tables; the only module that knows their keys (docs/RUNTIME.md).
+
+- payments: ``payment_id``; sparse GSI ``batch_id-index`` (``batch_id``, ``payment_id``).
+- processing-status: ``pk``/``sk``: ``BATCH#<id>``/``SUMMARY``, ``REJECT#<line>``,
+  ``DUPLICATE#<line>``, and Powertools idempotency records (TTL ``expires_at``).
+- audit-log: ``entity_id``/``sk``, where ``sk`` is deterministic per event (``0002#PROCESSING``) so
+  a retried write is refused by its condition instead of duplicating the trail.
+
+It uses the low-level client (transactions need it) with boto3's TypeSerializer, which maps
+numbers to ``Decimal`` both ways, so money never passes through a float.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from payments import aws
+from payments.config import Config
+from payments.errors import TransientError
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+# Error codes a retry (ours, the SDK's or Step Functions') can fix.
+TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflict",
+        "ThrottlingError",
+    }
+)
+SUMMARY_SK = "SUMMARY"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def is_transient(exc: ClientError) -> bool:
+    return error_code(exc) in TRANSIENT_CODES
+
+
+def batch_pk(batch_id: str) -> str:
+    return f"BATCH#{batch_id}"
+
+
+def payment_entity(payment_id: str) -> str:
+    return f"PAYMENT#{payment_id}"
+
+
+def audit_sk(version: int, status: str) -> str:
+    return f"{version:04d}#{status}"
+
+
+def row_sk(kind: str, line: int) -> str:
+    return f"{kind}#{line:010d}"
+
+
+class TransactionCanceled(Exception):
+    """A transaction was cancelled; ``reasons`` has one entry per item (``Code``, ``Item``)."""
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(", ".join(r.get("Code", "None") for r in reasons))
+        self.reasons = reasons
+
+    def failed_conditions(self) -> dict[int, dict[str, Any] | None]:
+        """Index of each item whose condition failed -> the existing item, when returned."""
+        return {
+            i: (deserialize(r["Item"]) if r.get("Item") else None)
+            for i, r in enumerate(self.reasons)
+            if r.get("Code") == "ConditionalCheckFailed"
+        }
+
+
+class Repository:
+    def __init__(self, config: Config, *, dynamodb: Any = None) -> None:
+        self.config = config
+        self._dynamodb = dynamodb
+
+    @property
+    def dynamodb(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = aws.client("dynamodb")
+        return self._dynamodb
+
+    # -- payments ---------------------------------------------------------------------------
+    def get_payment(self, payment_id: str, *, consistent: bool = True) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item",
+            TableName=self.config.payments_table,
+            Key={"payment_id": {"S": payment_id}},
+            ConsistentRead=consistent,
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def create_payment_ops(self, item: Mapping[str, Any], audit: Mapping[str, Any]) -> list[dict]:
+        """The two transaction items that create a payment and its first audit entry."""
+        return [
+            {
+                "Put": {
+                    "TableName": self.config.payments_table,
+                    "Item": serialize(item),
+                    "ConditionExpression": "attribute_not_exists(payment_id)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            self.audit_put_op(audit),
+        ]
+
+    def audit_put_op(self, audit: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.config.audit_log_table,
+                "Item": serialize(audit),
+                "ConditionExpression": "attribute_not_exists(entity_id)",
+            }
+        }
+
+    def transition_ops(
+        self,
+        *,
+        payment_id: str,
+        expected_status: str,
+        expected_version: int,
+        changes: Mapping[str, Any],
+        history_entry: Mapping[str, Any],
+        audit: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        names = {"#status": "status", "#version": "version"}
+        values: dict[str, Any] = {
+            ":expected": expected_status,
+            ":expected_version": expected_version,
+            ":history": [dict(history_entry)],
+        }
+        sets = ["#version = #version + :one", "history = list_append(history, :history)"]
+        values[":one"] = 1
+        for i, (name, value) in enumerate(changes.items()):
+            names[f"#c{i}"] = name
+            values[f":c{i}"] = value
+            sets.append(f"#c{i} = :c{i}")
+        return [
+            {
+                "Update": {
+                    "TableName": self.config.payments_table,
+                    "Key": {"payment_id": {"S": payment_id}},
+                    "UpdateExpression": "SET " + ", ".join(sets),
+                    "ConditionExpression": "#status = :expected AND #version = :expected_version",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": {
+                        k: _serializer.serialize(v) for k, v in values.items()
+                    },
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            self.audit_put_op(audit),
+        ]
+
+    def transact(self, ops: list[dict[str, Any]]) -> None:
+        """Run one transaction; a cancellation becomes ``TransactionCanceled`` with its reasons.
+
+        Cancellations caused only by conflicts or throttling (no failed condition) are
+        transient and raised as ``TransientError`` so the caller's retry policy applies.
+        """
+        try:
+            self.dynamodb.transact_write_items(TransactItems=ops)
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise _translate(exc) from exc
+            reasons = exc.response.get("CancellationReasons") or []
+            if not any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                raise TransientError(
+                    "DynamoDB transaction cancelled: " + str(exc),
+                    details={"reasons": [r.get("Code") for r in reasons]},
+                ) from exc
+            raise TransactionCanceled(reasons) from exc
+
+    def put_audit(self, audit: Mapping[str, Any]) -> bool:
+        """Write one audit entry unless it exists; False when it already did (a retry)."""
+        try:
+            self._call(
+                "put_item",
+                TableName=self.config.audit_log_table,
+                Item=serialize(audit),
+                ConditionExpression="attribute_not_exists(entity_id)",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def audit_trail(self, entity_id: str) -> list[dict[str, Any]]:
+        return list(
+            self._query(
+                TableName=self.config.audit_log_table,
+                KeyConditionExpression="entity_id = :e",
+                ExpressionAttributeValues={":e": {"S": entity_id}},
+                ConsistentRead=True,
+            )
+        )
+
+    # -- batches ----------------------------------------------------------------------------
+    def put_batch_summary(self, item: Mapping[str, Any]) -> None:
+        self._call(
+            "put_item",
+            TableName=self.config.processing_status_table,
+            Item=serialize({"pk": batch_pk(item["batch_id"]), "sk": SUMMARY_SK, **item}),
+        )
+
+    def get_batch_summary(self, batch_id: str) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item",
+            TableName=self.config.processing_status_table,
+            Key={"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    def apply_chunk(
+        self,
+        *,
+        batch_id: str,
+        run: str,
+        start_offset: int,
+        next_offset: int,
+        next_line: int,
+        counts: Mapping[str, int],
+    ) -> bool:
+        """Add a chunk's counts once: conditional on the summary still expecting this chunk.
+
+        Returns False when the chunk was already applied (a Step Functions retry of a chunk
+        whose first attempt got this far), so counters never double.
+        """
+        values: dict[str, Any] = {
+            ":run": run,
+            ":start": start_offset,
+            ":next": next_offset,
+            ":line": next_line,
+            ":now": now_iso(),
+        }
+        adds = []
+        for name, value in counts.items():
+            values[f":{name}"] = value
+            adds.append(f"{name} :{name}")
+        try:
+            self._call(
+                "update_item",
+                TableName=self.config.processing_status_table,
+                Key={"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
+                UpdateExpression="SET next_offset = :next, next_line = :line, updated_at = :now"
+                + (" ADD " + ", ".join(adds) if adds else ""),
+                ConditionExpression="#run = :run AND next_offset = :start",
+                ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in values.items()},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def update_batch_summary(self, batch_id: str, run: str, changes: Mapping[str, Any]) -> None:
+        names = {"#run": "run"}
+        values: dict[str, Any] = {":run": run}
+        sets = []
+        for i, (name, value) in enumerate(changes.items()):
+            names[f"#c{i}"] = name
+            values[f":c{i}"] = value
+            sets.append(f"#c{i} = :c{i}")
+        self._call(
+            "update_item",
+            TableName=self.config.processing_status_table,
+            Key={"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression="#run = :run",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in values.items()},
+        )
+
+    def put_row_outcomes(self, batch_id: str, items: list[dict[str, Any]]) -> None:
+        """Store rejected / duplicate rows (idempotent puts keyed by line), 25 per request."""
+        table = self.config.processing_status_table
+        for start in range(0, len(items), 25):
+            requests = [
+                {"PutRequest": {"Item": serialize({"pk": batch_pk(batch_id), **item})}}
+                for item in items[start : start + 25]
+            ]
+            pending = {table: requests}
+            for attempt in range(8):
+                response = self._call("batch_write_item", RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2))
+            else:
+                raise TransientError("DynamoDB kept returning unprocessed items")
+
+    def row_outcomes(
+        self, batch_id: str, kind: str, run: str, *, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        for count, item in enumerate(
+            self._query(
+                TableName=self.config.processing_status_table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :kind)",
+                FilterExpression="#run = :run",
+                ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={
+                    ":pk": {"S": batch_pk(batch_id)},
+                    ":kind": {"S": f"{kind}#"},
+                    ":run": {"S": run},
+                },
+                ConsistentRead=True,
+            )
+        ):
+            if limit is not None and count >= limit:
+                return
+            yield item
+
+    def check(self) -> None:
+        """A cheap read of each table (health check); raises when one is unreachable."""
+        for table in (
+            self.config.payments_table,
+            self.config.processing_status_table,
+            self.config.audit_log_table,
+        ):
+            self._call("describe_table", TableName=table)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                yield deserialize(item)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.dynamodb, operation)(**kwargs)
+        except ClientError as exc:
+            if is_transient(exc):
+                raise _translate(exc) from exc
+            raise
+
+
+def _translate(exc: ClientError) -> Exception:
+    if is_transient(exc):
+        code = error_code(exc)
+        return TransientError(f"DynamoDB {code}: {exc}", details={"aws": code})
+    return exc
+
+
+def to_int(value: Any) -> int:
+    return int(value) if isinstance(value, Decimal | int) else 0
