@@ -130,6 +130,14 @@ class Settings:
         """The resource name for ``base`` in this environment: ``payments-<base>-<suffix>``."""
         return f"{SERVICE}-{base}-{self.suffix}" if base else f"{SERVICE}-{self.suffix}"
 
+    def table_name(self, base: str) -> str:
+        """The table named ``base``; the main table is ``payments-<suffix>``, not doubled."""
+        return self.name("" if base == SERVICE else base)
+
+    def parameter_name(self, key: str) -> str:
+        """The SSM parameter publishing ``key``: ``/payments/<suffix>/<key>``."""
+        return f"/{SERVICE}/{self.suffix}/{key}"
+
     def default_tags(self) -> dict[str, str]:
         return {
             "Environment": self.environment,

@@ -1,0 +1,438 @@
+"""The Lambda functions: code asset, dependency layer, log groups and one role each.
+
+Handlers, timeouts and env vars follow docs/CONTRACT.md; the env-var names come from
+``lambda/payments/env.py`` so the stack and the runtime cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdktf import AssetType, TerraformAsset
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktf_cdktf_provider_aws.lambda_function import (
+    LambdaFunction,
+    LambdaFunctionDeadLetterConfig,
+    LambdaFunctionEnvironment,
+    LambdaFunctionLoggingConfig,
+    LambdaFunctionTracingConfig,
+    LambdaFunctionVpcConfig,
+)
+from cdktf_cdktf_provider_aws.lambda_layer_version import LambdaLayerVersion
+from constructs import Construct
+
+from lib.iam import (
+    VPC_DESCRIBE_ACTIONS,
+    VPC_NETWORK_INTERFACE_ACTIONS,
+    XRAY_WRITE_ACTIONS,
+    AwsAccount,
+    service_role,
+    statement,
+)
+from lib.packaging import source_code_hash, write_deterministic_zip
+from lib.runtime import ENV, LAMBDA_DIR, LAYER_ZIP
+from lib.settings import SERVICE, Settings
+
+API = "api"
+BATCH_TRIGGER = "batch-trigger"
+BATCH_TASKS = "batch-tasks"
+PROCESSOR = "processor"
+RUNTIME = "python3.12"
+# Graviton: about 20% cheaper per GB-second than x86 for the same Python code.
+ARCHITECTURE = "arm64"
+# Rows per process_chunk run: 2,000 rows of conditional writes finish well inside the 300 s
+# timeout, and a 1M-row file stays far below Step Functions' 25,000-event history limit.
+BATCH_CHUNK_ROWS = 2000
+LOG_LEVEL = "INFO"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionSpec:
+    handler: str
+    timeout: int
+    memory: int
+    description: str
+
+
+FUNCTIONS: Mapping[str, FunctionSpec] = {
+    API: FunctionSpec(
+        handler="handlers.api.handler", timeout=15, memory=512, description="REST API handler"
+    ),
+    BATCH_TRIGGER: FunctionSpec(
+        handler="handlers.batch_trigger.handler",
+        timeout=30,
+        memory=256,
+        description="Starts the batch workflow for an uploaded CSV file",
+    ),
+    BATCH_TASKS: FunctionSpec(
+        handler="handlers.batch_tasks.handler",
+        timeout=300,
+        memory=1024,
+        description="Tasks of the batch workflow: register, process_chunk, finalize, fail",
+    ),
+    PROCESSOR: FunctionSpec(
+        handler="handlers.processor.handler",
+        timeout=30,
+        memory=512,
+        description="Moves queued payments through their status transitions",
+    ),
+}
+
+
+class LayerMissingError(FileNotFoundError):
+    """The dependencies layer has not been built; synth never runs pip itself."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionResources:
+    """The ARNs and names the functions are wired to (their env vars and role policies)."""
+
+    kms_key_arn: str
+    payments_table_arn: str
+    payments_table_name: str
+    processing_status_table_arn: str
+    processing_status_table_name: str
+    audit_log_table_arn: str
+    audit_log_table_name: str
+    processing_queue_arn: str
+    processing_queue_url: str
+    batch_trigger_dlq_arn: str
+    payment_events_topic_arn: str
+    batch_bucket_arn: str
+    batch_bucket_name: str
+    state_machine_arn: str
+    webhook_secret_parameter_name: str
+    webhook_secret_parameter_arn: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VpcPlacement:
+    subnet_ids: Sequence[str]
+    security_group_ids: Sequence[str]
+
+
+def _table(arn: str) -> list[str]:
+    return [arn, f"{arn}/index/*"]
+
+
+class Functions(Construct):
+    """Four functions sharing one code asset and one dependencies layer."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: Settings,
+        account: AwsAccount,
+        resources: FunctionResources,
+        build_dir: Path,
+        vpc: VpcPlacement | None = None,
+    ) -> None:
+        super().__init__(scope, id_)
+        layer_zip = build_dir / LAYER_ZIP
+        if not layer_zip.is_file():
+            raise LayerMissingError(
+                f"{layer_zip} is missing: run `make layer` to build the Lambda dependencies layer"
+            )
+        code_zip = write_deterministic_zip(LAMBDA_DIR, build_dir / "lambda.zip")
+        code = TerraformAsset(self, "code", path=str(code_zip), type=AssetType.FILE)
+        layer_asset = TerraformAsset(self, "layer-code", path=str(layer_zip), type=AssetType.FILE)
+        self.layer = LambdaLayerVersion(
+            self,
+            "dependencies",
+            layer_name=settings.name("dependencies"),
+            filename=layer_asset.path,
+            source_code_hash=source_code_hash(layer_zip),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        r = resources
+        profile = settings.profile
+        common_env = {
+            ENV.ENVIRONMENT: settings.environment,
+            "POWERTOOLS_SERVICE_NAME": SERVICE,
+            "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
+        }
+        max_amount = {ENV.MAX_PAYMENT_AMOUNT: str(profile.max_payment_amount)}
+        env: dict[str, dict[str, str]] = {
+            API: {
+                ENV.PAYMENTS_TABLE: r.payments_table_name,
+                ENV.PROCESSING_STATUS_TABLE: r.processing_status_table_name,
+                ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
+                ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
+                ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
+                ENV.WEBHOOK_SECRET_PARAMETER: r.webhook_secret_parameter_name,
+                "CORS_ALLOWED_ORIGIN": settings.cors_origin,
+                **max_amount,
+            },
+            BATCH_TRIGGER: {
+                ENV.STATE_MACHINE_ARN: r.state_machine_arn,
+                ENV.PROCESSING_STATUS_TABLE: r.processing_status_table_name,
+            },
+            BATCH_TASKS: {
+                ENV.BATCH_BUCKET: r.batch_bucket_name,
+                ENV.PAYMENTS_TABLE: r.payments_table_name,
+                ENV.PROCESSING_STATUS_TABLE: r.processing_status_table_name,
+                ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
+                ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
+                ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
+                ENV.BATCH_CHUNK_ROWS: str(BATCH_CHUNK_ROWS),
+                **max_amount,
+            },
+            PROCESSOR: {
+                ENV.PAYMENTS_TABLE: r.payments_table_name,
+                ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
+                ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
+                **max_amount,
+            },
+        }
+        self.functions: dict[str, LambdaFunction] = {}
+        self.log_groups: dict[str, CloudwatchLogGroup] = {}
+        for key, spec in FUNCTIONS.items():
+            name = settings.name(key)
+            log_group = CloudwatchLogGroup(
+                self,
+                f"{key}-logs",
+                name=f"/aws/lambda/{name}",
+                retention_in_days=profile.log_retention_days,
+                kms_key_id=r.kms_key_arn,
+            )
+            statements = [
+                statement(
+                    sid="OwnLogGroupOnly",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[f"{log_group.arn}:*"],
+                ),
+                # X-Ray trace segments have no resource-level permissions.
+                statement(sid="XRayTraces", actions=XRAY_WRITE_ACTIONS, resources=["*"]),
+                # The CMK encrypts every table, queue, topic and parameter the function uses.
+                statement(
+                    sid="UseDataKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[r.kms_key_arn],
+                ),
+                *self._permissions(key, r),
+            ]
+            if vpc:
+                statements += [
+                    # Lambda manages the function's ENIs with its role; the ENIs do not exist yet
+                    # when the policy is written, so the account's ENIs are the narrowest scope.
+                    statement(
+                        sid="VpcNetworkInterfaces",
+                        actions=VPC_NETWORK_INTERFACE_ACTIONS,
+                        resources=[
+                            account.arn("ec2", "network-interface/*"),
+                            account.arn("ec2", "subnet/*"),
+                            account.arn("ec2", "security-group/*"),
+                        ],
+                    ),
+                    # EC2 Describe calls have no resource-level permissions.
+                    statement(sid="VpcDescribe", actions=VPC_DESCRIBE_ACTIONS, resources=["*"]),
+                ]
+            role = service_role(
+                self,
+                f"{key}-role",
+                name=name,
+                service="lambda.amazonaws.com",
+                account=account,
+                statements=statements,
+            )
+            self.log_groups[key] = log_group
+            self.functions[key] = LambdaFunction(
+                self,
+                key,
+                function_name=name,
+                description=spec.description,
+                role=role.arn,
+                handler=spec.handler,
+                runtime=RUNTIME,
+                architectures=[ARCHITECTURE],
+                filename=code.path,
+                source_code_hash=source_code_hash(code_zip),
+                layers=[self.layer.arn],
+                timeout=spec.timeout,
+                memory_size=spec.memory,
+                environment=LambdaFunctionEnvironment(variables={**common_env, **env[key]}),
+                kms_key_arn=r.kms_key_arn,
+                tracing_config=LambdaFunctionTracingConfig(mode="Active"),
+                logging_config=LambdaFunctionLoggingConfig(
+                    log_format="JSON", log_group=log_group.name
+                ),
+                reserved_concurrent_executions=(
+                    profile.processor_reserved_concurrency if key == PROCESSOR else None
+                ),
+                dead_letter_config=(
+                    LambdaFunctionDeadLetterConfig(target_arn=r.batch_trigger_dlq_arn)
+                    if key == BATCH_TRIGGER
+                    else None
+                ),
+                vpc_config=(
+                    LambdaFunctionVpcConfig(
+                        subnet_ids=list(vpc.subnet_ids),
+                        security_group_ids=list(vpc.security_group_ids),
+                    )
+                    if vpc
+                    else None
+                ),
+                depends_on=[log_group],
+            )
+
+    @staticmethod
+    def _permissions(key: str, r: FunctionResources) -> list[DataAwsIamPolicyDocumentStatement]:
+        publish = statement(
+            sid="PublishPaymentEvents",
+            actions=["sns:Publish"],
+            resources=[r.payment_events_topic_arn],
+        )
+        enqueue = statement(
+            sid="EnqueuePayments", actions=["sqs:SendMessage"], resources=[r.processing_queue_arn]
+        )
+        if key == API:
+            return [
+                statement(
+                    sid="Payments",
+                    actions=[
+                        "dynamodb:GetItem",
+                        "dynamodb:Query",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:ConditionCheckItem",
+                    ],
+                    resources=_table(r.payments_table_arn),
+                ),
+                # Batch status reads plus Powertools idempotency records.
+                statement(
+                    sid="ProcessingStatus",
+                    actions=[
+                        "dynamodb:GetItem",
+                        "dynamodb:Query",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                    ],
+                    resources=[r.processing_status_table_arn],
+                ),
+                statement(
+                    sid="AppendAudit",
+                    actions=["dynamodb:PutItem"],
+                    resources=[r.audit_log_table_arn],
+                ),
+                enqueue,
+                publish,
+                statement(
+                    sid="WebhookSecret",
+                    actions=["ssm:GetParameter"],
+                    resources=[r.webhook_secret_parameter_arn],
+                ),
+            ]
+        if key == BATCH_TRIGGER:
+            return [
+                statement(
+                    sid="StartBatchWorkflow",
+                    actions=["states:StartExecution"],
+                    resources=[r.state_machine_arn],
+                ),
+                statement(
+                    sid="BatchStatus",
+                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                    resources=[r.processing_status_table_arn],
+                ),
+                # Lambda delivers failed asynchronous events with the function's own role.
+                statement(
+                    sid="DeadLetters",
+                    actions=["sqs:SendMessage"],
+                    resources=[r.batch_trigger_dlq_arn],
+                ),
+            ]
+        if key == BATCH_TASKS:
+            return [
+                statement(
+                    sid="ReadUploadedFiles",
+                    actions=["s3:GetObject", "s3:GetObjectVersion"],
+                    resources=[f"{r.batch_bucket_arn}/incoming/*"],
+                ),
+                statement(
+                    sid="WriteReports",
+                    actions=["s3:PutObject"],
+                    resources=[f"{r.batch_bucket_arn}/reports/*"],
+                ),
+                statement(
+                    sid="Payments",
+                    actions=[
+                        "dynamodb:GetItem",
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:Query",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:ConditionCheckItem",
+                    ],
+                    resources=_table(r.payments_table_arn),
+                ),
+                statement(
+                    sid="ProcessingStatus",
+                    actions=[
+                        "dynamodb:GetItem",
+                        "dynamodb:Query",
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:BatchWriteItem",
+                    ],
+                    resources=[r.processing_status_table_arn],
+                ),
+                statement(
+                    sid="AppendAudit",
+                    actions=["dynamodb:PutItem", "dynamodb:BatchWriteItem"],
+                    resources=[r.audit_log_table_arn],
+                ),
+                enqueue,
+                publish,
+            ]
+        if key == PROCESSOR:
+            return [
+                statement(
+                    sid="ConsumeProcessingQueue",
+                    actions=[
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                        "sqs:GetQueueAttributes",
+                    ],
+                    resources=[r.processing_queue_arn],
+                ),
+                statement(
+                    sid="Payments",
+                    actions=[
+                        "dynamodb:GetItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:ConditionCheckItem",
+                    ],
+                    resources=[r.payments_table_arn],
+                ),
+                statement(
+                    sid="AppendAudit",
+                    actions=["dynamodb:PutItem"],
+                    resources=[r.audit_log_table_arn],
+                ),
+                publish,
+            ]
+        raise KeyError(key)
+
+    @property
+    def api(self) -> LambdaFunction:
+        return self.functions[API]
+
+    @property
+    def batch_trigger(self) -> LambdaFunction:
+        return self.functions[BATCH_TRIGGER]
+
+    @property
+    def batch_tasks(self) -> LambdaFunction:
+        return self.functions[BATCH_TASKS]
+
+    @property
+    def processor(self) -> LambdaFunction:
+        return self.functions[PROCESSOR]

@@ -1,0 +1,119 @@
+"""Queues and topics: processing queue + DLQ, the batch-trigger DLQ, payment-events and alarms."""
+
+from __future__ import annotations
+
+import json
+
+from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
+from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
+from constructs import Construct
+
+from lib.functions import FUNCTIONS, PROCESSOR
+from lib.iam import Condition, policy_document, statement
+from lib.settings import Settings
+
+DAY_SECONDS = 86_400
+MAX_RECEIVE_COUNT = 3
+# AWS guidance for SQS event sources: visibility timeout at least six times the function
+# timeout, so a message is not redelivered while Lambda is still retrying a throttled batch.
+VISIBILITY_TIMEOUT_FACTOR = 6
+PROCESSING_VISIBILITY_TIMEOUT = VISIBILITY_TIMEOUT_FACTOR * FUNCTIONS[PROCESSOR].timeout
+# Long polling: fewer empty receives, lower cost, no extra latency for the event source mapping.
+RECEIVE_WAIT_SECONDS = 20
+# Downstream consumers of payment-events may be down for a weekend; keep their messages 14 days.
+SUBSCRIBER_RETENTION_SECONDS = 14 * DAY_SECONDS
+
+
+class Messaging(Construct):
+    """All queues and topics of the environment, each encrypted with the CMK."""
+
+    def __init__(self, scope: Construct, id_: str, *, settings: Settings, kms_key_arn: str):
+        super().__init__(scope, id_)
+        dlq_retention = settings.profile.dlq_retention_days * DAY_SECONDS
+        self.dlq = SqsQueue(
+            self,
+            "processing-dlq",
+            name=settings.name("processing-dlq"),
+            message_retention_seconds=dlq_retention,
+            kms_master_key_id=kms_key_arn,
+        )
+        self.processing_queue = SqsQueue(
+            self,
+            "processing",
+            name=settings.name("processing"),
+            visibility_timeout_seconds=PROCESSING_VISIBILITY_TIMEOUT,
+            receive_wait_time_seconds=RECEIVE_WAIT_SECONDS,
+            # A DLQ must keep messages longer than its source queue does.
+            message_retention_seconds=min(dlq_retention, 4 * DAY_SECONDS),
+            kms_master_key_id=kms_key_arn,
+            # Compact, as SQS itself returns it, so a re-plan sees no whitespace-only change.
+            redrive_policy=json.dumps(
+                {"deadLetterTargetArn": self.dlq.arn, "maxReceiveCount": MAX_RECEIVE_COUNT},
+                separators=(",", ":"),
+            ),
+        )
+        # S3 invokes batch-trigger asynchronously; events Lambda gives up on land here.
+        self.batch_trigger_dlq = SqsQueue(
+            self,
+            "batch-trigger-dlq",
+            name=settings.name("batch-trigger-dlq"),
+            message_retention_seconds=dlq_retention,
+            kms_master_key_id=kms_key_arn,
+        )
+        self.payment_events = SnsTopic(
+            self,
+            "payment-events",
+            name=settings.name("payment-events"),
+            kms_master_key_id=kms_key_arn,
+        )
+        self.alarms = SnsTopic(
+            self, "alarms", name=settings.name("alarms"), kms_master_key_id=kms_key_arn
+        )
+        self.subscriber_queue = SqsQueue(
+            self,
+            "payment-events-subscriber",
+            name=settings.name("payment-events-subscriber"),
+            message_retention_seconds=SUBSCRIBER_RETENTION_SECONDS,
+            kms_master_key_id=kms_key_arn,
+        )
+        only_from_topic = policy_document(
+            self,
+            "subscriber-policy-document",
+            [
+                statement(
+                    sid="PaymentEventsTopicOnly",
+                    actions=["sqs:SendMessage"],
+                    resources=[self.subscriber_queue.arn],
+                    principals={"Service": ["sns.amazonaws.com"]},
+                    conditions=[
+                        Condition(
+                            test="ArnEquals",
+                            variable="aws:SourceArn",
+                            values=[self.payment_events.arn],
+                        )
+                    ],
+                )
+            ],
+        )
+        subscriber_policy = SqsQueuePolicy(
+            self,
+            "subscriber-policy",
+            queue_url=self.subscriber_queue.url,
+            policy=only_from_topic.json,
+        )
+        SnsTopicSubscription(
+            self,
+            "subscriber-subscription",
+            topic_arn=self.payment_events.arn,
+            protocol="sqs",
+            endpoint=self.subscriber_queue.arn,
+            # Consumers read the event JSON itself, not SNS's envelope around it.
+            raw_message_delivery=True,
+            depends_on=[subscriber_policy],
+        )
+
+        self.dead_letter_queue_names = [
+            settings.name(base) for base in ("processing-dlq", "batch-trigger-dlq")
+        ]

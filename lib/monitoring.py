@@ -1,0 +1,255 @@
+"""Alarms (staging and production) and a dashboard of the same metrics (every environment).
+
+The dashboard is built in every environment: it costs next to nothing and developers want the
+same view in dev that operators have in production. Alarms only exist where someone is paged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+)
+from constructs import Construct
+
+from lib.settings import Settings
+
+TEN_MINUTES = 600
+FIVE_MINUTES = 300
+LAMBDA_ERRORS_THRESHOLD = 5
+API_5XX_THRESHOLD = 10
+# Latency must stay high for three consecutive five-minute periods: one slow cold start is not
+# an incident.
+LATENCY_PERIODS = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitoredResources:
+    function_names: Sequence[str]
+    dead_letter_queue_names: Sequence[str]
+    api_name: str
+    stage_name: str
+    table_names: Sequence[str]
+    state_machine_arn: str
+    alarms_topic_arn: str
+
+
+class Monitoring(Construct):
+    def __init__(
+        self, scope: Construct, id_: str, *, settings: Settings, resources: MonitoredResources
+    ) -> None:
+        super().__init__(scope, id_)
+        r = resources
+        self.alarms: list[CloudwatchMetricAlarm] = []
+        api_dims = {"ApiName": r.api_name, "Stage": r.stage_name}
+        if settings.profile.alarms_enabled:
+            for name in r.function_names:
+                self._alarm(
+                    f"{name}-errors",
+                    settings=settings,
+                    topic=r.alarms_topic_arn,
+                    namespace="AWS/Lambda",
+                    metric="Errors",
+                    dimensions={"FunctionName": name},
+                    statistic="Sum",
+                    period=TEN_MINUTES,
+                    threshold=LAMBDA_ERRORS_THRESHOLD,
+                )
+            for name in r.dead_letter_queue_names:
+                self._alarm(
+                    f"{name}-not-empty",
+                    settings=settings,
+                    topic=r.alarms_topic_arn,
+                    namespace="AWS/SQS",
+                    metric="ApproximateNumberOfMessagesVisible",
+                    dimensions={"QueueName": name},
+                    statistic="Maximum",
+                    period=FIVE_MINUTES,
+                    threshold=1,
+                )
+            self._alarm(
+                f"{r.api_name}-5xx",
+                settings=settings,
+                topic=r.alarms_topic_arn,
+                namespace="AWS/ApiGateway",
+                metric="5XXError",
+                dimensions=api_dims,
+                statistic="Sum",
+                period=TEN_MINUTES,
+                threshold=API_5XX_THRESHOLD,
+            )
+            self._alarm(
+                f"{r.api_name}-p99-latency",
+                settings=settings,
+                topic=r.alarms_topic_arn,
+                namespace="AWS/ApiGateway",
+                metric="Latency",
+                dimensions=api_dims,
+                extended_statistic="p99",
+                period=FIVE_MINUTES,
+                evaluation_periods=LATENCY_PERIODS,
+                threshold=settings.profile.api_p99_latency_ms,
+            )
+            for table in r.table_names:
+                self._throttle_alarm(table, settings=settings, topic=r.alarms_topic_arn)
+            self._alarm(
+                f"{settings.name('batch')}-executions-failed",
+                settings=settings,
+                topic=r.alarms_topic_arn,
+                namespace="AWS/States",
+                metric="ExecutionsFailed",
+                dimensions={"StateMachineArn": r.state_machine_arn},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+                threshold=1,
+            )
+        self.dashboard = CloudwatchDashboard(
+            self,
+            "dashboard",
+            dashboard_name=settings.name("overview"),
+            dashboard_body=json.dumps(_dashboard(settings.region, r, api_dims)),
+        )
+
+    def _alarm(
+        self,
+        name: str,
+        *,
+        settings: Settings,
+        topic: str,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        period: int,
+        threshold: float,
+        statistic: str | None = None,
+        extended_statistic: str | None = None,
+        evaluation_periods: int = 1,
+    ) -> None:
+        self.alarms.append(
+            CloudwatchMetricAlarm(
+                self,
+                name,
+                alarm_name=name,
+                namespace=namespace,
+                metric_name=metric,
+                dimensions=dict(dimensions),
+                statistic=statistic,
+                extended_statistic=extended_statistic,
+                period=period,
+                evaluation_periods=evaluation_periods,
+                datapoints_to_alarm=evaluation_periods,
+                threshold=threshold,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                # No data means no invocations, messages or requests: nothing is failing.
+                treat_missing_data="notBreaching",
+                alarm_actions=[topic],
+                ok_actions=[topic],
+            )
+        )
+
+    def _throttle_alarm(self, table: str, *, settings: Settings, topic: str) -> None:
+        # ThrottledRequests carries an Operation dimension, so per table it is the sum of the
+        # table-level read and write throttle events.
+        def events(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
+            return CloudwatchMetricAlarmMetricQuery(
+                id=id_,
+                return_data=False,
+                metric=CloudwatchMetricAlarmMetricQueryMetric(
+                    namespace="AWS/DynamoDB",
+                    metric_name=metric,
+                    dimensions={"TableName": table},
+                    period=FIVE_MINUTES,
+                    stat="Sum",
+                ),
+            )
+
+        self.alarms.append(
+            CloudwatchMetricAlarm(
+                self,
+                f"{table}-throttles",
+                alarm_name=f"{table}-throttles",
+                metric_query=[
+                    events("reads", "ReadThrottleEvents"),
+                    events("writes", "WriteThrottleEvents"),
+                    CloudwatchMetricAlarmMetricQuery(
+                        id="throttles",
+                        expression="reads + writes",
+                        label="Throttled requests",
+                        return_data=True,
+                    ),
+                ],
+                evaluation_periods=1,
+                threshold=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[topic],
+                ok_actions=[topic],
+            )
+        )
+
+
+def _widget(title: str, region: str, metrics: list[list], *, stat: str = "Sum") -> dict:
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": title,
+            "region": region,
+            "stat": stat,
+            "period": FIVE_MINUTES,
+            "view": "timeSeries",
+            "metrics": metrics,
+        },
+    }
+
+
+def _dashboard(region: str, r: MonitoredResources, api_dims: Mapping[str, str]) -> dict:
+    api = ["ApiName", api_dims["ApiName"], "Stage", api_dims["Stage"]]
+    return {
+        "widgets": [
+            _widget(
+                "Lambda errors",
+                region,
+                [["AWS/Lambda", "Errors", "FunctionName", n] for n in r.function_names],
+            ),
+            _widget(
+                "Dead-letter queues",
+                region,
+                [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", n]
+                    for n in r.dead_letter_queue_names
+                ],
+                stat="Maximum",
+            ),
+            _widget(
+                "API 4XX / 5XX",
+                region,
+                [["AWS/ApiGateway", m, *api] for m in ("4XXError", "5XXError")],
+            ),
+            _widget("API latency p99", region, [["AWS/ApiGateway", "Latency", *api]], stat="p99"),
+            _widget(
+                "DynamoDB throttles",
+                region,
+                [
+                    ["AWS/DynamoDB", m, "TableName", t]
+                    for t in r.table_names
+                    for m in ("ReadThrottleEvents", "WriteThrottleEvents")
+                ],
+            ),
+            _widget(
+                "Batch workflow",
+                region,
+                [
+                    ["AWS/States", m, "StateMachineArn", r.state_machine_arn]
+                    for m in ("ExecutionsSucceeded", "ExecutionsFailed")
+                ],
+            ),
+        ]
+    }

@@ -1,0 +1,195 @@
+"""The payments stack: assembles the constructs of lib/ the way the architecture diagram reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from constructs import Construct
+
+from lib.api import Api
+from lib.config import Config, webhook_secret_parameter_arn, webhook_secret_parameter_name
+from lib.functions import BATCH_TASKS, FUNCTIONS, FunctionResources, Functions
+from lib.iam import AwsAccount
+from lib.keys import Keys
+from lib.messaging import Messaging
+from lib.monitoring import MonitoredResources, Monitoring
+from lib.network import Network
+from lib.runtime import BUILD_DIR
+from lib.settings import Settings
+from lib.storage import Storage
+from lib.tables import Tables
+from lib.triggers import Triggers
+from lib.workflow import Workflow, state_machine_arn
+
+STACK_NAME = "payments"
+# S3-native state locking (use_lockfile) arrived in Terraform 1.10.
+REQUIRED_TERRAFORM = ">= 1.10"
+
+
+class PaymentsStack(TerraformStack):
+    def __init__(
+        self, scope: Construct, id_: str, *, settings: Settings, build_dir: Path = BUILD_DIR
+    ) -> None:
+        super().__init__(scope, id_)
+        self.add_override("terraform.required_version", REQUIRED_TERRAFORM)
+        self.backend_notice = _backend(self, settings)
+        _provider(self, settings)
+
+        account = AwsAccount(self, "account", region=settings.region)
+        keys = Keys(self, "keys", settings=settings, account=account)
+        network = (
+            Network(self, "network", settings=settings, account=account, kms_key_arn=keys.arn)
+            if settings.profile.vpc_enabled
+            else None
+        )
+        storage = Storage(self, "storage", settings=settings, account=account, kms_key_arn=keys.arn)
+        tables = Tables(self, "tables", settings=settings, kms_key_arn=keys.arn)
+        messaging = Messaging(self, "messaging", settings=settings, kms_key_arn=keys.arn)
+        workflow_arn = state_machine_arn(settings, account)
+        functions = Functions(
+            self,
+            "functions",
+            settings=settings,
+            account=account,
+            build_dir=build_dir,
+            vpc=network.placement if network else None,
+            resources=FunctionResources(
+                kms_key_arn=keys.arn,
+                payments_table_arn=tables.payments.arn,
+                payments_table_name=tables.payments.name,
+                processing_status_table_arn=tables.processing_status.arn,
+                processing_status_table_name=tables.processing_status.name,
+                audit_log_table_arn=tables.audit_log.arn,
+                audit_log_table_name=tables.audit_log.name,
+                processing_queue_arn=messaging.processing_queue.arn,
+                processing_queue_url=messaging.processing_queue.url,
+                batch_trigger_dlq_arn=messaging.batch_trigger_dlq.arn,
+                payment_events_topic_arn=messaging.payment_events.arn,
+                batch_bucket_arn=storage.bucket.arn,
+                batch_bucket_name=storage.bucket.bucket,
+                state_machine_arn=workflow_arn,
+                webhook_secret_parameter_name=webhook_secret_parameter_name(settings),
+                webhook_secret_parameter_arn=webhook_secret_parameter_arn(settings, account),
+            ),
+        )
+        workflow = Workflow(
+            self,
+            "workflow",
+            settings=settings,
+            account=account,
+            kms_key_arn=keys.arn,
+            tasks_function_arn=functions.functions[BATCH_TASKS].arn,
+            status_table_arn=tables.processing_status.arn,
+            status_table_name=tables.processing_status.name,
+            events_topic_arn=messaging.payment_events.arn,
+        )
+        Triggers(
+            self,
+            "triggers",
+            settings=settings,
+            account=account,
+            bucket=storage.bucket,
+            batch_trigger=functions.batch_trigger,
+            processing_queue=messaging.processing_queue,
+            processor=functions.processor,
+        )
+        api = Api(
+            self,
+            "api",
+            settings=settings,
+            account=account,
+            kms_key_arn=keys.arn,
+            handler=functions.api,
+        )
+        outputs = {
+            "api_url": api.url,
+            "batch_bucket_name": storage.bucket.bucket,
+            "payments_table_name": tables.payments.name,
+            "processing_status_table_name": tables.processing_status.name,
+            "audit_log_table_name": tables.audit_log.name,
+            "processing_queue_url": messaging.processing_queue.url,
+            "payment_events_topic_arn": messaging.payment_events.arn,
+            "state_machine_arn": workflow.state_machine.arn,
+        }
+        Config(self, "config", settings=settings, kms_key_arn=keys.arn, published=outputs)
+        monitoring = Monitoring(
+            self,
+            "monitoring",
+            settings=settings,
+            resources=MonitoredResources(
+                # Names as plain strings (not resource attributes): they also name the alarms.
+                function_names=[settings.name(key) for key in FUNCTIONS],
+                dead_letter_queue_names=messaging.dead_letter_queue_names,
+                api_name=settings.name("api"),
+                stage_name=settings.suffix,
+                table_names=[settings.table_name(base) for base in tables.tables],
+                state_machine_arn=workflow.state_machine.arn,
+                alarms_topic_arn=messaging.alarms.arn,
+            ),
+        )
+        outputs |= {
+            "api_id": api.rest_api.id,
+            "stage_name": api.stage.stage_name,
+            "api_key_id": api.api_key.id,
+            "dlq_url": messaging.dlq.url,
+            "alarms_topic_arn": messaging.alarms.arn,
+            "dashboard_name": monitoring.dashboard.dashboard_name,
+        }
+        for name, value in outputs.items():
+            TerraformOutput(self, name, value=value)
+        TerraformOutput(self, "api_key_value", value=api.api_key.value, sensitive=True)
+
+
+def _backend(stack: TerraformStack, settings: Settings) -> str | None:
+    """S3 state per suffix when a state bucket is configured; else local state, said aloud."""
+    if settings.state is None:
+        # Relative to the stack's directory in cdktf.out, never an absolute path of this machine.
+        LocalBackend(stack, path=f"terraform.{stack.node.id}.tfstate")
+        return (
+            "notice: TERRAFORM_STATE_BUCKET is not set, so Terraform state stays in a local file "
+            "(set TERRAFORM_STATE_BUCKET and TERRAFORM_STATE_BUCKET_REGION for shared S3 state)"
+        )
+    local_cloud = (
+        {
+            "use_path_style": True,
+            "skip_credentials_validation": True,
+            "skip_metadata_api_check": True,
+            "skip_region_validation": True,
+        }
+        if settings.endpoint_url
+        else {}
+    )
+    backend = S3Backend(
+        stack,
+        bucket=settings.state.bucket,
+        key=settings.state.key,
+        region=settings.state.region,
+        encrypt=True,
+        **local_cloud,
+    )
+    # cdktf 0.21 predates the S3 backend's native lock file, so set it as a raw override.
+    backend.add_override("use_lockfile", True)
+    return None
+
+
+def _provider(stack: TerraformStack, settings: Settings) -> AwsProvider:
+    # The local cloud is reached through AWS_ENDPOINT_URL, which the provider reads itself; it
+    # has no real account, credentials or instance metadata, and no virtual-hosted S3 names.
+    local_cloud = (
+        {
+            "skip_credentials_validation": True,
+            "skip_metadata_api_check": "true",
+            "s3_use_path_style": True,
+        }
+        if settings.endpoint_url
+        else {}
+    )
+    return AwsProvider(
+        stack,
+        "aws",
+        region=settings.region,
+        default_tags=[AwsProviderDefaultTags(tags=settings.default_tags())],
+        **local_cloud,
+    )

@@ -1,0 +1,142 @@
+"""The batch state machine (STANDARD), its role, logging and tracing.
+
+The ASL itself belongs to the runtime side (``lib/workflow_definition.py``, docs/CONTRACT.md);
+this construct only deploys it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.sfn_state_machine import (
+    SfnStateMachine,
+    SfnStateMachineLoggingConfiguration,
+    SfnStateMachineTracingConfiguration,
+)
+from constructs import Construct
+
+from lib.iam import (
+    LOG_DELIVERY_ACTIONS,
+    XRAY_SAMPLING_ACTIONS,
+    XRAY_WRITE_ACTIONS,
+    AwsAccount,
+    service_role,
+    statement,
+)
+from lib.settings import Settings
+
+STATE_MACHINE = "batch"
+
+
+def state_machine_arn(settings: Settings, account: AwsAccount) -> str:
+    """The ARN is known from the name, so the functions can be wired before the machine exists."""
+    return account.arn("states", f"stateMachine:{settings.name(STATE_MACHINE)}")
+
+
+def _definition(**kwargs: str) -> dict[str, Any]:
+    try:
+        module = importlib.import_module("lib.workflow_definition")
+    except ModuleNotFoundError as error:
+        if error.name != "lib.workflow_definition":
+            raise
+        # The runtime side has not delivered the workflow yet: deploy a machine that fails
+        # loudly rather than one that pretends to process batches.
+        return {
+            "Comment": "lib/workflow_definition.py is not built yet",
+            "StartAt": "NotBuiltYet",
+            "States": {
+                "NotBuiltYet": {
+                    "Type": "Fail",
+                    "Error": "NotImplemented",
+                    "Cause": "The batch workflow definition is not built yet",
+                }
+            },
+        }
+    return module.batch_workflow_definition(**kwargs)
+
+
+class Workflow(Construct):
+    """The batch workflow: invoke batch-tasks, update the status table, publish the summary."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: Settings,
+        account: AwsAccount,
+        kms_key_arn: str,
+        tasks_function_arn: str,
+        status_table_arn: str,
+        status_table_name: str,
+        events_topic_arn: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        name = settings.name(STATE_MACHINE)
+        self.log_group = CloudwatchLogGroup(
+            self,
+            "logs",
+            # The /aws/vendedlogs/ prefix keeps the log-group resource policy Step Functions
+            # writes small (AWS recommends it for vended logs).
+            name=f"/aws/vendedlogs/states/{name}",
+            retention_in_days=settings.profile.log_retention_days,
+            kms_key_id=kms_key_arn,
+        )
+        role = service_role(
+            self,
+            "role",
+            name=name,
+            service="states.amazonaws.com",
+            account=account,
+            source_account_condition=True,
+            statements=[
+                statement(
+                    sid="InvokeBatchTasks",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[tasks_function_arn, f"{tasks_function_arn}:*"],
+                ),
+                statement(
+                    sid="UpdateBatchStatus",
+                    actions=["dynamodb:UpdateItem"],
+                    resources=[status_table_arn],
+                ),
+                statement(
+                    sid="PublishBatchSummary", actions=["sns:Publish"], resources=[events_topic_arn]
+                ),
+                statement(
+                    sid="UseDataKey",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[kms_key_arn],
+                ),
+                # CloudWatch Logs vended delivery and X-Ray offer no resource-level permissions;
+                # this is the policy AWS documents for Step Functions logging and tracing.
+                statement(sid="LogDelivery", actions=LOG_DELIVERY_ACTIONS, resources=["*"]),
+                statement(
+                    sid="XRayTraces",
+                    actions=(*XRAY_WRITE_ACTIONS, *XRAY_SAMPLING_ACTIONS),
+                    resources=["*"],
+                ),
+            ],
+        )
+        definition = _definition(
+            tasks_function_arn=tasks_function_arn,
+            status_table_name=status_table_name,
+            events_topic_arn=events_topic_arn,
+        )
+        self.state_machine = SfnStateMachine(
+            self,
+            "state-machine",
+            name=name,
+            type="STANDARD",
+            role_arn=role.arn,
+            definition=json.dumps(definition, separators=(",", ":")),
+            logging_configuration=SfnStateMachineLoggingConfiguration(
+                level="ALL",
+                include_execution_data=True,
+                log_destination=f"{self.log_group.arn}:*",
+            ),
+            tracing_configuration=SfnStateMachineTracingConfiguration(enabled=True),
+        )
