@@ -1,0 +1,284 @@
+"""REST API (API Gateway proxy v1): the six routes of DESIGN section 3.
+
+Every failure, including unknown routes and wrong methods, answers
+``{"error": {"code", "message", "details"}}``; nothing reaches the client as a stack trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.logging import correlation_paths
+from payments import aws, env, errors
+from payments.batch import Batches
+from payments.errors import PaymentError, UnauthorizedError, ValidationError
+from payments.service import Payments
+from payments.validation import (
+    BATCH_ID,
+    PAYMENT_ID,
+    parse_json_body,
+    validate_fraud_signal,
+    validate_payment,
+)
+
+from handlers.common import logger, on_reset, reset, settings, to_json
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+SIGNATURE_HEADER = "x-signature"
+IDEMPOTENCY_HEADER = "idempotency-key"
+_ROUTES = {
+    "/payments": {"POST"},
+    "/validate": {"POST"},
+    "/fraud-webhook": {"POST"},
+    "/health": {"GET"},
+}
+_ROUTE_PREFIXES = {"/payments/": {"GET"}, "/batches/": {"GET"}}
+
+_origin = os.environ.get(env.CORS_ALLOWED_ORIGIN)
+app = APIGatewayRestResolver(
+    cors=CORSConfig(allow_origin=_origin, allow_headers=["Idempotency-Key", "X-Signature"])
+    if _origin
+    else None
+)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, "application/json", to_json(body), headers=headers)
+
+
+def _error(exc: PaymentError) -> Response:
+    return _json(errors.HTTP_STATUS.get(exc.code, 500), exc.to_body())
+
+
+def _raw_body() -> bytes:
+    event = app.current_event
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
+
+
+def _header(name: str) -> str | None:
+    for key, value in (app.current_event.headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+@app.post("/payments")
+def create_payment() -> Response:
+    payment = validate_payment(parse_json_body(_raw_body()))
+    key = _header(IDEMPOTENCY_HEADER)
+    if key is None:
+        status, view = Payments(settings()).submit(payment)
+        return _json(status, view)
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ValidationError({"Idempotency-Key": "must be 1-255 printable characters"})
+    return _json(*_submit_once(key, payment))
+
+
+@app.get("/payments/<payment_id>")
+def get_payment(payment_id: str) -> Response:
+    if not PAYMENT_ID.match(payment_id):
+        raise ValidationError({"payment_id": "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"})
+    return _json(200, Payments(settings()).get(payment_id))
+
+
+@app.get("/batches/<batch_id>")
+def get_batch(batch_id: str) -> Response:
+    if not BATCH_ID.match(batch_id):
+        raise ValidationError({"batch_id": "must be 1-128 characters of A-Z, a-z, 0-9, _ . -"})
+    view = Batches(settings()).batch_view(batch_id)
+    if view is None:
+        raise errors.NotFoundError(f"batch {batch_id} not found", details={"batch_id": batch_id})
+    return _json(200, view)
+
+
+@app.post("/validate")
+def validate() -> Response:
+    payment = validate_payment(parse_json_body(_raw_body()))
+    return _json(200, {"valid": True, "payment": payment.to_json()})
+
+
+@app.post("/fraud-webhook")
+def fraud_webhook() -> Response:
+    raw = _raw_body()
+    # Authenticate before parsing: an unsigned body is not worth reading.
+    signature = _header(SIGNATURE_HEADER) or ""
+    expected = "sha256=" + hmac.new(_webhook_secret(), raw, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature.strip().lower(), expected):
+        raise UnauthorizedError("missing or invalid X-Signature (sha256=<hex HMAC of the body>)")
+    signal = validate_fraud_signal(parse_json_body(raw))
+    return _json(202, Payments(settings()).report_fraud(signal, raw))
+
+
+@app.get("/health")
+def health() -> Response:
+    cfg = settings()
+    checks: dict[str, str] = {}
+    for name, check in (
+        ("dynamodb", lambda: Payments(cfg).repo.check()),
+        (
+            "queue",
+            lambda: aws.client("sqs").get_queue_attributes(
+                QueueUrl=cfg.processing_queue_url, AttributeNames=["QueueArn"]
+            ),
+        ),
+    ):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # any failure means unhealthy; the reason goes in the body
+            logger.warning("health check failed", check=name, error=str(exc))
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        return _json(200, {"status": "healthy", "checks": checks})
+    body = PaymentError(
+        "a dependency is unavailable", code=errors.SERVICE_UNAVAILABLE, details={"checks": checks}
+    ).to_body()
+    return _json(503, {"status": "unhealthy", "checks": checks, **body})
+
+
+@app.not_found
+def not_found(_: Exception) -> Response:
+    path, method = app.current_event.path, app.current_event.http_method.upper()
+    allowed = _ROUTES.get(path) or next(
+        (
+            methods
+            for prefix, methods in _ROUTE_PREFIXES.items()
+            if path.startswith(prefix) and "/" not in path[len(prefix) :] and path != prefix
+        ),
+        None,
+    )
+    if allowed:
+        return _json(
+            405,
+            PaymentError(
+                f"{method} is not allowed on {path}",
+                code=errors.METHOD_NOT_ALLOWED,
+                details={"allowed": sorted(allowed)},
+            ).to_body(),
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+    return _error(errors.NotFoundError(f"no route {method} {path}", details={"path": path}))
+
+
+@app.exception_handler(PaymentError)
+def payment_error(exc: PaymentError) -> Response:
+    if exc.code in (errors.SERVICE_UNAVAILABLE, errors.CONFIGURATION_ERROR):
+        logger.error("request failed", code=exc.code, error=exc.message)
+    return _error(exc)
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    from payments.service import is_retryable
+
+    logger.exception("unhandled error")
+    if is_retryable(exc):
+        return _error(
+            PaymentError("temporarily unavailable, retry", code=errors.SERVICE_UNAVAILABLE)
+        )
+    return _error(PaymentError("internal error", code=errors.INTERNAL_ERROR))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _context[0] = context
+    return app.resolve(event, context)
+
+
+# -- webhook secret ----------------------------------------------------------------------------
+_secret: dict[str, bytes] = {}
+
+
+def _webhook_secret() -> bytes:
+    """The HMAC secret from SSM SecureString, fetched once per container."""
+    if "value" not in _secret:
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+        cfg = settings().require(env.WEBHOOK_SECRET_PARAMETER)
+        provider = SSMProvider(boto3_client=aws.client("ssm"))
+        _secret["value"] = provider.get(cfg.webhook_secret_parameter, decrypt=True).encode()
+    return _secret["value"]
+
+
+# -- Idempotency-Key ---------------------------------------------------------------------------
+_replayed: list[bool] = [False]
+_context: list[Any] = [None]
+
+
+@cache
+def _idempotency() -> tuple[Any, Any]:
+    """Build the Powertools idempotent wrapper on first use (it creates a DynamoDB client)."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    cfg = settings().require(env.PROCESSING_STATUS_TABLE)
+    persistence = DynamoDBPersistenceLayer(
+        table_name=cfg.processing_status_table,
+        key_attr="pk",
+        sort_key_attr="sk",
+        expiry_attr="expires_at",
+        boto3_client=aws.client("dynamodb"),
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="payment",
+        expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+        raise_on_no_idempotency_key=True,
+    )
+
+    @idempotent_function(
+        data_keyword_argument="request", persistence_store=persistence, config=config
+    )
+    def submit(request: dict[str, Any]) -> dict[str, Any]:
+        _replayed[0] = False
+        status, view = Payments(settings()).submit(validate_payment(request["payment"]))
+        return {"status": status, "payment_id": view["payment_id"], "payment": view}
+
+    return submit, config
+
+
+def _submit_once(key: str, payment: Any) -> tuple[int, dict[str, Any]]:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    submit, config = _idempotency()
+    if _context[0] is not None:
+        config.register_lambda_context(_context[0])
+    _replayed[0] = True
+    try:
+        result = submit(request={"key": key, "payment": payment.to_json()})
+    except IdempotencyValidationError:
+        raise errors.ConflictError(
+            "Idempotency-Key was used with a different request body",
+            details={"Idempotency-Key": key},
+        ) from None
+    except IdempotencyAlreadyInProgressError:
+        raise errors.ConflictError(
+            "a request with this Idempotency-Key is still in progress; retry later",
+            details={"Idempotency-Key": key},
+        ) from None
+    if _replayed[0]:
+        # A replay answers like an identical resubmission: 200 with the payment as it is now.
+        return 200, Payments(settings()).get(result["payment_id"])
+    return result["status"], result["payment"]
+
+
+@on_reset
+def _forget_caches() -> None:
+    _idempotency.cache_clear()
+    _secret.clear()
+
+
+__all__ = ["app", "handler", "reset"]

@@ -1,0 +1,45 @@
+"""Payment processor: SQS batches with partial batch responses.
+
+A message that fails (throttling, a transaction conflict that keeps losing, a malformed body) is
+reported in ``batchItemFailures``; SQS redelivers only that one and, after ``maxReceiveCount``,
+moves it to the DLQ. The others in the batch are deleted. A redelivered message finds its
+transitions already made and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from payments.errors import ValidationError
+from payments.service import Payments
+from payments.validation import PAYMENT_ID
+
+from handlers.common import logger, settings
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> str:
+    try:
+        payment_id = json.loads(record.body)["payment_id"]
+    except (ValueError, KeyError, TypeError):
+        raise ValidationError({"body": 'must be {"payment_id": "<id>"}'}) from None
+    if not isinstance(payment_id, str) or not PAYMENT_ID.match(payment_id):
+        raise ValidationError({"payment_id": "is not a valid payment id"})
+    status = Payments(settings()).process(payment_id)
+    logger.info("payment processed", payment_id=payment_id, status=status)
+    return status
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

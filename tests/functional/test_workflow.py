@@ -1,0 +1,178 @@
+"""The batch workflow's ASL executed by moto's Step Functions interpreter, with the real handlers.
+
+S3 event -> batch-trigger handler -> StartExecution -> Register / ProcessChunk loop / Finalize
+(batch-tasks, run in-process) -> DynamoDB + SNS integrations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from payments import env
+from payments.batch import report_key
+
+from tests.functional.lambda_runner import code_zip, in_process_lambdas
+from tests.functional.world import REGION, LambdaContext, build_world, s3_event
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _definition_module():
+    # Loaded by path: importing the ``lib`` package would load the CDKTF provider (seconds).
+    spec = importlib.util.spec_from_file_location(
+        "workflow_definition", ROOT / "lib" / "workflow_definition.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def sfn_world():
+    from handlers import common
+
+    saved = dict(os.environ)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), in_process_lambdas():
+        common.reset()
+        world = build_world(chunk_rows=4)
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(
+            RoleName="batch-tasks", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17"})
+        )["Role"]["Arn"]
+        function = boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName="payments-batch-tasks-test",
+            Runtime="python3.12",
+            Role=role,
+            Handler="handlers.batch_tasks.handler",
+            Code={"ZipFile": code_zip()},
+            Timeout=300,
+            Environment={"Variables": dict(world.env)},
+        )
+        definition = _definition_module().batch_workflow_definition(
+            tasks_function_arn=function["FunctionArn"],
+            status_table_name=world.env[env.PROCESSING_STATUS_TABLE],
+            events_topic_arn=world.env[env.PAYMENT_EVENTS_TOPIC_ARN],
+        )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine = sfn.create_state_machine(
+            name="payments-batch-test", definition=json.dumps(definition), roleArn=role
+        )["stateMachineArn"]
+        os.environ[env.STATE_MACHINE_ARN] = machine
+        world.extra.update(sfn=sfn, machine=machine)
+        try:
+            yield world
+        finally:
+            common.reset()
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def upload_and_run(world, batch_id: str, body: bytes, *, times: int = 1) -> list[dict]:
+    from handlers import batch_trigger
+
+    key = f"incoming/{batch_id}.csv"
+    version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)["VersionId"]
+    event = s3_event(world.bucket, key, version, len(body))
+    for _ in range(times):
+        batch_trigger.handler(event, LambdaContext(function_name="batch-trigger"))
+    sfn, machine = world.extra["sfn"], world.extra["machine"]
+    deadline = time.monotonic() + 60
+    while True:
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        if executions and all(e["status"] != "RUNNING" for e in executions):
+            return [sfn.describe_execution(executionArn=e["executionArn"]) for e in executions]
+        assert time.monotonic() < deadline, "workflow did not finish"
+        time.sleep(0.1)
+
+
+def batch_record(world, batch_id: str) -> dict:
+    from payments.batch import Batches
+    from payments.config import load
+
+    return Batches(load()).batch_view(batch_id)
+
+
+def test_small_file_runs_to_completion_with_report_and_summary(sfn_world):
+    rows = "".join(f"p{i},{i}.00,usd\n" for i in range(1, 11))
+    executions = upload_and_run(sfn_world, "small", f"payment_id,amount,currency\n{rows}".encode())
+    assert [e["status"] for e in executions] == ["SUCCEEDED"]
+    record = batch_record(sfn_world, "small")
+    assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 10, 10)
+    assert record["report_key"] == report_key("small")
+    report = json.loads(
+        sfn_world.s3.get_object(Bucket=sfn_world.bucket, Key=report_key("small"))["Body"].read()
+    )
+    assert report["accepted"] == 10 and report["rejected_rows"] == []
+    assert len(sfn_world.payments()) == 10
+    assert len(sfn_world.receive_all()) == 10
+    summaries = [e for e in sfn_world.events() if e["type"] == "batch.completed"]
+    assert summaries and summaries[0]["accepted"] == 10
+
+
+def test_bad_rows_are_rejected_with_line_numbers_and_counted(sfn_world):
+    sfn_world.dynamodb  # noqa: B018
+    body = (
+        b"Currency,Amount,PAYMENT_ID,notes\r\n"
+        b"usd,1.00,ok1,x\r\n"
+        b"usd,-1,neg,x\r\n"
+        b"\r\n"
+        b"usd,1.00,ok1,dup\r\n"
+        b"xyz,1.00,badcur,x\r\n"
+        b'usd,"2.50",ok2,"multi\r\nline"\r\n'
+        b"usd,1.001,toomany,x\r\n"
+        b"usd,1.00,bad\xffid,x\r\n"
+        b"usd,1.00,,x\r\n"
+    )
+    executions = upload_and_run(sfn_world, "mixed", body)
+    assert executions[0]["status"] == "SUCCEEDED"
+    record = batch_record(sfn_world, "mixed")
+    assert (record["total_rows"], record["accepted"], record["rejected"], record["duplicates"]) == (
+        8,
+        2,
+        5,
+        1,
+    )
+    rejected = {r["line"]: r for r in record["rejected_rows"]}
+    assert sorted(rejected) == [3, 6, 9, 10, 11]
+    assert "amount: must be greater than 0" in rejected[3]["reason"]
+    assert "currency" in rejected[6]["reason"]
+    assert "more than 2 decimal" in rejected[9]["reason"]
+    assert rejected[10]["code"] == "INVALID_ENCODING"
+    assert rejected[11]["reason"] == "payment_id: is required"
+
+
+def test_file_without_required_header_fails_with_that_reason(sfn_world):
+    executions = upload_and_run(sfn_world, "noheader", b"id,amount,currency\np1,1,USD\n")
+    assert executions[0]["status"] == "FAILED"
+    record = batch_record(sfn_world, "noheader")
+    assert record["status"] == "FAILED"
+    assert record["reason"].startswith("missing required column(s) payment_id")
+    failures = [e for e in sfn_world.events() if e["type"] == "batch.failed"]
+    assert failures and failures[0]["batch_id"] == "noheader"
+    assert sfn_world.payments() == []
+
+
+def test_same_s3_event_three_times_starts_one_execution(sfn_world):
+    body = b"payment_id,amount,currency\na,1,USD\nb,2,USD\n"
+    executions = upload_and_run(sfn_world, "replayed", body, times=3)
+    assert len(executions) == 1 and executions[0]["status"] == "SUCCEEDED"
+    assert len(sfn_world.payments()) == 2
+    assert len(sfn_world.audit()) == 2 + 1  # one RECEIVED per payment + batch completion
+
+
+def test_new_version_of_same_batch_counts_stored_rows_as_duplicates(sfn_world):
+    upload_and_run(sfn_world, "again", b"payment_id,amount,currency\na,1,USD\n")
+    executions = upload_and_run(
+        sfn_world, "again", b"payment_id,amount,currency\na,1,USD\nb,1,USD\n"
+    )
+    assert sorted(e["status"] for e in executions) == ["SUCCEEDED", "SUCCEEDED"]
+    record = batch_record(sfn_world, "again")
+    assert (record["total_rows"], record["accepted"], record["duplicates"]) == (2, 1, 1)

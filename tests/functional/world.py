@@ -1,0 +1,285 @@
+"""A moto world shaped like the deployed stack (docs/CONTRACT.md), plus realistic events.
+
+Used by the functional tests and by scripts/bench.py. Table keys, the queue/DLQ pair and the
+names of environment variables follow the contract; nothing of the project's own code is mocked.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from payments import env
+
+REGION = "us-east-1"
+WEBHOOK_SECRET = "test-webhook-secret"
+ORIGIN = "https://payments.example.com"
+
+
+@dataclass
+class World:
+    env: dict[str, str]
+    dynamodb: Any
+    sqs: Any
+    sns: Any
+    s3: Any
+    queue_url: str
+    dlq_url: str
+    events_queue_url: str
+    bucket: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def table_items(self, name_var: str) -> list[dict[str, Any]]:
+        from payments.repository import deserialize
+
+        items, kwargs = [], {"TableName": self.env[name_var]}
+        while True:
+            page = self.dynamodb.scan(**kwargs)
+            items += [deserialize(i) for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def payments(self) -> list[dict[str, Any]]:
+        return self.table_items(env.PAYMENTS_TABLE)
+
+    def audit(self) -> list[dict[str, Any]]:
+        return self.table_items(env.AUDIT_LOG_TABLE)
+
+    def receive_all(self, queue_url: str | None = None, *, delete: bool = True) -> list[dict]:
+        url = queue_url or self.queue_url
+        out = []
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not got:
+                return out
+            out += got
+            if delete:
+                for m in got:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+    def events(self) -> list[dict[str, Any]]:
+        """Messages published on payment-events, via the SQS subscriber."""
+        return [
+            json.loads(json.loads(m["Body"])["Message"])
+            for m in self.receive_all(self.events_queue_url)
+        ]
+
+
+def build_world(suffix: str = "test", *, chunk_rows: int = 50) -> World:
+    """Create the resources in the active moto context and export the function environment."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    names = {
+        env.PAYMENTS_TABLE: f"payments-{suffix}",
+        env.PROCESSING_STATUS_TABLE: f"payments-processing-status-{suffix}",
+        env.AUDIT_LOG_TABLE: f"payments-audit-log-{suffix}",
+    }
+    dynamodb.create_table(
+        TableName=names[env.PAYMENTS_TABLE],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "payment_id", "AttributeType": "S"},
+            {"AttributeName": "batch_id", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "payment_id", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "batch_id-index",
+                "KeySchema": [
+                    {"AttributeName": "batch_id", "KeyType": "HASH"},
+                    {"AttributeName": "payment_id", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    for var, hash_key in (
+        (env.PROCESSING_STATUS_TABLE, "pk"),
+        (env.AUDIT_LOG_TABLE, "entity_id"),
+    ):
+        dynamodb.create_table(
+            TableName=names[var],
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": hash_key, "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": hash_key, "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        )
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = sqs.create_queue(QueueName=f"payments-processing-dlq-{suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=f"payments-processing-{suffix}",
+        Attributes={
+            "VisibilityTimeout": "0",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
+    events_queue_url = sqs.create_queue(QueueName=f"payments-events-consumer-{suffix}")["QueueUrl"]
+    events_queue_arn = sqs.get_queue_attributes(
+        QueueUrl=events_queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    sns = boto3.client("sns", region_name=REGION)
+    topic_arn = sns.create_topic(Name=f"payments-payment-events-{suffix}")["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=events_queue_arn)
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket = f"payments-batch-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    ssm = boto3.client("ssm", region_name=REGION)
+    secret_name = f"/payments/{suffix}/webhook-secret"
+    ssm.put_parameter(Name=secret_name, Value=WEBHOOK_SECRET, Type="SecureString")
+    function_env = {
+        env.ENVIRONMENT: "dev",
+        **names,
+        env.PROCESSING_QUEUE_URL: queue_url,
+        env.PAYMENT_EVENTS_TOPIC_ARN: topic_arn,
+        env.BATCH_BUCKET: bucket,
+        env.MAX_PAYMENT_AMOUNT: "1000000",
+        env.WEBHOOK_SECRET_PARAMETER: secret_name,
+        env.BATCH_CHUNK_ROWS: str(chunk_rows),
+        env.CORS_ALLOWED_ORIGIN: ORIGIN,
+        "POWERTOOLS_SERVICE_NAME": "payments",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "AWS_LAMBDA_FUNCTION_NAME": f"payments-api-{suffix}",
+    }
+    os.environ.update(function_env)
+    return World(
+        env=function_env,
+        dynamodb=dynamodb,
+        sqs=sqs,
+        sns=sns,
+        s3=s3,
+        queue_url=queue_url,
+        dlq_url=dlq_url,
+        events_queue_url=events_queue_url,
+        bucket=bucket,
+    )
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "payments-api-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:payments-api-test"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15_000
+
+
+def api_event(
+    method: str,
+    path: str,
+    *,
+    body: str | bytes | dict | None = None,
+    headers: dict[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event as the `{proxy+}`-less resources deliver it."""
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, bytes) and not base64_body:
+        body = body.decode("utf-8")
+    if base64_body and body is not None:
+        raw = body if isinstance(body, bytes) else body.encode()
+        body = base64.b64encode(raw).decode()
+    all_headers = {
+        "Content-Type": "application/json",
+        "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "Origin": ORIGIN,
+        "x-api-key": "test-key",
+        **(headers or {}),
+    }
+    resource = path
+    path_parameters = None
+    for prefix, name in (("/payments/", "payment_id"), ("/batches/", "batch_id")):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            resource = prefix + "{" + name + "}"
+            path_parameters = {name: path[len(prefix) :]}
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/test{path}",
+            "stage": "test",
+            "requestId": request_id,
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "identity": {"sourceIp": "203.0.113.10", "apiKey": "test-key"},
+            "requestTimeEpoch": 1_700_000_000_000,
+        },
+        "body": body,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def sign(body: bytes | str, secret: str = WEBHOOK_SECRET) -> str:
+    raw = body.encode() if isinstance(body, str) else body
+    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """An SQS event as the event source mapping delivers it, from received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def s3_event(bucket: str, key: str, version_id: str | None, size: int) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": key, "size": size, "sequencer": "0055AED6DCD90281E5"}
+    if version_id:
+        obj["versionId"] = version_id
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": REGION,
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": obj,
+                },
+            }
+        ]
+    }
