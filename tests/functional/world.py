@@ -283,3 +283,73 @@ def s3_event(bucket: str, key: str, version_id: str | None, size: int) -> dict[s
             }
         ]
     }
+
+
+class _Http:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.content = b""
+        self.text = ""
+
+
+def inject_failures(
+    client: Any,
+    operation: str,
+    *,
+    times: int,
+    code: str = "ProvisionedThroughputExceededException",
+    parsed: Any = None,
+    status: int = 400,
+) -> dict[str, int]:
+    """Make the next ``times`` calls of ``operation`` on ``client`` fail without reaching moto.
+
+    ``parsed`` may be a callable receiving the call's API parameters (e.g. to answer
+    SendMessageBatch with every entry in ``Failed``). Returns a live counter of injected faults.
+    """
+    state = {"left": times, "injected": 0}
+    service = client.meta.service_model.service_id.hyphenize()
+    last_params: dict[str, Any] = {}
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        last_params.clear()
+        last_params.update(params)
+
+    def fail(**_: Any) -> Any:
+        if state["left"] <= 0:
+            return None
+        state["left"] -= 1
+        state["injected"] += 1
+        if callable(parsed):
+            return _Http(200), parsed(dict(last_params))
+        body = parsed or {
+            "Error": {"Code": code, "Message": f"injected {code}"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        return _Http(status), body
+
+    client.meta.events.register(f"before-parameter-build.{service}.{operation}", remember)
+    client.meta.events.register(f"before-call.{service}.{operation}", fail)
+    return state
+
+
+class CallCounter:
+    """Counts AWS API calls by operation with botocore's ``before-call`` event."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, model: Any = None, **_: Any) -> None:
+        name = f"{model.service_model.service_id.hyphenize()}:{model.name}"
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def attach(self, *clients: Any) -> CallCounter:
+        for client in clients:
+            client.meta.events.register("before-call", self)
+        return self
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
