@@ -22,7 +22,7 @@ DEFAULT_REGION = "us-east-1"
 # characters plus the suffix, so 20 characters keeps every name valid.
 SUFFIX_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
-BUCKET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+BUCKET_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 
 
 class ConfigError(ValueError):
@@ -203,7 +203,7 @@ def _state_backend(env: Mapping[str, str], *, suffix: str, region: str) -> State
     if not BUCKET_PATTERN.match(bucket):
         raise ConfigError(
             f"TERRAFORM_STATE_BUCKET={bucket!r} is not a valid S3 bucket name "
-            "(3-63 lower-case letters, digits, dots or hyphens)"
+            "(up to 63 lower-case letters, digits, dots or hyphens)"
         )
     state_region = state_region or region
     if not state_region:
