@@ -1,0 +1,156 @@
+"""The four Lambda functions, their code, layer, logs and roles."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
+from cdktf_cdktf_provider_aws.lambda_layer_version import LambdaLayerVersion
+from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
+
+from lib.functions import BATCH_TRIGGER, FUNCTIONS, PROCESSOR, LayerMissingError
+from lib.packaging import write_deterministic_zip
+from lib.runtime import ENV, LAMBDA_DIR
+
+# docs/CONTRACT.md "Functions": the env vars each function gets (names from lambda/payments/env.py).
+CONTRACT_ENV = {
+    "api": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE, ENV.AUDIT_LOG_TABLE,
+            ENV.PROCESSING_QUEUE_URL, ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT,
+            ENV.WEBHOOK_SECRET_PARAMETER, "CORS_ALLOWED_ORIGIN"},
+    "batch-trigger": {ENV.ENVIRONMENT, ENV.STATE_MACHINE_ARN, ENV.PROCESSING_STATUS_TABLE},
+    "batch-tasks": {ENV.ENVIRONMENT, ENV.BATCH_BUCKET, ENV.PAYMENTS_TABLE,
+                    ENV.PROCESSING_STATUS_TABLE, ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL,
+                    ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT, ENV.BATCH_CHUNK_ROWS},
+    "processor": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.AUDIT_LOG_TABLE,
+                  ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT},
+}  # fmt: skip
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
+
+
+def _functions(synth) -> dict[str, dict]:
+    by_name = {
+        f["function_name"]: f for f in synth.resources(LambdaFunction.TF_RESOURCE_TYPE).values()
+    }
+    return {key: by_name[synth.settings.name(key)] for key in FUNCTIONS}
+
+
+class TestFunctions:
+    def test_four_functions_named_by_the_contract(self, each):
+        assert len(each.resources(LambdaFunction.TF_RESOURCE_TYPE)) == len(FUNCTIONS) == 4
+        assert set(_functions(each)) == {"api", "batch-trigger", "batch-tasks", "processor"}
+
+    @pytest.mark.parametrize("key", list(FUNCTIONS))
+    def test_handler_timeout_runtime_and_architecture(self, each, key):
+        function = _functions(each)[key]
+        assert function["handler"] == FUNCTIONS[key].handler
+        assert function["timeout"] == FUNCTIONS[key].timeout
+        assert function["runtime"] == "python3.12"
+        assert function["architectures"] == ["arm64"]
+
+    @pytest.mark.parametrize("key", list(FUNCTIONS))
+    def test_env_vars_are_exactly_the_contracts(self, each, key):
+        variables = _functions(each)[key]["environment"]["variables"]
+        assert set(variables) == CONTRACT_ENV[key] | POWERTOOLS_ENV
+        assert variables[ENV.ENVIRONMENT] == each.profile.name
+
+    def test_max_payment_amount_is_a_decimal_string(self, each):
+        value = _functions(each)["api"]["environment"]["variables"][ENV.MAX_PAYMENT_AMOUNT]
+        assert value == str(each.profile.max_payment_amount)
+
+    def test_tracing_json_logs_and_env_encryption_on_every_function(self, each):
+        for function in _functions(each).values():
+            assert function["tracing_config"] == {"mode": "Active"}
+            assert function["logging_config"]["log_format"] == "JSON"
+            assert "aws_kms_key" in function["kms_key_arn"]
+
+    def test_each_function_has_its_own_encrypted_log_group_with_the_profiles_retention(self, each):
+        groups = {
+            g["name"]: g for g in each.resources(CloudwatchLogGroup.TF_RESOURCE_TYPE).values()
+        }
+        for key in FUNCTIONS:
+            group = groups[f"/aws/lambda/{each.settings.name(key)}"]
+            assert group["retention_in_days"] == each.profile.log_retention_days
+            assert "aws_kms_key" in group["kms_key_id"]
+
+    def test_production_keeps_logs_a_year_and_dev_a_week(self, production, dev):
+        assert production.has(CloudwatchLogGroup.TF_RESOURCE_TYPE, {"retention_in_days": 365})
+        assert not dev.has(CloudwatchLogGroup.TF_RESOURCE_TYPE, {"retention_in_days": 365})
+
+    def test_one_role_per_function(self, each):
+        roles = {f["role"] for f in _functions(each).values()}
+        assert len(roles) == len(FUNCTIONS)
+        role_names = {r["name"] for r in each.resources(IamRole.TF_RESOURCE_TYPE).values()}
+        assert {each.settings.name(key) for key in FUNCTIONS} <= role_names
+
+    def test_only_the_processor_reserves_concurrency_as_the_profile_says(self, each):
+        functions = _functions(each)
+        assert functions[PROCESSOR]["reserved_concurrent_executions"] == (
+            each.profile.processor_reserved_concurrency
+        )
+        others = [f for key, f in functions.items() if key != PROCESSOR]
+        assert all("reserved_concurrent_executions" not in f for f in others)
+
+    def test_the_async_batch_trigger_has_a_dead_letter_queue(self, each):
+        functions = _functions(each)
+        assert "batch-trigger-dlq" in functions[BATCH_TRIGGER]["dead_letter_config"]["target_arn"]
+        assert all(
+            "dead_letter_config" not in f for k, f in functions.items() if k != BATCH_TRIGGER
+        )
+
+    def test_s3_may_invoke_batch_trigger_only_from_the_batch_bucket_of_this_account(self, each):
+        permission = next(
+            p
+            for p in each.resources(LambdaPermission.TF_RESOURCE_TYPE).values()
+            if p["principal"] == "s3.amazonaws.com"
+        )
+        assert "storage_batch_bucket" in permission["source_arn"]
+        assert "aws_caller_identity" in permission["source_account"]
+        assert "batch-trigger" in permission["function_name"]
+
+    def test_all_functions_share_one_code_asset_and_the_dependencies_layer(self, each):
+        functions = _functions(each).values()
+        assert len({f["filename"] for f in functions}) == 1
+        assert len({f["source_code_hash"] for f in functions}) == 1
+        assert all(
+            f["layers"] == [f["layers"][0]] and "dependencies" in f["layers"][0] for f in functions
+        )
+        assert each.has(
+            LambdaLayerVersion.TF_RESOURCE_TYPE,
+            {"compatible_runtimes": ["python3.12"], "compatible_architectures": ["arm64"]},
+        )
+
+    def test_production_functions_run_in_the_private_subnets_and_dev_functions_do_not(
+        self, production, dev
+    ):
+        for function in _functions(production).values():
+            assert len(function["vpc_config"]["subnet_ids"]) == 3
+            assert len(function["vpc_config"]["security_group_ids"]) == 1
+        assert all("vpc_config" not in f for f in _functions(dev).values())
+
+
+class TestPackaging:
+    def test_code_zip_is_byte_identical_across_builds_and_has_no_caches(self, tmp_path):
+        first = write_deterministic_zip(LAMBDA_DIR, tmp_path / "a.zip").read_bytes()
+        (tmp_path / "b.zip").write_bytes(b"stale")
+        second = write_deterministic_zip(LAMBDA_DIR, tmp_path / "b.zip").read_bytes()
+        assert first == second
+        with zipfile.ZipFile(tmp_path / "a.zip") as archive:
+            names = archive.namelist()
+            assert names == sorted(names)
+            assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+            assert {info.date_time for info in archive.infolist()} <= {(1980, 1, 1, 0, 0, 0)}
+            assert "payments/env.py" in names
+
+    def test_synth_without_the_layer_fails_with_a_hint_to_run_make_layer(self, tmp_path):
+        from cdktf import Testing
+
+        from lib.settings import Settings
+        from lib.stack import PaymentsStack
+
+        with pytest.raises(LayerMissingError, match="make layer"):
+            PaymentsStack(
+                Testing.app(), "payments", settings=Settings.from_env({}), build_dir=tmp_path
+            )

@@ -1,0 +1,122 @@
+"""Batch bucket and access-log bucket."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+    S3BucketLifecycleConfiguration,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA
+from cdktf_cdktf_provider_aws.s3_bucket_notification import S3BucketNotification
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import S3BucketOwnershipControls
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+    S3BucketServerSideEncryptionConfigurationA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA
+
+from lib.storage import ABORT_INCOMPLETE_UPLOAD_DAYS
+
+
+def _rules(synth, id_part: str) -> dict[str, dict]:
+    config = synth.one(S3BucketLifecycleConfiguration.TF_RESOURCE_TYPE, id_part)
+    return {rule["id"]: rule for rule in config["rule"]}
+
+
+class TestBatchBucket:
+    def test_two_buckets_named_with_the_suffix(self, each):
+        names = [b["bucket"] for b in each.resources(S3Bucket.TF_RESOURCE_TYPE).values()]
+        assert len(names) == 2
+        assert all(f"-{each.settings.suffix}-" in name for name in names)
+
+    def test_both_buckets_are_versioned(self, each):
+        configs = each.resources(S3BucketVersioningA.TF_RESOURCE_TYPE).values()
+        assert [c["versioning_configuration"]["status"] for c in configs] == ["Enabled"] * 2
+
+    def test_batch_bucket_uses_the_cmk_with_a_bucket_key(self, each):
+        rule = each.one(S3BucketServerSideEncryptionConfigurationA.TF_RESOURCE_TYPE, "batch")[
+            "rule"
+        ][0]
+        assert rule["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
+        assert "aws_kms_key" in rule["apply_server_side_encryption_by_default"]["kms_master_key_id"]
+        assert rule["bucket_key_enabled"] is True
+
+    def test_access_log_bucket_uses_sse_s3_because_log_delivery_requires_it(self, each):
+        rule = each.one(S3BucketServerSideEncryptionConfigurationA.TF_RESOURCE_TYPE, "access-logs")[
+            "rule"
+        ][0]
+        assert rule["apply_server_side_encryption_by_default"] == {"sse_algorithm": "AES256"}
+
+    def test_all_four_public_access_blocks_on_both_buckets(self, each):
+        blocks = list(each.resources(S3BucketPublicAccessBlock.TF_RESOURCE_TYPE).values())
+        assert len(blocks) == 2
+        for block in blocks:
+            for setting in (
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            ):
+                assert block[setting] is True
+
+    def test_owner_enforced_ownership_on_both_buckets(self, each):
+        rules = [
+            c["rule"] for c in each.resources(S3BucketOwnershipControls.TF_RESOURCE_TYPE).values()
+        ]
+        assert rules == [{"object_ownership": "BucketOwnerEnforced"}] * 2
+
+    def test_both_bucket_policies_deny_plain_http(self, each):
+        for policy in each.resources(S3BucketPolicy.TF_RESOURCE_TYPE).values():
+            document_id = policy["policy"].split(".")[2]
+            statements = each.data("aws_iam_policy_document")[document_id]["statement"]
+            deny = [s for s in statements if s["effect"] == "Deny"]
+            assert deny and deny[0]["condition"] == [
+                {"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}
+            ]
+
+    def test_uploads_and_reports_move_to_glacier_after_the_profiles_days(self, each):
+        days = each.profile.glacier_transition_days
+        rules = _rules(each, "batch-lifecycle")
+        for rule_id, prefix in (
+            ("incoming-to-glacier", "incoming/"),
+            ("reports-to-glacier", "reports/"),
+        ):
+            rule = rules[rule_id]
+            assert rule["filter"] == [{"prefix": prefix}]
+            assert rule["transition"] == [{"days": days, "storage_class": "GLACIER"}]
+            assert rule["noncurrent_version_transition"] == [
+                {"noncurrent_days": days, "storage_class": "GLACIER"}
+            ]
+
+    def test_incomplete_multipart_uploads_are_aborted_on_both_buckets(self, each):
+        for id_part in ("batch-lifecycle", "access-logs-lifecycle"):
+            rule = _rules(each, id_part)["abort-incomplete-multipart-uploads"]
+            assert rule["filter"] == [{}], "an empty filter covers the whole bucket"
+            assert rule["abort_incomplete_multipart_upload"] == [
+                {"days_after_initiation": ABORT_INCOMPLETE_UPLOAD_DAYS}
+            ]
+
+    def test_access_logs_go_to_the_log_bucket(self, each):
+        logging = each.one(S3BucketLoggingA.TF_RESOURCE_TYPE)
+        assert "batch" in logging["bucket"] and "access-logs" in logging["target_bucket"]
+
+    def test_only_csv_uploads_under_incoming_notify_batch_trigger(self, each):
+        notification = each.one(S3BucketNotification.TF_RESOURCE_TYPE)
+        assert notification["lambda_function"] == [
+            {
+                "events": ["s3:ObjectCreated:*"],
+                "filter_prefix": "incoming/",
+                "filter_suffix": ".csv",
+                "lambda_function_arn": notification["lambda_function"][0]["lambda_function_arn"],
+            }
+        ]
+        assert "batch-trigger" in notification["lambda_function"][0]["lambda_function_arn"]
+
+    def test_force_destroy_follows_the_profile(self, each):
+        for bucket in each.resources(S3Bucket.TF_RESOURCE_TYPE).values():
+            assert bucket["force_destroy"] is each.profile.force_destroy
+
+    def test_production_buckets_survive_destroy_and_dev_buckets_do_not(self, production, dev):
+        assert production.profile.force_destroy is False
+        assert dev.profile.force_destroy is True

@@ -1,0 +1,65 @@
+"""Exactly three DynamoDB tables, keyed as docs/CONTRACT.md says."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable
+
+from lib.tables import BATCH_INDEX, TTL_ATTRIBUTE
+
+
+def _table(synth, base: str) -> dict:
+    return next(
+        t
+        for t in synth.resources(DynamodbTable.TF_RESOURCE_TYPE).values()
+        if t["name"] == synth.settings.table_name(base)
+    )
+
+
+class TestTables:
+    def test_exactly_three_tables(self, each):
+        names = sorted(t["name"] for t in each.resources(DynamodbTable.TF_RESOURCE_TYPE).values())
+        suffix = each.settings.suffix
+        assert names == sorted(
+            [
+                f"payments-{suffix}",
+                f"payments-processing-status-{suffix}",
+                f"payments-audit-log-{suffix}",
+            ]
+        )
+
+    def test_payments_table_is_keyed_by_payment_id_with_a_batch_index(self, each):
+        table = _table(each, "payments")
+        assert table["hash_key"] == "payment_id" and "range_key" not in table
+        assert table["global_secondary_index"] == [
+            {
+                "name": BATCH_INDEX,
+                "hash_key": "batch_id",
+                "range_key": "payment_id",
+                "projection_type": "ALL",
+            }
+        ]
+
+    def test_processing_status_table_has_pk_sk_and_ttl(self, each):
+        table = _table(each, "processing-status")
+        assert (table["hash_key"], table["range_key"]) == ("pk", "sk")
+        assert table["ttl"] == {"attribute_name": TTL_ATTRIBUTE, "enabled": True}
+
+    def test_audit_log_never_expires(self, each):
+        table = _table(each, "audit-log")
+        assert (table["hash_key"], table["range_key"]) == ("entity_id", "sk")
+        assert "ttl" not in table
+
+    def test_every_table_has_pitr_and_the_cmk(self, each):
+        for table in each.resources(DynamodbTable.TF_RESOURCE_TYPE).values():
+            assert table["point_in_time_recovery"] == {"enabled": True}
+            assert table["server_side_encryption"]["enabled"] is True
+            assert "aws_kms_key" in table["server_side_encryption"]["kms_key_arn"]
+
+    def test_billing_and_deletion_protection_follow_the_profile(self, each):
+        for table in each.resources(DynamodbTable.TF_RESOURCE_TYPE).values():
+            assert table["billing_mode"] == each.profile.billing_mode
+            assert table["deletion_protection_enabled"] is each.profile.deletion_protection
+
+    def test_production_tables_are_protected_and_dev_tables_are_not(self, production, dev):
+        assert production.has(DynamodbTable.TF_RESOURCE_TYPE, {"deletion_protection_enabled": True})
+        assert not dev.has(DynamodbTable.TF_RESOURCE_TYPE, {"deletion_protection_enabled": True})
