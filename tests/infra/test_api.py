@@ -113,6 +113,12 @@ class TestRoutes:
         assert ".execution_arn}/" in permission["source_arn"]
 
 
+@pytest.fixture(scope="module")
+def payment_model(dev):
+    models = {m["name"]: m for m in dev.resources(ApiGatewayModel.TF_RESOURCE_TYPE).values()}
+    return fastjsonschema.compile(json.loads(models["PaymentRequest"]["schema"]))
+
+
 class TestRequestModels:
     """The models must never reject what the handler would accept (it names each bad field)."""
 
@@ -121,11 +127,6 @@ class TestRequestModels:
         {"amount": 10, "currency": "JPY", "payment_id": "p-1", "metadata": {"k": "v"}},
         {"amount": "1", "currency": "EUR", "description": None, "customer_id": None},
     ]
-
-    @pytest.fixture(scope="class")
-    def payment_model(self, dev):
-        models = {m["name"]: m for m in dev.resources(ApiGatewayModel.TF_RESOURCE_TYPE).values()}
-        return fastjsonschema.compile(json.loads(models["PaymentRequest"]["schema"]))
 
     @pytest.mark.parametrize("body", ACCEPTED)
     def test_payment_bodies_the_handler_accepts_pass(self, payment_model, body):

@@ -1,4 +1,8 @@
-"""Offline `terraform validate` and the checkov gate on the synthesized JSON."""
+"""Offline `terraform validate` and the checkov gate on the synthesized JSON.
+
+The four tool runs (validate and checkov, production and dev) start together in one fixture:
+each is a single-threaded process of several seconds, and side by side they take half as long.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOV_CONFIG = ROOT / ".checkov.yaml"
+PROFILES = ("production", "dev")
 # Checks that fail in dev only because of its profile: a week of logs, no VPC.
 DEV_PROFILE_CHECKS = {"CKV_AWS_338", "CKV_AWS_117"}
 
@@ -26,9 +31,8 @@ def _cli_config(tmp: Path) -> Path:
     configured = os.environ.get("TF_CLI_CONFIG_FILE")
     if configured and Path(configured).is_file():
         return Path(configured)
-    spec = importlib.util.spec_from_file_location(
-        "terraform_mirror", ROOT / "scripts" / "terraform_mirror.py"
-    )
+    path = ROOT / "scripts" / "terraform_mirror.py"
+    spec = importlib.util.spec_from_file_location("terraform_mirror", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = tmp / "terraform.rc"
@@ -36,54 +40,80 @@ def _cli_config(tmp: Path) -> Path:
     return config
 
 
-@pytest.mark.parametrize("profile", ["production", "dev"])
-def test_terraform_validate_offline(request, tmp_path, profile):
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed")
-    synth = request.getfixturevalue(profile)
-    (tmp_path / "cdk.tf.json").write_text(synth.json)
-    env = os.environ | {"TF_CLI_CONFIG_FILE": str(_cli_config(tmp_path)), "CHECKPOINT_DISABLE": "1"}
-    for command in (["init", "-backend=false", "-input=false"], ["validate"]):
-        result = subprocess.run(
-            ["terraform", *command, "-no-color"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-    assert "Success! The configuration is valid." in result.stdout
+def _start(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
-def _checkov(synth, tmp_path: Path) -> dict:
-    doc = json.loads(synth.json)
-    assert "required_version" in doc["terraform"]
-    # checkov 3.2 cannot parse terraform.required_version in JSON and then silently runs nothing.
-    del doc["terraform"]["required_version"]
-    (tmp_path / "cdk.tf.json").write_text(json.dumps(doc))
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "checkov.main", "-f", "cdk.tf.json",
-            "--framework", "terraform_json", "--skip-download",
-            "--config-file", str(CHECKOV_CONFIG), "-o", "json",
-        ],
-        cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
-    report = json.loads(result.stdout)
+def _finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def gates(request, tmp_path_factory) -> dict[tuple[str, str], subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("gates")
+    running: dict[tuple[str, str], subprocess.Popen] = {}
+    terraform = shutil.which("terraform")
+    tf_env = os.environ | {"TF_CLI_CONFIG_FILE": str(_cli_config(root)), "CHECKPOINT_DISABLE": "1"}
+    for profile in PROFILES:
+        synth = request.getfixturevalue(profile)
+        if terraform:
+            workdir = root / f"validate-{profile}"
+            workdir.mkdir()
+            (workdir / "cdk.tf.json").write_text(synth.json)
+            init = subprocess.run(
+                [terraform, "init", "-backend=false", "-input=false", "-no-color"],
+                cwd=workdir, env=tf_env, capture_output=True, text=True,
+            )  # fmt: skip
+            assert init.returncode == 0, init.stdout + init.stderr
+            running["validate", profile] = _start(
+                [terraform, "validate", "-no-color"], workdir, tf_env
+            )
+        scan = root / f"checkov-{profile}"
+        scan.mkdir()
+        doc = json.loads(synth.json)
+        assert "required_version" in doc["terraform"]
+        # checkov 3.2 cannot parse terraform.required_version in JSON and then silently runs
+        # nothing (DESIGN section 5), so it scans a copy without that key.
+        del doc["terraform"]["required_version"]
+        (scan / "cdk.tf.json").write_text(json.dumps(doc))
+        running["checkov", profile] = _start(
+            [
+                sys.executable, "-m", "checkov.main", "-f", "cdk.tf.json",
+                "--framework", "terraform_json", "--skip-download",
+                "--config-file", str(CHECKOV_CONFIG), "-o", "json",
+            ],
+            scan,
+        )  # fmt: skip
+    return {key: _finish(process) for key, process in running.items()}
+
+
+def _checkov_report(gates, profile: str) -> dict:
+    report = json.loads(gates["checkov", profile].stdout)
     return report[0] if isinstance(report, list) else report
 
 
-def test_checkov_passes_production_with_checks_actually_run(production, tmp_path):
-    report = _checkov(production, tmp_path)
-    summary = report["summary"]
+@pytest.mark.parametrize("profile", PROFILES)
+def test_terraform_validate_offline(gates, profile):
+    if ("validate", profile) not in gates:
+        pytest.skip("terraform is not installed")
+    result = gates["validate", profile]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success! The configuration is valid." in result.stdout
+
+
+def test_checkov_passes_production_with_checks_actually_run(gates):
+    report = _checkov_report(gates, "production")
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
-    assert summary["parsing_errors"] == 0
-    assert summary["passed"] > 100, "checkov ran (almost) no checks: did the JSON parse?"
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 100, "checkov ran (almost) no checks: did the JSON parse?"
     assert failed == []
 
 
-def test_checkov_fails_dev_only_on_what_its_profile_turns_off(dev, tmp_path):
-    report = _checkov(dev, tmp_path)
+def test_checkov_fails_dev_only_on_what_its_profile_turns_off(gates):
+    report = _checkov_report(gates, "dev")
     assert report["summary"]["parsing_errors"] == 0
     assert report["summary"]["passed"] > 100
     assert {c["check_id"] for c in report["results"]["failed_checks"]} <= DEV_PROFILE_CHECKS

@@ -29,10 +29,10 @@ CASES = {
     "malformed region": ({"AWS_REGION": "mars-1"}, ["AWS_REGION="]),
 }
 _INHERITED = ("PATH", "HOME", "LANG", "SYSTEMROOT")
-# A real process pays the ~5 s provider load before it reads the environment, so two cases run
-# as real `python main.py` processes (exit code, stderr, no traceback) and every case runs
+# A real process pays the ~5 s provider load before it reads the environment, so one case runs
+# as a real `python main.py` process (exit code, stderr, no traceback) and every case runs
 # through main.main() in-process.
-SUBPROCESS_CASES = ("unknown profile", "state bucket without any region")
+SUBPROCESS_CASES = ("state bucket without any region",)
 _SETTINGS_VARS = (
     "ENVIRONMENT", "ENVIRONMENT_SUFFIX", "AWS_REGION", "TERRAFORM_STATE_BUCKET",
     "TERRAFORM_STATE_BUCKET_REGION", "AWS_ENDPOINT_URL", "CORS_ALLOWED_ORIGIN",
