@@ -118,7 +118,7 @@ def service_role(
     """A role that only ``service`` can assume, with one inline policy.
 
     ``source_account_condition`` adds the confused-deputy guard for services that document
-    ``aws:SourceAccount`` in trust policies (Step Functions, VPC Flow Logs, API Gateway).
+    ``aws:SourceAccount`` in trust policies (Step Functions, VPC Flow Logs).
     """
     guard = Condition(
         test="StringEquals", variable="aws:SourceAccount", values=[account.account_id]

@@ -14,6 +14,8 @@ from lib.functions import FUNCTIONS, PROCESSOR
 from lib.iam import Condition, policy_document, statement
 from lib.settings import Settings
 
+PROCESSING_DLQ = "processing-dlq"
+BATCH_TRIGGER_DLQ = "batch-trigger-dlq"
 DAY_SECONDS = 86_400
 MAX_RECEIVE_COUNT = 3
 # AWS guidance for SQS event sources: visibility timeout at least six times the function
@@ -34,8 +36,8 @@ class Messaging(Construct):
         dlq_retention = settings.profile.dlq_retention_days * DAY_SECONDS
         self.dlq = SqsQueue(
             self,
-            "processing-dlq",
-            name=settings.name("processing-dlq"),
+            PROCESSING_DLQ,
+            name=settings.name(PROCESSING_DLQ),
             message_retention_seconds=dlq_retention,
             kms_master_key_id=kms_key_arn,
         )
@@ -57,8 +59,8 @@ class Messaging(Construct):
         # S3 invokes batch-trigger asynchronously; events Lambda gives up on land here.
         self.batch_trigger_dlq = SqsQueue(
             self,
-            "batch-trigger-dlq",
-            name=settings.name("batch-trigger-dlq"),
+            BATCH_TRIGGER_DLQ,
+            name=settings.name(BATCH_TRIGGER_DLQ),
             message_retention_seconds=dlq_retention,
             kms_master_key_id=kms_key_arn,
         )
@@ -115,5 +117,5 @@ class Messaging(Construct):
         )
 
         self.dead_letter_queue_names = [
-            settings.name(base) for base in ("processing-dlq", "batch-trigger-dlq")
+            settings.name(base) for base in (PROCESSING_DLQ, BATCH_TRIGGER_DLQ)
         ]

@@ -95,3 +95,12 @@ def production(build_dir: Path) -> Synth:
 def each(request: pytest.FixtureRequest) -> Iterator[Synth]:
     """Every profile in turn (each synthesized once per session)."""
     yield request.getfixturevalue(request.param)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep the infra tests on one xdist worker (with ``--dist loadgroup``): every worker that
+    runs any of them pays for the session synths, so spreading them doubles the cost."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("infra"))
