@@ -376,7 +376,9 @@ class Api(Construct):
                 )
             ],
         )
-        return ApiGatewayAccount(self, "account", cloudwatch_role_arn=role.arn)
+        return ApiGatewayAccount(
+            self, "account", cloudwatch_role_arn=role.arn, depends_on=[role.policy]
+        )
 
     @property
     def url(self) -> str:

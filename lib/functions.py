@@ -278,7 +278,7 @@ class Functions(Construct):
                     if vpc
                     else None
                 ),
-                depends_on=[log_group],
+                depends_on=[log_group, role.policy],
             )
 
     @staticmethod

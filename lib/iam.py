@@ -105,6 +105,20 @@ def policy_document(
     return DataAwsIamPolicyDocument(scope, id_, statement=list(statements))
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServiceRole:
+    """A role and its inline policy. Whatever AWS validates against the role's permissions when
+    it is created (Lambda VPC access, Step Functions log delivery, event source mappings) must
+    depend on ``policy``, not only on the role, or it races the policy's creation."""
+
+    role: IamRole
+    policy: IamRolePolicy
+
+    @property
+    def arn(self) -> str:
+        return self.role.arn
+
+
 def service_role(
     scope: Construct,
     id_: str,
@@ -114,7 +128,7 @@ def service_role(
     account: AwsAccount,
     statements: Sequence[DataAwsIamPolicyDocumentStatement],
     source_account_condition: bool = False,
-) -> IamRole:
+) -> ServiceRole:
     """A role that only ``service`` can assume, with one inline policy.
 
     ``source_account_condition`` adds the confused-deputy guard for services that document
@@ -137,5 +151,5 @@ def service_role(
     )
     role = IamRole(scope, id_, name=name, assume_role_policy=trust.json)
     permissions = policy_document(scope, f"{id_}-permissions", statements)
-    IamRolePolicy(scope, f"{id_}-policy", name=name, role=role.id, policy=permissions.json)
-    return role
+    policy = IamRolePolicy(scope, f"{id_}-policy", name=name, role=role.id, policy=permissions.json)
+    return ServiceRole(role=role, policy=policy)

@@ -181,6 +181,7 @@ class Network(Construct):
             log_destination=flow_logs.arn,
             iam_role_arn=flow_logs_role.arn,
             tags={"Name": name},
+            depends_on=[flow_logs_role.policy],
         )
 
     @property

@@ -139,4 +139,5 @@ class Workflow(Construct):
                 log_destination=f"{self.log_group.arn}:*",
             ),
             tracing_configuration=SfnStateMachineTracingConfiguration(enabled=True),
+            depends_on=[role.policy],
         )

@@ -154,3 +154,12 @@ class TestPackaging:
             PaymentsStack(
                 Testing.app(), "payments", settings=Settings.from_env({}), build_dir=tmp_path
             )
+
+
+class TestOrdering:
+    def test_functions_wait_for_their_role_policy(self, each):
+        # Lambda checks VPC permissions at creation, and the SQS mapping checks receive rights.
+        for function in _functions(each).values():
+            assert any(
+                d.startswith("aws_iam_role_policy.functions_") for d in function["depends_on"]
+            )

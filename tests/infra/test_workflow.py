@@ -55,3 +55,10 @@ class TestWorkflow:
         (table,) = scoped["dynamodb:UpdateItem"]
         assert table.startswith("${aws_dynamodb_table.tables_processing-status_")
         assert "payment-events" in scoped["sns:Publish"][0]
+
+    def test_state_machine_waits_for_its_role_policy(self, each):
+        # Step Functions checks log-delivery permissions when the machine is created.
+        machine = each.one(SfnStateMachine.TF_RESOURCE_TYPE)
+        assert any(
+            d.startswith("aws_iam_role_policy.workflow_role-policy") for d in machine["depends_on"]
+        )
