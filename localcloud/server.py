@@ -1,0 +1,73 @@
+"""``python -m localcloud serve``: the long-running local-cloud process.
+
+One process holds moto's threaded server (the AWS endpoint), the patches that bridge moto's gaps,
+the Lambda worker pools, the SQS poller and the REST gateway. Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from localcloud.config import LocalCloudConfig
+
+log = logging.getLogger("localcloud")
+
+
+def serve(config: LocalCloudConfig) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Quiet werkzeug's one line per request; the SDK chatter of a deploy drowns everything else.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # moto reads MOTO_PORT for the URLs it hands out (queue URLs, callbacks).
+    os.environ["MOTO_PORT"] = str(config.port)
+    os.environ.setdefault("AWS_DEFAULT_REGION", config.region)
+
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    from localcloud import patches
+    from localcloud.gateway import Gateway
+    from localcloud.lambda_runner import LambdaRunner
+    from localcloud.sqs_poller import SqsPoller
+
+    runner = LambdaRunner(
+        work_dir=Path(config.state_dir) / "lambda", endpoint_url=config.endpoint_url
+    )
+    poller = SqsPoller()
+    patches.apply(runner=runner, port=config.port, on_sqs_message=poller.wake)
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.port, verbose=False)
+    moto.start()
+    poller.start()
+    gateway = Gateway(
+        host="127.0.0.1",
+        port=config.gateway_port,
+        endpoint_url=config.endpoint_url,
+        region=config.region,
+    )
+    gateway.start()
+    log.info(
+        "local cloud ready: AWS endpoint %s, REST gateway %s",
+        config.endpoint_url,
+        config.gateway_url,
+    )
+
+    stopped = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stopped.wait()
+    poller.stop()
+    gateway.stop()
+    runner.shutdown()
+    moto.stop()
+    log.info("local cloud stopped")
