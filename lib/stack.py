@@ -10,6 +10,7 @@ from constructs import Construct
 
 from lib.api import Api
 from lib.config import Config, webhook_secret_parameter_arn, webhook_secret_parameter_name
+from lib.firewall import Firewall
 from lib.functions import BATCH_TASKS, FUNCTIONS, FunctionResources, Functions
 from lib.iam import AwsAccount
 from lib.keys import Keys
@@ -103,6 +104,7 @@ class PaymentsStack(TerraformStack):
             kms_key_arn=keys.arn,
             handler=functions.api,
         )
+        Firewall(self, "firewall", settings=settings, kms_key_arn=keys.arn, stage_arn=api.stage.arn)
         outputs = {
             "api_url": api.url,
             "batch_bucket_name": storage.bucket.bucket,
