@@ -285,7 +285,7 @@ class TestFraudWebhook:
         Payments(settings()).process("pay-1")
         world.events()
         for _ in range(3):  # a redelivered webhook adds nothing
-            status, body, _ = self.post(
+            status, _body, _ = self.post(
                 context, {"payment_id": "pay-1", "risk_score": 50.5, "reason": "chargeback"}
             )
             assert status == 202
