@@ -44,7 +44,7 @@ synth: install ## synthesize the stack for the current environment variables int
 test: test-fast test-e2e ## the whole suite: unit, functional, infrastructure, then end to end on the local cloud
 
 test-fast: install ## everything but the local-cloud end-to-end tests
-	$(PYTHON) -m pytest -m "not e2e" -n 2
+	$(PYTHON) -m pytest -m "not e2e" -n 2 --dist loadgroup
 
 test-e2e: install ## deploys to the local cloud and tests through its gateway (starts and stops it)
 	$(PYTHON) -m pytest -m e2e -p no:randomly

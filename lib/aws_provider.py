@@ -35,7 +35,7 @@ def _register_on_demand() -> None:
     if getattr(original, "_lazy_provider", False):
         return
 
-    def resolve(self, kernel, ref):  # noqa: ANN001, ANN202 - jsii's own signature
+    def resolve(self, kernel, ref):  # jsii's own signature, left untyped
         try:
             return original(self, kernel, ref)
         except ValueError:

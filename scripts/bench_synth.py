@@ -92,14 +92,20 @@ def main() -> None:
             for name, command in (("synth", SYNTH), ("bare", BARE_IMPORT))[:: 1 - 2 * (index % 2)]:
                 results[name].append(measure(command, env))
                 wall, py, node = results[name][-1]
-                print(f"  run {index + 1} {name:5}: {wall:6.2f} s  python {py} MiB  node {node} MiB")
+                print(
+                    f"  run {index + 1} {name:5}: {wall:6.2f} s  python {py} MiB  node {node} MiB"
+                )
 
         def median(name: str, column: int) -> float:
             return statistics.median(row[column] for row in results[name])
 
         print(f"\nmedians of {runs} alternating runs (production stack):")
         print(f"{'':34}{'wall s':>8}{'python MiB':>12}{'node MiB':>10}")
-        for name, label in (("synth", "python main.py (lazy provider)"), ("bare", "import cdktf_cdktf_provider_aws")):
+        labels = {
+            "synth": "python main.py (lazy provider)",
+            "bare": "import cdktf_cdktf_provider_aws",
+        }
+        for name, label in labels.items():
             print(f"{label:34}{median(name, 0):8.2f}{median(name, 1):12.0f}{median(name, 2):10.0f}")
         print(f"speed-up: {median('bare', 0) / median('synth', 0):.1f}x (target >= 3x)")
 
