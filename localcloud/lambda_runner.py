@@ -189,6 +189,7 @@ class LambdaRunner:
         self.endpoint_url = endpoint_url
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
+        self._workers: set[Worker] = set()
         self._runtime_dir = self._prepare_runtime_dir()
 
     # -- filesystem ---------------------------------------------------------------------------
@@ -268,7 +269,10 @@ class LambdaRunner:
             str(self._runtime_dir),
         ]
         log.info("starting worker for %s (code %s)", spec.name, spec.code_sha256[:12])
-        return Worker(spec, argv, env)
+        worker = Worker(spec, argv, env)
+        with self._lock:
+            self._workers = {w for w in self._workers if w.alive} | {worker}
+        return worker
 
     def _pool(self, arn: str) -> FunctionPool:
         with self._lock:
@@ -308,10 +312,9 @@ class LambdaRunner:
         return result
 
     def shutdown(self) -> None:
+        """Kill every worker, idle or busy; they run in sessions of their own."""
         with self._lock:
-            pools = list(self._pools.values())
-        for pool in pools:
-            with pool.cond:
-                for worker in pool.idle:
-                    worker.kill()
-                pool.idle.clear()
+            workers = list(self._workers)
+            self._workers.clear()
+        for worker in workers:
+            worker.kill()

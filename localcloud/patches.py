@@ -48,9 +48,11 @@ def apply(*, runner: LambdaRunner, port: int, on_sqs_message: Callable[[], None]
     _step_functions_validate_and_versions()
     _step_functions_execution_names()
     _s3_bucket_policy_conditions()
+    _s3_logging_target_policy_check()
     _s3_event_fields_and_async_lambda()
     _s3_list_object_versions_url_encoding()
-    _lambda_dead_letter_config()
+    _lambda_config_round_trip()
+    _kms_rotation_period()
     _sqs_redrive_policy_as_sent()
     _sqs_event_sources_by_poller(on_sqs_message)
     _lambda_runs_real_handlers(runner)
@@ -230,6 +232,43 @@ def _s3_bucket_policy_conditions() -> None:
     FakeBucket.get_permission = get_permission
 
 
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _s3_logging_target_policy_check() -> None:
+    """Check the log bucket's policy for the logging service without crashing on ``"*"``.
+
+    moto reads every statement's ``Principal`` as a dict; the TLS-only ``Deny`` has
+    ``"Principal": "*"``, so PutBucketLogging fails with a 500 that the provider retries forever.
+    Same rule as moto's, tolerant of the string and list forms IAM allows.
+    """
+    from moto.s3.models import FakeBucket
+
+    service = "logging.s3.amazonaws.com"
+
+    def log_permissions_enabled_policy(target_bucket: Any, target_prefix: str | None) -> bool:
+        if not target_bucket.policy:
+            return False
+        arn = f"arn:{target_bucket.partition}:s3:::{target_bucket.name}"
+        accepted = {f"{arn}/{target_prefix or ''}*", f"{arn}/*", arn}
+        for stmt in _as_list(json.loads(target_bucket.policy.decode()).get("Statement")):
+            principal = stmt.get("Principal")
+            services = _as_list(principal.get("Service")) if isinstance(principal, dict) else []
+            if (
+                stmt.get("Effect") == "Allow"
+                and service in services
+                and {"s3:PutObject", "s3:*"} & set(_as_list(stmt.get("Action")))
+                and accepted & set(_as_list(stmt.get("Resource")))
+            ):
+                return True
+        return False
+
+    FakeBucket._log_permissions_enabled_policy = staticmethod(log_permissions_enabled_policy)
+
+
 def _s3_event_fields_and_async_lambda() -> None:
     """S3 events carry ``versionId``/``sequencer`` and invoke Lambda asynchronously, as in AWS.
 
@@ -310,33 +349,82 @@ def _s3_list_object_versions_url_encoding() -> None:
 # -- Lambda -----------------------------------------------------------------------------------
 
 
-def _lambda_dead_letter_config() -> None:
-    """Store and return ``DeadLetterConfig``; moto drops it, and the next plan shows a change."""
+def _lambda_config_round_trip() -> None:
+    """Store and return ``DeadLetterConfig`` and ``LoggingConfig``, which moto drops.
+
+    The provider reads both back after apply; without them the next plan wants to add them again.
+    """
     from moto.awslambda.models import LambdaFunction
 
     original_init = LambdaFunction.__init__
     original_configuration = LambdaFunction.get_configuration
     original_update = LambdaFunction.update_configuration
 
+    def logging_config(self: LambdaFunction, sent: dict[str, Any] | None) -> dict[str, Any]:
+        # Lambda fills in the default log group when the function names none.
+        return {
+            "LogFormat": "Text",
+            "LogGroup": f"/aws/lambda/{self.function_name}",
+            **(sent or {}),
+        }
+
     def init(self: LambdaFunction, account_id: str, spec: dict[str, Any], *args: Any, **kw: Any):
         original_init(self, account_id, spec, *args, **kw)
         self.dead_letter_config = spec.get("DeadLetterConfig") or {}
+        self.logging_config = logging_config(self, spec.get("LoggingConfig"))
 
     def get_configuration(self: LambdaFunction, on_create: bool = False) -> dict[str, Any]:
         config = original_configuration(self, on_create)
         target = getattr(self, "dead_letter_config", {}).get("TargetArn")
         if target:
             config["DeadLetterConfig"] = {"TargetArn": target}
+        config["LoggingConfig"] = getattr(self, "logging_config", None) or logging_config(
+            self, None
+        )
         return config
 
     def update_configuration(self: LambdaFunction, updates: dict[str, Any]) -> dict[str, Any]:
         if "DeadLetterConfig" in updates:
             self.dead_letter_config = updates["DeadLetterConfig"] or {}
+        if "LoggingConfig" in updates:
+            self.logging_config = logging_config(self, updates["LoggingConfig"])
         return original_update(self, updates)
 
     LambdaFunction.__init__ = init
     LambdaFunction.get_configuration = get_configuration
     LambdaFunction.update_configuration = update_configuration
+
+
+# -- KMS --------------------------------------------------------------------------------------
+
+
+def _kms_rotation_period() -> None:
+    """Keep ``RotationPeriodInDays``; moto drops it and the next plan resets it to 365."""
+    from moto.kms.responses import KmsResponse
+
+    original_enable = KmsResponse.enable_key_rotation
+    original_status = KmsResponse.get_key_rotation_status
+
+    def key(self: KmsResponse) -> Any:
+        backend = self.kms_backend
+        return backend.keys[backend.get_key_id(self._get_param("KeyId"))]
+
+    def enable_key_rotation(self: KmsResponse) -> str:
+        result = original_enable(self)
+        # 365 days is AWS's default period when the request names none.
+        key(self).rotation_period_in_days = int(self._get_param("RotationPeriodInDays") or 365)
+        return result
+
+    def get_key_rotation_status(self: KmsResponse) -> str:
+        status = json.loads(original_status(self))
+        cmk = key(self)
+        status["KeyId"] = cmk.id
+        if status.get("KeyRotationEnabled"):
+            status["RotationPeriodInDays"] = getattr(cmk, "rotation_period_in_days", 365)
+        return json.dumps(status)
+
+    KmsResponse.enable_key_rotation = enable_key_rotation
+    KmsResponse.get_key_rotation_status = get_key_rotation_status
 
 
 def _function_spec(function: Any) -> tuple[FunctionSpec, bytes, list[bytes]]:
