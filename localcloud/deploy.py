@@ -21,7 +21,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ STOP_TIMEOUT_SECONDS = 15
 # cdktf redraws a status footer with cursor movements; a log wants the resource lines only.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SPINNER = re.compile(r"^[\u2800-\u28ff]\s*")
+_PLAN_SUMMARY = re.compile(r"Plan: \d+ to add|No changes\.")
 _STACK_PROGRESS = re.compile(r"^\d+ Stacks? deploying|^\d+ Stacks? destroying")
 
 
@@ -209,8 +209,13 @@ def _create_state_bucket(config: LocalCloudConfig, bucket: str) -> None:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
-def _stream(command: list[str], env: dict[str, str], started: float) -> Iterator[str]:
-    """Run ``command`` and yield its output lines while echoing them with the elapsed time."""
+def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
+    """Run ``command``; echo its progress with the elapsed time and keep all of it in a log.
+
+    The plan body (hundreds of lines for this stack) goes to the log only; the terminal gets the
+    plan summary and every resource line of the apply.
+    """
+    started = time.monotonic()
     process = subprocess.Popen(  # noqa: S603 - fixed argv
         command,
         cwd=REPO_ROOT,
@@ -223,15 +228,28 @@ def _stream(command: list[str], env: dict[str, str], started: float) -> Iterator
     )
     assert process.stdout is not None
     previous = ""
-    for raw in process.stdout:
-        line = _SPINNER.sub("", _ANSI.sub("", raw)).strip()
-        if line and line != previous and not _STACK_PROGRESS.match(line):
+    in_plan = False
+    with log_path.open("a", encoding="utf-8") as log:
+        for raw in process.stdout:
+            line = _SPINNER.sub("", _ANSI.sub("", raw)).strip()
+            if not line or line == previous or _STACK_PROGRESS.match(line):
+                continue
             previous = line
+            log.write(line + "\n")
+            if "Terraform will perform the following actions" in line:
+                in_plan = True
+                continue
+            if in_plan:
+                if not _PLAN_SUMMARY.search(line):
+                    continue
+                in_plan = False
             elapsed = int(time.monotonic() - started)
             print(f"  {elapsed // 60:2d}:{elapsed % 60:02d} {line}", flush=True)
-            yield line
     if process.wait() != 0:
-        raise LocalCloudError(f"`{' '.join(command)}` failed with exit code {process.returncode}")
+        raise LocalCloudError(
+            f"`{' '.join(command)}` failed with exit code {process.returncode} "
+            f"(full output in {log_path})"
+        )
 
 
 def stack_dir() -> Path:
@@ -255,9 +273,7 @@ def _deploy(config: LocalCloudConfig, env: dict[str, str]) -> dict[str, Any]:
         str(stack_outputs_file),
         "--outputs-file-include-sensitive-outputs",
     ]
-    started = time.monotonic()
-    for _ in _stream(command, env, started):
-        pass
+    _stream(command, env, config.state_dir / "deploy.log")
     outputs = json.loads(stack_outputs_file.read_text())
     return outputs.get(STACK, outputs)
 

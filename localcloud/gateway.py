@@ -233,6 +233,7 @@ class Gateway:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "localcloud-gateway"
+            sys_version = ""
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
