@@ -1,0 +1,51 @@
+"""End-to-end tests against the local cloud: the real stack, deployed by `cdktf deploy`.
+
+Every test here carries the ``e2e`` marker (added below), so ``pytest -m "not e2e"`` skips the
+whole directory. The ``cloud`` fixture reuses a running ``make local-up``; otherwise it runs
+``python -m localcloud up`` itself and ``down`` at the end of the session. The destroy tests
+run last whatever the order of collection, since they tear the stack down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from localcloud.client import LocalCloud
+from localcloud.config import REPO_ROOT, LocalCloudConfig
+from localcloud.deploy import running_server
+
+DESTROY_MODULE = "test_destroy"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = str(REPO_ROOT / "tests" / "e2e")
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.e2e)
+    # Stable sort: everything else keeps its order, the destroy module goes last.
+    items.sort(key=lambda item: item.path.stem == DESTROY_MODULE)
+
+
+def _localcloud(command: str) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "localcloud", command], cwd=REPO_ROOT, check=False
+    ).returncode
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[LocalCloud]:
+    # Stop at the end only what this session started; a developer's `make local-up` stays up.
+    started_here = running_server(LocalCloudConfig.from_env()) is None
+    if _localcloud("status") != 0 and _localcloud("up") != 0:
+        if started_here:
+            _localcloud("down")
+        pytest.fail("`python -m localcloud up` failed; its output is above")
+    try:
+        yield LocalCloud()
+    finally:
+        if started_here:
+            _localcloud("down")
