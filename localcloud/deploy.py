@@ -39,6 +39,23 @@ _PLAN_SUMMARY = re.compile(r"Plan: \d+ to add|No changes\.")
 _STACK_PROGRESS = re.compile(r"^\d+ Stacks? deploying|^\d+ Stacks? destroying")
 
 
+# Errors of a first apply that come from resources applied in an order the API refuses, not from
+# the local cloud: the key is the error, the value what the stack should change.
+ORDERING_RACES = {
+    "InvalidTargetBucketForLogging": (
+        "the batch bucket's access logging was applied before the log bucket's policy that "
+        "allows it (S3 checks that policy, in AWS too); lib/storage.py should make the "
+        "S3BucketLoggingA depend on the log bucket's policy"
+    ),
+}
+
+
+class DeployFailed(LocalCloudError):
+    def __init__(self, message: str, *, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
 def _say(message: str) -> None:
     print(f"[localcloud] {message}", flush=True)
 
@@ -227,6 +244,7 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
         bufsize=1,
     )
     assert process.stdout is not None
+    output: list[str] = []
     previous = ""
     in_plan = False
     with log_path.open("a", encoding="utf-8") as log:
@@ -235,6 +253,7 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
             if not line or line == previous or _STACK_PROGRESS.match(line):
                 continue
             previous = line
+            output.append(line)
             log.write(line + "\n")
             if "Terraform will perform the following actions" in line:
                 in_plan = True
@@ -246,9 +265,10 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
             elapsed = int(time.monotonic() - started)
             print(f"  {elapsed // 60:2d}:{elapsed % 60:02d} {line}", flush=True)
     if process.wait() != 0:
-        raise LocalCloudError(
+        raise DeployFailed(
             f"`{' '.join(command)}` failed with exit code {process.returncode} "
-            f"(full output in {log_path})"
+            f"(full output in {log_path})",
+            output="\n".join(output),
         )
 
 
@@ -273,7 +293,16 @@ def _deploy(config: LocalCloudConfig, env: dict[str, str]) -> dict[str, Any]:
         str(stack_outputs_file),
         "--outputs-file-include-sensitive-outputs",
     ]
-    _stream(command, env, config.state_dir / "deploy.log")
+    try:
+        _stream(command, env, config.state_dir / "deploy.log")
+    except DeployFailed as failure:
+        race = next((name for name in ORDERING_RACES if name in failure.output), None)
+        if race is None:
+            raise
+        # Everything else is applied by now, so a second apply goes through; the stack should
+        # order the resources itself (see ORDERING_RACES), and this says so every time.
+        _say(f"WARNING: {ORDERING_RACES[race]}; applying once more")
+        _stream(command, env, config.state_dir / "deploy.log")
     outputs = json.loads(stack_outputs_file.read_text())
     return outputs.get(STACK, outputs)
 
