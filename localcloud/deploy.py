@@ -35,6 +35,12 @@ STOP_TIMEOUT_SECONDS = 15
 # cdktf redraws a status footer with cursor movements; a log wants the resource lines only.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SPINNER = re.compile(r"^[\u2800-\u28ff]\s*")
+# Reads and refreshes of data sources and existing resources, and `terraform init`'s advice.
+_LOG_ONLY = re.compile(
+    r"Refreshing state\.\.\.|: Reading\.\.\.$|: Read complete after|"
+    r"^(You may now begin|any changes that are required|should now work|If you ever set|"
+    r"rerun this command|commands will detect)"
+)
 _PLAN_SUMMARY = re.compile(r"Plan: \d+ to add|No changes\.")
 _STACK_PROGRESS = re.compile(r"^\d+ Stacks? deploying|^\d+ Stacks? destroying")
 
@@ -262,6 +268,8 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
                 if not _PLAN_SUMMARY.search(line):
                     continue
                 in_plan = False
+            if _LOG_ONLY.search(line):
+                continue
             elapsed = int(time.monotonic() - started)
             print(f"  {elapsed // 60:2d}:{elapsed % 60:02d} {line}", flush=True)
     if process.wait() != 0:

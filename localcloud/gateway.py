@@ -26,7 +26,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -232,8 +231,9 @@ class Gateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            server_version = "localcloud-gateway"
-            sys_version = ""
+
+            def version_string(self) -> str:
+                return "localcloud-gateway"
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -471,7 +471,6 @@ class Gateway:
             if name.lower() not in seen:
                 headers.append((name, str(value)))
         headers.append(("x-amzn-RequestId", request_id))
-        headers.append(("Date", formatdate(usegmt=True)))
         if not any(name.lower() == "content-type" for name, _ in headers):
             headers.append(("Content-Type", "application/json"))
         raw = proxy.get("body")
