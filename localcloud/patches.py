@@ -1,8 +1,8 @@
 """Patches that bridge the gaps between moto's server and what the AWS provider and AWS do.
 
 They are applied by ``localcloud.server`` inside the local-cloud process only; nothing here changes
-the stack that production deploys. Each patch names the gap it bridges (DESIGN.md section 5 has the
-list as observed with Terraform 1.11 and provider 5.100.0). ``apply`` is idempotent.
+the stack that production deploys. Each patch names the gap it bridges, as observed with Terraform
+1.11 and provider 5.100.0; docs/LOCALCLOUD.md lists them all. ``apply`` is idempotent.
 """
 
 from __future__ import annotations

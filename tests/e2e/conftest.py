@@ -8,6 +8,7 @@ run last whatever the order of collection, since they tear the stack down.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -37,15 +38,20 @@ def _localcloud(command: str) -> int:
 
 
 @pytest.fixture(scope="session")
-def cloud() -> Iterator[LocalCloud]:
+def cloud(pytestconfig: pytest.Config) -> Iterator[LocalCloud]:
+    # `up` takes minutes: let its progress reach the terminal instead of pytest's capture.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    uncaptured = capture.global_and_fixture_disabled if capture else contextlib.nullcontext
     # Stop at the end only what this session started; a developer's `make local-up` stays up.
     started_here = running_server(LocalCloudConfig.from_env()) is None
-    if _localcloud("status") != 0 and _localcloud("up") != 0:
-        if started_here:
-            _localcloud("down")
-        pytest.fail("`python -m localcloud up` failed; its output is above")
+    with uncaptured():
+        if _localcloud("status") != 0 and _localcloud("up") != 0:
+            if started_here:
+                _localcloud("down")
+            pytest.fail("`python -m localcloud up` failed; its output is above")
     try:
         yield LocalCloud()
     finally:
         if started_here:
-            _localcloud("down")
+            with uncaptured():
+                _localcloud("down")
