@@ -111,9 +111,9 @@ class _PrivateBucket(Construct):
             rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
         )
 
-    def attach_policy(self, statements: list) -> None:
+    def attach_policy(self, statements: list) -> S3BucketPolicy:
         document = policy_document(self, "policy-document", [_tls_only(self.bucket), *statements])
-        S3BucketPolicy(
+        return S3BucketPolicy(
             self,
             "policy",
             bucket=self.bucket.id,
@@ -157,7 +157,7 @@ class Storage(Construct):
         self.bucket = batch.bucket
         self.log_bucket = logs.bucket
         batch.attach_policy([])
-        logs.attach_policy(
+        log_bucket_policy = logs.attach_policy(
             [
                 statement(
                     sid="S3ServerAccessLogsFromTheBatchBucket",
@@ -183,6 +183,9 @@ class Storage(Construct):
             bucket=batch.bucket.id,
             target_bucket=logs.bucket.id,
             target_prefix=f"{settings.name('batch')}/",
+            # S3 refuses PutBucketLogging (InvalidTargetBucketForLogging) until the target
+            # bucket's policy lets the logging service write.
+            depends_on=[log_bucket_policy],
         )
         glacier_days = profile.glacier_transition_days
         S3BucketLifecycleConfiguration(

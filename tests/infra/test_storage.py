@@ -101,6 +101,11 @@ class TestBatchBucket:
         logging = each.one(S3BucketLoggingA.TF_RESOURCE_TYPE)
         assert "batch" in logging["bucket"] and "access-logs" in logging["target_bucket"]
 
+    def test_access_logging_waits_for_the_log_bucket_policy(self, each):
+        # S3 checks the target bucket's policy when logging is enabled.
+        logging = each.one(S3BucketLoggingA.TF_RESOURCE_TYPE)
+        assert any("access-logs_policy_" in dep for dep in logging["depends_on"])
+
     def test_only_csv_uploads_under_incoming_notify_batch_trigger(self, each):
         notification = each.one(S3BucketNotification.TF_RESOURCE_TYPE)
         assert notification["lambda_function"] == [
