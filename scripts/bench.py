@@ -1,0 +1,369 @@
+"""Runtime benchmarks (`make bench`): AWS calls, rows/s, memory per chunk, cold start.
+
+Prints figures; asserts nothing about time. Everything runs in-process against moto, so absolute
+speeds are moto's, not AWS's; call counts and memory profiles carry over. The 1M-row file is
+generated streaming and processed in *sampled* chunks (start, quartiles, end) because driving all
+200 chunks through moto's in-memory DynamoDB takes a long time; the output says so and
+extrapolates from the measured per-chunk figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+os.environ.update(
+    AWS_ACCESS_KEY_ID="bench",
+    AWS_SECRET_ACCESS_KEY="bench",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    POWERTOOLS_LOG_LEVEL="ERROR",
+)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+from moto import mock_aws  # noqa: E402
+
+from tests.functional.world import CallCounter, LambdaContext, api_event, build_world  # noqa: E402
+
+LAMBDA_TIMEOUT_S = 300
+CHUNK_ROWS = 5000
+ROW = "{:012d},{:>6}.{:02d},USD\n"  # fixed width: byte offsets of any row are computable
+HEADER = "payment_id,amount,currency\n"
+
+
+def skip_moto_transaction_snapshots() -> None:
+    """moto deep-copies the whole table once per *item* of a TransactWriteItems call, to roll
+    back on failure: O(table size) per call, O(n^2) over a file, which would measure moto, not
+    this code. The benchmark's transactions either succeed or fail every condition (replays), so
+    nothing is ever half-applied and the snapshot can be skipped. Said aloud in the output.
+    """
+    import copy
+    import types
+
+    import moto.dynamodb.models as models
+
+    original = models.DynamoDBBackend.transact_write_items
+    shim = types.SimpleNamespace(deepcopy=lambda value: value, copy=copy.copy)
+
+    def transact_write_items(self: Any, transact_items: Any) -> None:
+        models.copy = shim
+        try:
+            return original(self, transact_items)
+        finally:
+            models.copy = copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def drain_processing_queue(world: Any) -> None:
+    """moto's SQS scans every stored message on each send (O(queue depth)); the processor is
+    not running here, so the queue would grow to 1M messages. Empty moto's queue after each
+    batch send, directly in its backend (no AWS call, nothing counted)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+    from payments import aws
+
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues[world.queue_url.rsplit("/", 1)[1]]
+
+    def purge(**_: Any) -> None:
+        queue._messages.clear()
+
+    aws.client("sqs").meta.events.register("after-call.sqs.SendMessageBatch", purge)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class CsvStream:
+    """A file-like object generating N fixed-width rows on the fly (never whole in memory)."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows, self.next_row, self.pending = rows, 0, HEADER.encode()
+
+    def read(self, size: int = -1) -> bytes:
+        size = 1 << 20 if size is None or size < 0 else size
+        while len(self.pending) < size and self.next_row < self.rows:
+            block = min(self.rows - self.next_row, 20_000)
+            self.pending += "".join(
+                ROW.format(i, i % 999_999 + 1, i % 100)
+                for i in range(self.next_row, self.next_row + block)
+            ).encode()
+            self.next_row += block
+        out, self.pending = self.pending[:size], self.pending[size:]
+        return out
+
+
+def row_bytes() -> int:
+    return len(ROW.format(0, 1, 0))
+
+
+def batches(chunk_rows: int):
+    from payments.batch import Batches
+    from payments.config import load
+
+    cfg = load()
+    return Batches(type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": chunk_rows}))
+
+
+def counter_for_clients() -> CallCounter:
+    from payments import aws
+
+    return CallCounter().attach(*(aws.client(s) for s in ("dynamodb", "sqs", "s3", "sns")))
+
+
+def upload(world: Any, batch_id: str, rows: int) -> str:
+    key = f"incoming/{batch_id}.csv"
+    world.s3.upload_fileobj(CsvStream(rows), world.bucket, key)
+    return key
+
+
+def bench_calls_per_1000(world: Any) -> dict[str, Any]:
+    key = upload(world, "calls", 1000)
+    tasks = batches(CHUNK_ROWS)
+    counter = counter_for_clients()
+    started = time.perf_counter()
+    state = tasks.register(
+        {"bucket": world.bucket, "key": key, "batch_id": "calls", "version_id": "null"}
+    )
+    while not state["done"]:
+        state = tasks.process_chunk(state)
+    tasks.finalize(state)
+    elapsed = time.perf_counter() - started
+    return {"calls": dict(sorted(counter.calls.items())), "seconds": elapsed}
+
+
+def bench_memory(world: Any, rows: int, *, sample: int | None) -> dict[str, Any]:
+    """Per-chunk peak of Python allocations (tracemalloc) and RSS while processing ``rows``."""
+    batch_id = f"mem{rows}"
+    key = upload(world, batch_id, rows)
+    tasks = batches(CHUNK_ROWS)
+    state = tasks.register(
+        {"bucket": world.bucket, "key": key, "batch_id": batch_id, "version_id": "null"}
+    )
+    chunks = -(-rows // CHUNK_ROWS)
+    indices = list(range(chunks))
+    if sample and chunks > sample:
+        step = (chunks - 1) / (sample - 1)
+        indices = sorted({round(i * step) for i in range(sample)})
+    base_offset, base_line = state["offset"], state["line"]
+    results = []
+    tracemalloc.start()
+    for index in indices:
+        chunk_state = {
+            **state,
+            "offset": base_offset + index * CHUNK_ROWS * row_bytes(),
+            "line": base_line + index * CHUNK_ROWS,
+        }
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        started = time.perf_counter()
+        out = tasks.process_chunk(chunk_state)
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        results.append(
+            {
+                "chunk": index,
+                "rows": out["last_chunk"]["total_rows"],
+                "seconds": seconds,
+                "peak_mb": (peak - before) / 2**20,
+                "rss_mb": rss_mb(),
+            }
+        )
+    tracemalloc.stop()
+    return {"rows": rows, "chunks": chunks, "sampled": len(indices), "per_chunk": results}
+
+
+def bench_api(world: Any) -> dict[str, Any]:
+    import importlib
+
+    import handlers.api
+
+    api = importlib.reload(handlers.api)
+    ctx = LambdaContext()
+    api.handler(api_event("GET", "/health"), ctx)  # create clients first
+    api.handler(
+        api_event(
+            "POST",
+            "/payments",
+            body={"amount": "1", "currency": "USD"},
+            headers={"Idempotency-Key": "warm"},
+        ),
+        ctx,
+    )
+    counter = counter_for_clients()
+    out: dict[str, Any] = {}
+    cases = {
+        "POST /payments (new)": (
+            "POST",
+            "/payments",
+            {"payment_id": "b1", "amount": "5", "currency": "USD"},
+            None,
+        ),
+        "POST /payments (identical replay)": (
+            "POST",
+            "/payments",
+            {"payment_id": "b1", "amount": "5", "currency": "USD"},
+            None,
+        ),
+        "POST /payments (Idempotency-Key, first)": (
+            "POST",
+            "/payments",
+            {"amount": "5", "currency": "USD"},
+            {"Idempotency-Key": "bench-1"},
+        ),
+        "POST /payments (Idempotency-Key, replay)": (
+            "POST",
+            "/payments",
+            {"amount": "5", "currency": "USD"},
+            {"Idempotency-Key": "bench-1"},
+        ),
+        "GET /payments/{id}": ("GET", "/payments/b1", None, None),
+        "GET /batches/{id}": ("GET", "/batches/calls", None, None),
+    }
+    for label, (method, path, body, headers) in cases.items():
+        counter.reset()
+        response = api.handler(api_event(method, path, body=body, headers=headers), ctx)
+        out[label] = {
+            "status": response["statusCode"],
+            "calls": dict(counter.calls),
+            "total": counter.total(),
+        }
+    return out
+
+
+def bench_cold_start(repeats: int) -> dict[str, float]:
+    modules = [
+        "boto3",
+        "handlers.api",
+        "handlers.processor",
+        "handlers.batch_trigger",
+        "handlers.batch_tasks",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lambda")}
+    code = "import time,sys;t=time.perf_counter();import {m};print(time.perf_counter()-t)"
+    out = {}
+    for module in modules:
+        times = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code.format(m=module)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(repeats)
+        ]
+        out[module] = statistics.median(times) * 1000
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--large-rows", type=int, default=1_000_000)
+    parser.add_argument("--sample-chunks", type=int, default=5)
+    parser.add_argument("--cold-repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.platform()}"
+    )
+    print("all AWS calls go to moto in-process; counts come from botocore before-call hooks")
+    print(
+        "moto's per-transaction table snapshot is skipped (see skip_moto_transaction_snapshots)\n"
+    )
+    skip_moto_transaction_snapshots()
+    with mock_aws():
+        from handlers import common
+
+        common.reset()
+        world = build_world("bench", chunk_rows=CHUNK_ROWS)
+        drain_processing_queue(world)
+
+        calls = bench_calls_per_1000(world)
+        print("== Batch: AWS calls per 1,000 valid rows (register + 1 chunk + finalize)")
+        for name, count in calls["calls"].items():
+            print(f"  {name:38} {count:6}")
+        sqs_sends = sum(v for k, v in calls["calls"].items() if k.startswith("sqs:Send"))
+        print(f"  SQS send calls per 1,000 rows: {sqs_sends} (target <= 150)")
+        print(f"  throughput in-process against moto: {1000 / calls['seconds']:.0f} rows/s\n")
+
+        small = bench_memory(world, 10_000, sample=None)
+        large = bench_memory(world, args.large_rows, sample=args.sample_chunks)
+        print(f"== Batch memory, chunk = {CHUNK_ROWS} rows (tracemalloc peak per chunk; RSS)")
+        for result in (small, large):
+            sampled = (
+                ""
+                if result["sampled"] == result["chunks"]
+                else (f" - SAMPLED {result['sampled']} of {result['chunks']} chunks (start..end)")
+            )
+            print(f"  {result['rows']:>9,} rows, {result['chunks']} chunks{sampled}")
+            for c in result["per_chunk"]:
+                print(
+                    f"    chunk {c['chunk']:>4}: {c['rows']} rows {c['seconds']:6.2f} s  "
+                    f"peak {c['peak_mb']:6.2f} MB  RSS {c['rss_mb']:7.1f} MB"
+                )
+        peak_small = max(c["peak_mb"] for c in small["per_chunk"])
+        peak_large = max(c["peak_mb"] for c in large["per_chunk"])
+        print(
+            f"  peak per chunk: 10k {peak_small:.2f} MB vs {args.large_rows:,} "
+            f"{peak_large:.2f} MB -> difference {peak_large - peak_small:+.2f} MB "
+            f"(target: flat within 20 MB)"
+        )
+        longest = max(c["seconds"] for c in large["per_chunk"])
+        mean = statistics.mean(c["seconds"] for c in large["per_chunk"])
+        print(
+            f"  longest chunk ({CHUNK_ROWS} rows) against moto: {longest:.2f} s of a "
+            f"{LAMBDA_TIMEOUT_S} s Lambda timeout ({longest / LAMBDA_TIMEOUT_S:.1%})"
+        )
+        per_chunk_calls = {
+            k: v * CHUNK_ROWS // 1000
+            for k, v in calls["calls"].items()
+            if k.startswith(("dynamodb:Transact", "sqs:Send"))
+        }
+        aws_estimate = sum(per_chunk_calls.values()) * 0.025
+        print(
+            f"  AWS estimate per chunk: {sum(per_chunk_calls.values())} sequential write "
+            f"calls x 25 ms (assumed p99-ish latency) = {aws_estimate:.0f} s"
+        )
+        print(
+            f"  whole {args.large_rows:,}-row file: {large['chunks']} chunks x {mean:.2f} s "
+            f"= ~{large['chunks'] * mean / 60:.0f} min against moto (extrapolated from the "
+            f"sampled chunks)\n"
+        )
+
+        print("== API: AWS calls per request (no Idempotency-Key unless stated)")
+        for label, result in bench_api(world).items():
+            print(
+                f"  {label:42} HTTP {result['status']}  {result['total']} call(s) {result['calls']}"
+            )
+        print("  target: POST /payments <= 3 calls\n")
+
+    print(f"== Cold start: import in a fresh interpreter (median of {args.cold_repeats})")
+    cold = bench_cold_start(args.cold_repeats)
+    base = cold["boto3"]
+    for module, ms in cold.items():
+        print(f"  {module:24} {ms:7.1f} ms  {ms / base:4.2f}x bare boto3 (target <= 1.5x)")
+    print(
+        f"\npeak RSS of this benchmark process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
