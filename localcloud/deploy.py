@@ -45,23 +45,6 @@ _PLAN_SUMMARY = re.compile(r"Plan: \d+ to add|No changes\.")
 _STACK_PROGRESS = re.compile(r"^\d+ Stacks? deploying|^\d+ Stacks? destroying")
 
 
-# Errors of a first apply that come from resources applied in an order the API refuses, not from
-# the local cloud: the key is the error, the value what the stack should change.
-ORDERING_RACES = {
-    "InvalidTargetBucketForLogging": (
-        "the batch bucket's access logging was applied before the log bucket's policy that "
-        "allows it (S3 checks that policy, in AWS too); lib/storage.py should make the "
-        "S3BucketLoggingA depend on the log bucket's policy"
-    ),
-}
-
-
-class DeployFailed(LocalCloudError):
-    def __init__(self, message: str, *, output: str) -> None:
-        super().__init__(message)
-        self.output = output
-
-
 def _say(message: str) -> None:
     print(f"[localcloud] {message}", flush=True)
 
@@ -250,7 +233,6 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
         bufsize=1,
     )
     assert process.stdout is not None
-    output: list[str] = []
     previous = ""
     in_plan = False
     with log_path.open("a", encoding="utf-8") as log:
@@ -259,7 +241,6 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
             if not line or line == previous or _STACK_PROGRESS.match(line):
                 continue
             previous = line
-            output.append(line)
             log.write(line + "\n")
             if "Terraform will perform the following actions" in line:
                 in_plan = True
@@ -273,10 +254,9 @@ def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:
             elapsed = int(time.monotonic() - started)
             print(f"  {elapsed // 60:2d}:{elapsed % 60:02d} {line}", flush=True)
     if process.wait() != 0:
-        raise DeployFailed(
+        raise LocalCloudError(
             f"`{' '.join(command)}` failed with exit code {process.returncode} "
-            f"(full output in {log_path})",
-            output="\n".join(output),
+            f"(full output in {log_path})"
         )
 
 
@@ -301,16 +281,7 @@ def _deploy(config: LocalCloudConfig, env: dict[str, str]) -> dict[str, Any]:
         str(stack_outputs_file),
         "--outputs-file-include-sensitive-outputs",
     ]
-    try:
-        _stream(command, env, config.state_dir / "deploy.log")
-    except DeployFailed as failure:
-        race = next((name for name in ORDERING_RACES if name in failure.output), None)
-        if race is None:
-            raise
-        # Everything else is applied by now, so a second apply goes through; the stack should
-        # order the resources itself (see ORDERING_RACES), and this says so every time.
-        _say(f"WARNING: {ORDERING_RACES[race]}; applying once more")
-        _stream(command, env, config.state_dir / "deploy.log")
+    _stream(command, env, config.state_dir / "deploy.log")
     outputs = json.loads(stack_outputs_file.read_text())
     return outputs.get(STACK, outputs)
 
