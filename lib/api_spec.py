@@ -14,7 +14,7 @@ from typing import Any
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 # Error body of the REST contract (DESIGN section 3); API Gateway's own errors use it too.
 ERROR_TEMPLATE = '{"error": {"code": "%s", "message": %s, "details": {}}}'
-CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Amz-Date,Authorization"
+CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Idempotency-Key,X-Signature,X-Amz-Date,Authorization"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,35 +35,40 @@ ROUTES: tuple[Route, ...] = (
     Route(path="/health", method="GET", api_key_required=False),
 )
 
-_OPTIONAL_STRING = {"type": ["string", "null"]}
+
+def _described(**fields: str) -> dict[str, dict[str, str]]:
+    return {name: {"description": text} for name, text in fields.items()}
+
+
+# The models check only that the body is a JSON object. API Gateway's validator answers any
+# violation with one generic "Invalid request body", while the handler names each bad field
+# (DESIGN section 3), so field types, required fields and unknown fields are left to it; the
+# properties document the contract (and the exported OpenAPI) without constraining it.
 MODELS: dict[str, dict[str, Any]] = {
     "PaymentRequest": {
         "$schema": DRAFT_04,
         "title": "PaymentRequest",
         "type": "object",
-        "required": ["amount", "currency"],
-        "properties": {
-            # A decimal string or a JSON number; the handler rejects floats it cannot take exactly.
-            "amount": {"type": ["string", "number"]},
-            "currency": {"type": "string"},
-            "payment_id": _OPTIONAL_STRING,
-            "customer_id": _OPTIONAL_STRING,
-            "merchant_id": _OPTIONAL_STRING,
-            "payment_method": _OPTIONAL_STRING,
-            "description": _OPTIONAL_STRING,
-            "metadata": {"type": ["object", "null"]},
-        },
+        "properties": _described(
+            amount="required; decimal string or JSON number in plain notation, > 0",
+            currency="required; active ISO 4217 code, any case",
+            payment_id="optional; 1-64 of A-Z a-z 0-9 _ -",
+            customer_id="optional string",
+            merchant_id="optional string",
+            payment_method="optional string",
+            description="optional string",
+            metadata="optional object of string values",
+        ),
     },
     "FraudSignal": {
         "$schema": DRAFT_04,
         "title": "FraudSignal",
         "type": "object",
-        "required": ["payment_id", "risk_score", "reason"],
-        "properties": {
-            "payment_id": {"type": "string"},
-            "risk_score": {"type": ["number", "string"]},
-            "reason": {"type": "string"},
-        },
+        "properties": _described(
+            payment_id="required; the payment the signal is about",
+            risk_score="required; 0-100",
+            reason="required string",
+        ),
     },
 }
 
@@ -83,7 +88,9 @@ class GatewayError:
 GATEWAY_ERRORS: dict[str, GatewayError] = {
     "DEFAULT_4XX": GatewayError(code="CLIENT_ERROR"),
     "DEFAULT_5XX": GatewayError(code="INTERNAL_ERROR"),
-    "BAD_REQUEST_BODY": GatewayError(code="VALIDATION_ERROR", status="400"),
+    "BAD_REQUEST_BODY": GatewayError(
+        code="VALIDATION_ERROR", status="400", message="The request body must be a JSON object"
+    ),
     "BAD_REQUEST_PARAMETERS": GatewayError(code="VALIDATION_ERROR", status="400"),
     "INVALID_API_KEY": GatewayError(
         code="FORBIDDEN", status="403", message="A valid x-api-key header is required"
