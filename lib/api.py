@@ -39,7 +39,6 @@ from cdktf_cdktf_provider_aws.api_gateway_usage_plan import (
     ApiGatewayUsagePlanThrottleSettings,
 )
 from cdktf_cdktf_provider_aws.api_gateway_usage_plan_key import ApiGatewayUsagePlanKey
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from constructs import Construct
@@ -53,6 +52,7 @@ from lib.api_spec import (
     resource_paths,
 )
 from lib.iam import AwsAccount, service_role, statement
+from lib.logs import encrypted_log_group
 from lib.settings import Settings
 
 ACCESS_LOG_FORMAT = {
@@ -206,20 +206,20 @@ class Api(Construct):
             depends_on=deployed,
         )
         logging_role = self._account_logging_role(settings, account)
-        access_logs = CloudwatchLogGroup(
+        access_logs = encrypted_log_group(
             self,
             "access-logs",
             name=f"/aws/apigateway/{settings.name('api')}",
-            retention_in_days=profile.log_retention_days,
-            kms_key_id=kms_key_arn,
+            settings=settings,
+            kms_key_arn=kms_key_arn,
         )
         # API Gateway would create the execution-log group itself, unencrypted and kept forever.
-        execution_logs = CloudwatchLogGroup(
+        execution_logs = encrypted_log_group(
             self,
             "execution-logs",
             name=f"API-Gateway-Execution-Logs_{api_id}/{settings.suffix}",
-            retention_in_days=profile.log_retention_days,
-            kms_key_id=kms_key_arn,
+            settings=settings,
+            kms_key_arn=kms_key_arn,
         )
         self.stage = ApiGatewayStage(
             self,

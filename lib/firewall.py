@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.wafv2_web_acl import (
     Wafv2WebAcl,
     Wafv2WebAclDefaultAction,
@@ -29,6 +28,7 @@ from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
 )
 from constructs import Construct
 
+from lib.logs import encrypted_log_group
 from lib.settings import Settings
 
 # The common rule set blocks requests without a User-Agent; server-to-server payment clients
@@ -104,13 +104,13 @@ class Firewall(Construct):
             ],
         )
         Wafv2WebAclAssociation(self, "stage", resource_arn=stage_arn, web_acl_arn=self.web_acl.arn)
-        logs = CloudwatchLogGroup(
+        logs = encrypted_log_group(
             self,
             "logs",
             # WAF only delivers to log groups whose name starts with aws-waf-logs-.
             name=f"aws-waf-logs-{name}",
-            retention_in_days=settings.profile.log_retention_days,
-            kms_key_id=kms_key_arn,
+            settings=settings,
+            kms_key_arn=kms_key_arn,
         )
         Wafv2WebAclLoggingConfiguration(
             self,

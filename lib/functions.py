@@ -32,6 +32,7 @@ from lib.iam import (
     service_role,
     statement,
 )
+from lib.logs import encrypted_log_group
 from lib.packaging import source_code_hash, write_deterministic_zip
 from lib.runtime import ENV, LAMBDA_DIR, LAYER_ZIP
 from lib.settings import SERVICE, Settings
@@ -194,12 +195,12 @@ class Functions(Construct):
         self.log_groups: dict[str, CloudwatchLogGroup] = {}
         for key, spec in FUNCTIONS.items():
             name = settings.name(key)
-            log_group = CloudwatchLogGroup(
+            log_group = encrypted_log_group(
                 self,
                 f"{key}-logs",
                 name=f"/aws/lambda/{name}",
-                retention_in_days=profile.log_retention_days,
-                kms_key_id=r.kms_key_arn,
+                settings=settings,
+                kms_key_arn=r.kms_key_arn,
             )
             statements = [
                 statement(

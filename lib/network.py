@@ -7,7 +7,6 @@ and X-Ray through interface endpoints; there is no NAT gateway and no internet g
 from __future__ import annotations
 
 from cdktf import Fn
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
@@ -23,6 +22,7 @@ from constructs import Construct
 
 from lib.functions import VpcPlacement
 from lib.iam import AwsAccount, service_role, statement
+from lib.logs import encrypted_log_group
 from lib.settings import Settings
 
 VPC_CIDR = "10.40.0.0/16"
@@ -145,12 +145,12 @@ class Network(Construct):
                 security_group_ids=[endpoints_sg.id],
                 tags={"Name": f"{name}-{service}"},
             )
-        flow_logs = CloudwatchLogGroup(
+        flow_logs = encrypted_log_group(
             self,
             "flow-logs",
             name=f"/aws/vpc/flow-logs/{name}",
-            retention_in_days=settings.profile.log_retention_days,
-            kms_key_id=kms_key_arn,
+            settings=settings,
+            kms_key_arn=kms_key_arn,
         )
         flow_logs_role = service_role(
             self,

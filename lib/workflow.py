@@ -10,7 +10,6 @@ import importlib
 import json
 from typing import Any
 
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.sfn_state_machine import (
     SfnStateMachine,
     SfnStateMachineLoggingConfiguration,
@@ -26,6 +25,7 @@ from lib.iam import (
     service_role,
     statement,
 )
+from lib.logs import encrypted_log_group
 from lib.settings import Settings
 
 STATE_MACHINE = "batch"
@@ -76,14 +76,14 @@ class Workflow(Construct):
     ) -> None:
         super().__init__(scope, id_)
         name = settings.name(STATE_MACHINE)
-        self.log_group = CloudwatchLogGroup(
+        self.log_group = encrypted_log_group(
             self,
             "logs",
             # The /aws/vendedlogs/ prefix keeps the log-group resource policy Step Functions
             # writes small (AWS recommends it for vended logs).
             name=f"/aws/vendedlogs/states/{name}",
-            retention_in_days=settings.profile.log_retention_days,
-            kms_key_id=kms_key_arn,
+            settings=settings,
+            kms_key_arn=kms_key_arn,
         )
         role = service_role(
             self,
