@@ -34,13 +34,19 @@ class Messaging(Construct):
     def __init__(self, scope: Construct, id_: str, *, settings: Settings, kms_key_arn: str):
         super().__init__(scope, id_)
         dlq_retention = settings.profile.dlq_retention_days * DAY_SECONDS
-        self.dlq = SqsQueue(
-            self,
-            PROCESSING_DLQ,
-            name=settings.name(PROCESSING_DLQ),
-            message_retention_seconds=dlq_retention,
-            kms_master_key_id=kms_key_arn,
-        )
+        self.dead_letter_queue_names: list[str] = []
+
+        def dead_letter_queue(base: str) -> SqsQueue:
+            self.dead_letter_queue_names.append(settings.name(base))
+            return SqsQueue(
+                self,
+                base,
+                name=settings.name(base),
+                message_retention_seconds=dlq_retention,
+                kms_master_key_id=kms_key_arn,
+            )
+
+        self.dlq = dead_letter_queue(PROCESSING_DLQ)
         self.processing_queue = SqsQueue(
             self,
             "processing",
@@ -57,13 +63,7 @@ class Messaging(Construct):
             ),
         )
         # S3 invokes batch-trigger asynchronously; events Lambda gives up on land here.
-        self.batch_trigger_dlq = SqsQueue(
-            self,
-            BATCH_TRIGGER_DLQ,
-            name=settings.name(BATCH_TRIGGER_DLQ),
-            message_retention_seconds=dlq_retention,
-            kms_master_key_id=kms_key_arn,
-        )
+        self.batch_trigger_dlq = dead_letter_queue(BATCH_TRIGGER_DLQ)
         self.payment_events = SnsTopic(
             self,
             "payment-events",
@@ -115,7 +115,3 @@ class Messaging(Construct):
             raw_message_delivery=True,
             depends_on=[subscriber_policy],
         )
-
-        self.dead_letter_queue_names = [
-            settings.name(base) for base in (PROCESSING_DLQ, BATCH_TRIGGER_DLQ)
-        ]
