@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
@@ -40,72 +41,58 @@ class MonitoredResources:
     alarms_topic_arn: str
 
 
+@dataclass(frozen=True)
+class _Metric:
+    namespace: str
+    name: str
+    dimensions: Mapping[str, str]
+
+
 class Monitoring(Construct):
     def __init__(
         self, scope: Construct, id_: str, *, settings: Settings, resources: MonitoredResources
     ) -> None:
         super().__init__(scope, id_)
         r = resources
+        self._topic = r.alarms_topic_arn
         self.alarms: list[CloudwatchMetricAlarm] = []
         api_dims = {"ApiName": r.api_name, "Stage": r.stage_name}
         if settings.profile.alarms_enabled:
             for name in r.function_names:
                 self._alarm(
                     f"{name}-errors",
-                    settings=settings,
-                    topic=r.alarms_topic_arn,
-                    namespace="AWS/Lambda",
-                    metric="Errors",
-                    dimensions={"FunctionName": name},
-                    statistic="Sum",
+                    _Metric("AWS/Lambda", "Errors", {"FunctionName": name}),
                     period=TEN_MINUTES,
                     threshold=LAMBDA_ERRORS_THRESHOLD,
                 )
             for name in r.dead_letter_queue_names:
                 self._alarm(
                     f"{name}-not-empty",
-                    settings=settings,
-                    topic=r.alarms_topic_arn,
-                    namespace="AWS/SQS",
-                    metric="ApproximateNumberOfMessagesVisible",
-                    dimensions={"QueueName": name},
+                    _Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": name}),
                     statistic="Maximum",
                     period=FIVE_MINUTES,
                     threshold=1,
                 )
             self._alarm(
                 f"{r.api_name}-5xx",
-                settings=settings,
-                topic=r.alarms_topic_arn,
-                namespace="AWS/ApiGateway",
-                metric="5XXError",
-                dimensions=api_dims,
-                statistic="Sum",
+                _Metric("AWS/ApiGateway", "5XXError", api_dims),
                 period=TEN_MINUTES,
                 threshold=API_5XX_THRESHOLD,
             )
             self._alarm(
                 f"{r.api_name}-p99-latency",
-                settings=settings,
-                topic=r.alarms_topic_arn,
-                namespace="AWS/ApiGateway",
-                metric="Latency",
-                dimensions=api_dims,
+                _Metric("AWS/ApiGateway", "Latency", api_dims),
+                statistic=None,
                 extended_statistic="p99",
                 period=FIVE_MINUTES,
                 evaluation_periods=LATENCY_PERIODS,
                 threshold=settings.profile.api_p99_latency_ms,
             )
             for table in r.table_names:
-                self._throttle_alarm(table, settings=settings, topic=r.alarms_topic_arn)
+                self._throttle_alarm(table)
             self._alarm(
                 f"{settings.name('batch')}-executions-failed",
-                settings=settings,
-                topic=r.alarms_topic_arn,
-                namespace="AWS/States",
-                metric="ExecutionsFailed",
-                dimensions={"StateMachineArn": r.state_machine_arn},
-                statistic="Sum",
+                _Metric("AWS/States", "ExecutionsFailed", {"StateMachineArn": r.state_machine_arn}),
                 period=FIVE_MINUTES,
                 threshold=1,
             )
@@ -119,41 +106,28 @@ class Monitoring(Construct):
     def _alarm(
         self,
         name: str,
+        metric: _Metric,
         *,
-        settings: Settings,
-        topic: str,
-        namespace: str,
-        metric: str,
-        dimensions: Mapping[str, str],
         period: int,
         threshold: float,
-        statistic: str | None = None,
+        statistic: str | None = "Sum",
         extended_statistic: str | None = None,
         evaluation_periods: int = 1,
     ) -> None:
-        self.alarms.append(
-            CloudwatchMetricAlarm(
-                self,
-                name,
-                alarm_name=name,
-                namespace=namespace,
-                metric_name=metric,
-                dimensions=dict(dimensions),
-                statistic=statistic,
-                extended_statistic=extended_statistic,
-                period=period,
-                evaluation_periods=evaluation_periods,
-                datapoints_to_alarm=evaluation_periods,
-                threshold=threshold,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                # No data means no invocations, messages or requests: nothing is failing.
-                treat_missing_data="notBreaching",
-                alarm_actions=[topic],
-                ok_actions=[topic],
-            )
+        self._add(
+            name,
+            namespace=metric.namespace,
+            metric_name=metric.name,
+            dimensions=dict(metric.dimensions),
+            statistic=statistic,
+            extended_statistic=extended_statistic,
+            period=period,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=evaluation_periods,
+            threshold=threshold,
         )
 
-    def _throttle_alarm(self, table: str, *, settings: Settings, topic: str) -> None:
+    def _throttle_alarm(self, table: str) -> None:
         # ThrottledRequests carries an Operation dimension, so per table it is the sum of the
         # table-level read and write throttle events.
         def events(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
@@ -169,27 +143,34 @@ class Monitoring(Construct):
                 ),
             )
 
+        self._add(
+            f"{table}-throttles",
+            metric_query=[
+                events("reads", "ReadThrottleEvents"),
+                events("writes", "WriteThrottleEvents"),
+                CloudwatchMetricAlarmMetricQuery(
+                    id="throttles",
+                    expression="reads + writes",
+                    label="Throttled requests",
+                    return_data=True,
+                ),
+            ],
+            evaluation_periods=1,
+            threshold=1,
+        )
+
+    def _add(self, name: str, **query: Any) -> None:
         self.alarms.append(
             CloudwatchMetricAlarm(
                 self,
-                f"{table}-throttles",
-                alarm_name=f"{table}-throttles",
-                metric_query=[
-                    events("reads", "ReadThrottleEvents"),
-                    events("writes", "WriteThrottleEvents"),
-                    CloudwatchMetricAlarmMetricQuery(
-                        id="throttles",
-                        expression="reads + writes",
-                        label="Throttled requests",
-                        return_data=True,
-                    ),
-                ],
-                evaluation_periods=1,
-                threshold=1,
+                name,
+                alarm_name=name,
                 comparison_operator="GreaterThanOrEqualToThreshold",
+                # No data means no invocations, messages or requests: nothing is failing.
                 treat_missing_data="notBreaching",
-                alarm_actions=[topic],
-                ok_actions=[topic],
+                alarm_actions=[self._topic],
+                ok_actions=[self._topic],
+                **query,
             )
         )
 
