@@ -72,7 +72,7 @@ FUNCTIONS: Mapping[str, FunctionSpec] = {
         handler="handlers.batch_tasks.handler",
         timeout=300,
         memory=1024,
-        description="Tasks of the batch workflow: register, process_chunk, finalize, fail",
+        description="Tasks of the batch workflow: register, process_chunk, finalize",
     ),
     PROCESSOR: FunctionSpec(
         handler="handlers.processor.handler",
@@ -115,8 +115,15 @@ class VpcPlacement:
     security_group_ids: Sequence[str]
 
 
-def _table(arn: str) -> list[str]:
-    return [arn, f"{arn}/index/*"]
+def _table_access(sid: str, table_arn: str, *operations: str) -> DataAwsIamPolicyDocumentStatement:
+    """``dynamodb:<operation>`` on one table and none of its indexes (no function queries one).
+
+    DynamoDB has no TransactWriteItems action: a transaction is authorised by the per-item
+    actions (PutItem, UpdateItem, ConditionCheckItem) of the items it contains.
+    """
+    return statement(
+        sid=sid, actions=[f"dynamodb:{op}" for op in operations], resources=[table_arn]
+    )
 
 
 class Functions(Construct):
@@ -167,7 +174,7 @@ class Functions(Construct):
                 ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
                 ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
                 ENV.WEBHOOK_SECRET_PARAMETER: r.webhook_secret_parameter_name,
-                "CORS_ALLOWED_ORIGIN": settings.cors_origin,
+                ENV.CORS_ALLOWED_ORIGIN: settings.cors_origin,
                 **max_amount,
             },
             BATCH_TRIGGER: {
@@ -210,7 +217,9 @@ class Functions(Construct):
                 ),
                 # X-Ray trace segments have no resource-level permissions.
                 statement(sid="XRayTraces", actions=XRAY_WRITE_ACTIONS, resources=["*"]),
-                # The CMK encrypts every table, queue, topic and parameter the function uses.
+                # The CMK encrypts every queue, topic, object and parameter a function reads or
+                # writes (batch-trigger: its dead-letter queue); these two are what SQS, SNS, S3
+                # and SSM ask KMS for on the caller's behalf.
                 statement(
                     sid="UseDataKey",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],
@@ -284,45 +293,40 @@ class Functions(Construct):
 
     @staticmethod
     def _permissions(key: str, r: FunctionResources) -> list[DataAwsIamPolicyDocumentStatement]:
+        """Exactly the calls each handler makes (docs/CONTRACT.md, "IAM actions")."""
         publish = statement(
             sid="PublishPaymentEvents",
             actions=["sns:Publish"],
             resources=[r.payment_events_topic_arn],
         )
-        enqueue = statement(
-            sid="EnqueuePayments", actions=["sqs:SendMessage"], resources=[r.processing_queue_arn]
-        )
         if key == API:
+            # DescribeTable and GetQueueAttributes are GET /health's dependency checks.
             return [
-                statement(
-                    sid="Payments",
-                    actions=[
-                        "dynamodb:GetItem",
-                        "dynamodb:Query",
-                        "dynamodb:PutItem",
-                        "dynamodb:UpdateItem",
-                        "dynamodb:ConditionCheckItem",
-                    ],
-                    resources=_table(r.payments_table_arn),
+                _table_access(
+                    "Payments",
+                    r.payments_table_arn,
+                    "GetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DescribeTable",
                 ),
-                # Batch status reads plus Powertools idempotency records.
-                statement(
-                    sid="ProcessingStatus",
-                    actions=[
-                        "dynamodb:GetItem",
-                        "dynamodb:Query",
-                        "dynamodb:PutItem",
-                        "dynamodb:UpdateItem",
-                        "dynamodb:DeleteItem",
-                    ],
-                    resources=[r.processing_status_table_arn],
+                # Batch status and rejected rows, plus Powertools idempotency records.
+                _table_access(
+                    "ProcessingStatus",
+                    r.processing_status_table_arn,
+                    "GetItem",
+                    "Query",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "DescribeTable",
                 ),
+                _table_access("AppendAudit", r.audit_log_table_arn, "PutItem", "DescribeTable"),
                 statement(
-                    sid="AppendAudit",
-                    actions=["dynamodb:PutItem"],
-                    resources=[r.audit_log_table_arn],
+                    sid="EnqueuePayments",
+                    actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
+                    resources=[r.processing_queue_arn],
                 ),
-                enqueue,
                 publish,
                 statement(
                     sid="WebhookSecret",
@@ -337,11 +341,6 @@ class Functions(Construct):
                     actions=["states:StartExecution"],
                     resources=[r.state_machine_arn],
                 ),
-                statement(
-                    sid="BatchStatus",
-                    actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                    resources=[r.processing_status_table_arn],
-                ),
                 # Lambda delivers failed asynchronous events with the function's own role.
                 statement(
                     sid="DeadLetters",
@@ -350,6 +349,7 @@ class Functions(Construct):
                 ),
             ]
         if key == BATCH_TASKS:
+            # The summary event is published by the workflow itself, not by these tasks.
             return [
                 statement(
                     sid="ReadUploadedFiles",
@@ -361,63 +361,38 @@ class Functions(Construct):
                     actions=["s3:PutObject"],
                     resources=[f"{r.batch_bucket_arn}/reports/*"],
                 ),
-                statement(
-                    sid="Payments",
-                    actions=[
-                        "dynamodb:GetItem",
-                        "dynamodb:BatchGetItem",
-                        "dynamodb:Query",
-                        "dynamodb:PutItem",
-                        "dynamodb:UpdateItem",
-                        "dynamodb:ConditionCheckItem",
-                    ],
-                    resources=_table(r.payments_table_arn),
+                _table_access("Payments", r.payments_table_arn, "GetItem", "PutItem"),
+                _table_access(
+                    "ProcessingStatus",
+                    r.processing_status_table_arn,
+                    "GetItem",
+                    "Query",
+                    "PutItem",
+                    "UpdateItem",
+                    "BatchWriteItem",
                 ),
+                _table_access("AppendAudit", r.audit_log_table_arn, "PutItem"),
+                # sqs:SendMessage also authorises SendMessageBatch.
                 statement(
-                    sid="ProcessingStatus",
-                    actions=[
-                        "dynamodb:GetItem",
-                        "dynamodb:Query",
-                        "dynamodb:PutItem",
-                        "dynamodb:UpdateItem",
-                        "dynamodb:BatchWriteItem",
-                    ],
-                    resources=[r.processing_status_table_arn],
+                    sid="EnqueuePayments",
+                    actions=["sqs:SendMessage"],
+                    resources=[r.processing_queue_arn],
                 ),
-                statement(
-                    sid="AppendAudit",
-                    actions=["dynamodb:PutItem", "dynamodb:BatchWriteItem"],
-                    resources=[r.audit_log_table_arn],
-                ),
-                enqueue,
-                publish,
             ]
         if key == PROCESSOR:
             return [
+                # What the event source mapping polls with; Lambda needs nothing else.
                 statement(
                     sid="ConsumeProcessingQueue",
                     actions=[
                         "sqs:ReceiveMessage",
                         "sqs:DeleteMessage",
-                        "sqs:ChangeMessageVisibility",
                         "sqs:GetQueueAttributes",
                     ],
                     resources=[r.processing_queue_arn],
                 ),
-                statement(
-                    sid="Payments",
-                    actions=[
-                        "dynamodb:GetItem",
-                        "dynamodb:UpdateItem",
-                        "dynamodb:ConditionCheckItem",
-                    ],
-                    resources=[r.payments_table_arn],
-                ),
-                statement(
-                    sid="AppendAudit",
-                    actions=["dynamodb:PutItem"],
-                    resources=[r.audit_log_table_arn],
-                ),
+                _table_access("Payments", r.payments_table_arn, "GetItem", "UpdateItem"),
+                _table_access("AppendAudit", r.audit_log_table_arn, "PutItem"),
                 publish,
             ]
         raise KeyError(key)

@@ -7,6 +7,7 @@ import zipfile
 import pytest
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
 from cdktf_cdktf_provider_aws.lambda_layer_version import LambdaLayerVersion
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
@@ -28,6 +29,57 @@ CONTRACT_ENV = {
                   ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT},
 }  # fmt: skip
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
+_DATA_KEY = {"kms:Decrypt", "kms:GenerateDataKey"}
+# docs/CONTRACT.md "IAM actions the runtime calls": per function, resource -> actions. batch-trigger
+# also sends to its dead-letter queue, an SSE-KMS queue, which Lambda does with the function's role.
+CONTRACT_ACTIONS = {
+    "api": {
+        "payments": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                     "dynamodb:DescribeTable"},
+        "processing-status": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                              "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:DescribeTable"},
+        "audit-log": {"dynamodb:PutItem", "dynamodb:DescribeTable"},
+        "processing-queue": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
+        "payment-events": {"sns:Publish"},
+        "webhook-secret": {"ssm:GetParameter"},
+        "cmk": _DATA_KEY,
+    },
+    "batch-trigger": {
+        "state-machine": {"states:StartExecution"},
+        "batch-trigger-dlq": {"sqs:SendMessage"},
+        "cmk": _DATA_KEY,
+    },
+    "batch-tasks": {
+        "incoming/*": {"s3:GetObject", "s3:GetObjectVersion"},
+        "reports/*": {"s3:PutObject"},
+        "payments": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "processing-status": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                              "dynamodb:BatchWriteItem", "dynamodb:Query"},
+        "audit-log": {"dynamodb:PutItem"},
+        "processing-queue": {"sqs:SendMessage"},
+        "cmk": _DATA_KEY,
+    },
+    "processor": {
+        "payments": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "audit-log": {"dynamodb:PutItem"},
+        "payment-events": {"sns:Publish"},
+        "processing-queue": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        "cmk": _DATA_KEY,
+    },
+}  # fmt: skip
+# Statements every function gets whatever its code does (its logs, X-Ray, VPC networking).
+PLATFORM_SIDS = {"OwnLogGroupOnly", "XRayTraces", "VpcNetworkInterfaces", "VpcDescribe"}
+RESOURCE_KINDS = {
+    "aws_dynamodb_table.tables_payments_": "payments",
+    "aws_dynamodb_table.tables_processing-status_": "processing-status",
+    "aws_dynamodb_table.tables_audit-log_": "audit-log",
+    "aws_sqs_queue.messaging_processing_": "processing-queue",
+    "aws_sqs_queue.messaging_batch-trigger-dlq_": "batch-trigger-dlq",
+    "aws_sns_topic.messaging_payment-events_": "payment-events",
+    "aws_kms_key.": "cmk",
+    ":stateMachine:": "state-machine",
+    ":parameter/": "webhook-secret",
+}
 
 
 def _functions(synth) -> dict[str, dict]:
@@ -129,6 +181,41 @@ class TestFunctions:
             assert len(function["vpc_config"]["subnet_ids"]) == 3
             assert len(function["vpc_config"]["security_group_ids"]) == 1
         assert all("vpc_config" not in f for f in _functions(dev).values())
+
+
+def _role_actions(synth, key: str) -> dict[str, set[str]]:
+    """The function role's statements (but the platform ones) as resource kind -> actions."""
+    documents = synth.data("aws_iam_policy_document")
+    (policy,) = [
+        p
+        for p in synth.resources(IamRolePolicy.TF_RESOURCE_TYPE).values()
+        if p["name"] == synth.settings.name(key)
+    ]
+    granted: dict[str, set[str]] = {}
+    for statement in documents[policy["policy"].split(".")[2]]["statement"]:
+        if statement["sid"] in PLATFORM_SIDS:
+            continue
+        for resource in statement["resources"]:
+            kind = next(
+                (k for marker, k in RESOURCE_KINDS.items() if marker in resource),
+                resource.rpartition("/")[0].rpartition("}/")[2] + "/*",
+            )
+            if resource.endswith("/index/*"):
+                kind += " indexes"
+            granted.setdefault(kind, set()).update(statement["actions"])
+    return granted
+
+
+class TestRoles:
+    @pytest.mark.parametrize("key", list(FUNCTIONS))
+    def test_each_role_grants_exactly_the_calls_its_code_makes(self, each, key):
+        assert _role_actions(each, key) == CONTRACT_ACTIONS[key]
+
+    def test_no_function_may_read_a_table_it_only_writes(self, each):
+        # The audit trail is append-only for every function; processor never reads batches.
+        for key in FUNCTIONS:
+            assert "dynamodb:GetItem" not in _role_actions(each, key).get("audit-log", set())
+        assert "processing-status" not in _role_actions(each, PROCESSOR)
 
 
 class TestPackaging:
