@@ -27,10 +27,12 @@ _USE_ACTIONS = (
     "kms:GenerateDataKeyWithoutPlaintext",
     "kms:DescribeKey",
 )
-# Named actions instead of kms:* so that no policy of the stack has a service-wide wildcard;
-# together they let the account (the deployer's roles) manage and use the key.
+# Named actions instead of kms:* so that no policy of the stack has a service-wide wildcard.
+# Management only, unconditionally: were the data actions or CreateGrant (a grant can hand out
+# Decrypt) here too, they would make the kms:ViaService restriction below meaningless, and a
+# function's stolen credentials could decrypt data keys outside SQS, SNS, S3 or DynamoDB.
 _ADMIN_ACTIONS = (
-    "kms:Create*",
+    "kms:CreateAlias",
     "kms:Describe*",
     "kms:Enable*",
     "kms:List*",
@@ -45,7 +47,6 @@ _ADMIN_ACTIONS = (
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
     "kms:RotateKeyOnDemand",
-    *_USE_ACTIONS,
 )
 
 

@@ -46,6 +46,17 @@ class TestKeys:
             assert f"{service}.{region}.amazonaws.com" in via
         assert "kms:CallerAccount" in statement["Condition"]["StringEquals"]
 
+    def test_the_account_manages_the_key_but_uses_it_for_data_only_through_services(self, each):
+        unconditional = [
+            s
+            for s in _key_policy(each)["Statement"]
+            if "AWS" in s["Principal"] and "Condition" not in s
+        ]
+        (admin,) = unconditional
+        assert "kms:Put*" in admin["Action"] and "kms:ScheduleKeyDeletion" in admin["Action"]
+        data = ("Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "CreateGrant", "Create*")
+        assert not [a for a in admin["Action"] if a.removeprefix("kms:").startswith(data)]
+
     def test_no_statement_has_a_wildcard_principal_or_action(self, each):
         for statement in _key_policy(each)["Statement"]:
             assert statement["Principal"] != "*"
