@@ -99,6 +99,21 @@ def statement(
     )
 
 
+def deny_insecure_transport(
+    *, actions: Sequence[str], resources: Sequence[str]
+) -> DataAwsIamPolicyDocumentStatement:
+    """The resource-policy statement that refuses every request not made over TLS, whoever
+    sends it: payment data never crosses a network in clear text (PCI DSS 4.2.1)."""
+    return statement(
+        sid="DenyInsecureTransport",
+        effect="Deny",
+        actions=actions,
+        resources=resources,
+        principals={"*": ["*"]},
+        conditions=[Condition(test="Bool", variable="aws:SecureTransport", values=["false"])],
+    )
+
+
 def policy_document(
     scope: Construct, id_: str, statements: Sequence[DataAwsIamPolicyDocumentStatement]
 ) -> DataAwsIamPolicyDocument:

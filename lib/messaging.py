@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
 from constructs import Construct
 
 from lib.functions import FUNCTIONS, PROCESSOR
-from lib.iam import Condition, policy_document, statement
+from lib.iam import AwsAccount, Condition, deny_insecure_transport, policy_document, statement
 from lib.settings import Settings
 
 PROCESSING_DLQ = "processing-dlq"
@@ -29,22 +31,32 @@ SUBSCRIBER_RETENTION_SECONDS = 14 * DAY_SECONDS
 
 
 class Messaging(Construct):
-    """All queues and topics of the environment, each encrypted with the CMK."""
+    """All queues and topics of the environment, each encrypted with the CMK and TLS-only."""
 
-    def __init__(self, scope: Construct, id_: str, *, settings: Settings, kms_key_arn: str):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: Settings,
+        account: AwsAccount,
+        kms_key_arn: str,
+    ) -> None:
         super().__init__(scope, id_)
         dlq_retention = settings.profile.dlq_retention_days * DAY_SECONDS
         self.dead_letter_queue_names: list[str] = []
 
         def dead_letter_queue(base: str) -> SqsQueue:
             self.dead_letter_queue_names.append(settings.name(base))
-            return SqsQueue(
+            queue = SqsQueue(
                 self,
                 base,
                 name=settings.name(base),
                 message_retention_seconds=dlq_retention,
                 kms_master_key_id=kms_key_arn,
             )
+            self._queue_policy(base, queue)
+            return queue
 
         self.dlq = dead_letter_queue(PROCESSING_DLQ)
         self.processing_queue = SqsQueue(
@@ -62,6 +74,7 @@ class Messaging(Construct):
                 separators=(",", ":"),
             ),
         )
+        self._queue_policy("processing", self.processing_queue)
         # S3 invokes batch-trigger asynchronously; events Lambda gives up on land here.
         self.batch_trigger_dlq = dead_letter_queue(BATCH_TRIGGER_DLQ)
         self.payment_events = SnsTopic(
@@ -70,8 +83,27 @@ class Messaging(Construct):
             name=settings.name("payment-events"),
             kms_master_key_id=kms_key_arn,
         )
+        self._topic_policy("payment-events", self.payment_events)
         self.alarms = SnsTopic(
             self, "alarms", name=settings.name("alarms"), kms_master_key_id=kms_key_arn
+        )
+        # A topic policy replaces SNS's default one, which is what let CloudWatch publish.
+        self._topic_policy(
+            "alarms",
+            self.alarms,
+            statement(
+                sid="CloudWatchAlarmsOfThisAccount",
+                actions=["sns:Publish"],
+                resources=[self.alarms.arn],
+                principals={"Service": ["cloudwatch.amazonaws.com"]},
+                conditions=[
+                    Condition(
+                        test="StringEquals",
+                        variable="aws:SourceAccount",
+                        values=[account.account_id],
+                    )
+                ],
+            ),
         )
         self.subscriber_queue = SqsQueue(
             self,
@@ -80,30 +112,22 @@ class Messaging(Construct):
             message_retention_seconds=SUBSCRIBER_RETENTION_SECONDS,
             kms_master_key_id=kms_key_arn,
         )
-        only_from_topic = policy_document(
-            self,
-            "subscriber-policy-document",
-            [
-                statement(
-                    sid="PaymentEventsTopicOnly",
-                    actions=["sqs:SendMessage"],
-                    resources=[self.subscriber_queue.arn],
-                    principals={"Service": ["sns.amazonaws.com"]},
-                    conditions=[
-                        Condition(
-                            test="ArnEquals",
-                            variable="aws:SourceArn",
-                            values=[self.payment_events.arn],
-                        )
-                    ],
-                )
-            ],
-        )
-        subscriber_policy = SqsQueuePolicy(
-            self,
-            "subscriber-policy",
-            queue_url=self.subscriber_queue.url,
-            policy=only_from_topic.json,
+        subscriber_policy = self._queue_policy(
+            "subscriber",
+            self.subscriber_queue,
+            statement(
+                sid="PaymentEventsTopicOnly",
+                actions=["sqs:SendMessage"],
+                resources=[self.subscriber_queue.arn],
+                principals={"Service": ["sns.amazonaws.com"]},
+                conditions=[
+                    Condition(
+                        test="ArnEquals",
+                        variable="aws:SourceArn",
+                        values=[self.payment_events.arn],
+                    )
+                ],
+            ),
         )
         SnsTopicSubscription(
             self,
@@ -115,3 +139,23 @@ class Messaging(Construct):
             raw_message_delivery=True,
             depends_on=[subscriber_policy],
         )
+
+    def _queue_policy(
+        self, id_: str, queue: SqsQueue, *statements: DataAwsIamPolicyDocumentStatement
+    ) -> SqsQueuePolicy:
+        document = policy_document(
+            self,
+            f"{id_}-policy-document",
+            [deny_insecure_transport(actions=["sqs:*"], resources=[queue.arn]), *statements],
+        )
+        return SqsQueuePolicy(self, f"{id_}-policy", queue_url=queue.url, policy=document.json)
+
+    def _topic_policy(
+        self, id_: str, topic: SnsTopic, *statements: DataAwsIamPolicyDocumentStatement
+    ) -> SnsTopicPolicy:
+        document = policy_document(
+            self,
+            f"{id_}-policy-document",
+            [deny_insecure_transport(actions=["sns:Publish"], resources=[topic.arn]), *statements],
+        )
+        return SnsTopicPolicy(self, f"{id_}-policy", arn=topic.arn, policy=document.json)

@@ -47,7 +47,9 @@ class PaymentsStack(TerraformStack):
         )
         storage = Storage(self, "storage", settings=settings, account=account, kms_key_arn=keys.arn)
         tables = Tables(self, "tables", settings=settings, kms_key_arn=keys.arn)
-        messaging = Messaging(self, "messaging", settings=settings, kms_key_arn=keys.arn)
+        messaging = Messaging(
+            self, "messaging", settings=settings, account=account, kms_key_arn=keys.arn
+        )
         workflow_arn = state_machine_arn(settings, account)
         functions = Functions(
             self,

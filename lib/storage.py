@@ -31,7 +31,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
 )
 from constructs import Construct
 
-from lib.iam import AwsAccount, Condition, policy_document, statement
+from lib.iam import AwsAccount, Condition, deny_insecure_transport, policy_document, statement
 from lib.settings import Settings
 
 INCOMING_PREFIX = "incoming/"
@@ -41,17 +41,6 @@ ABORT_INCOMPLETE_UPLOAD_DAYS = 7
 # Access logs are operational data, not the audit trail (that is the audit-log table and
 # CloudTrail); a month of old versions is enough to investigate an incident.
 ACCESS_LOG_NONCURRENT_DAYS = 30
-
-
-def _tls_only(bucket: S3Bucket) -> object:
-    return statement(
-        sid="DenyInsecureTransport",
-        effect="Deny",
-        actions=["s3:*"],
-        resources=[bucket.arn, f"{bucket.arn}/*"],
-        principals={"*": ["*"]},
-        conditions=[Condition(test="Bool", variable="aws:SecureTransport", values=["false"])],
-    )
 
 
 class _PrivateBucket(Construct):
@@ -112,7 +101,10 @@ class _PrivateBucket(Construct):
         )
 
     def attach_policy(self, statements: list) -> S3BucketPolicy:
-        document = policy_document(self, "policy-document", [_tls_only(self.bucket), *statements])
+        tls_only = deny_insecure_transport(
+            actions=["s3:*"], resources=[self.bucket.arn, f"{self.bucket.arn}/*"]
+        )
+        document = policy_document(self, "policy-document", [tls_only, *statements])
         return S3BucketPolicy(
             self,
             "policy",

@@ -6,6 +6,7 @@ import json
 
 from cdktf_cdktf_provider_aws.lambda_event_source_mapping import LambdaEventSourceMapping
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
@@ -13,6 +14,21 @@ from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
 from lib.functions import FUNCTIONS, PROCESSOR
 
 DAY = 86_400
+
+
+def _document(synth, policy: dict) -> dict:
+    return synth.data("aws_iam_policy_document")[policy["policy"].split(".")[2]]
+
+
+def _denies_insecure_transport(document: dict, action: str) -> bool:
+    return any(
+        s["effect"] == "Deny"
+        and s["actions"] == [action]
+        and s["principals"] == [{"type": "*", "identifiers": ["*"]}]
+        and s["condition"]
+        == [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]
+        for s in document["statement"]
+    )
 
 
 def _queue(synth, base: str) -> dict:
@@ -85,9 +101,13 @@ class TestTopics:
         assert "payment-events" in subscription["topic_arn"]
 
     def test_subscriber_queue_accepts_messages_from_the_payment_events_topic_only(self, each):
-        policy = each.one(SqsQueuePolicy.TF_RESOURCE_TYPE)
-        document = each.data("aws_iam_policy_document")[policy["policy"].split(".")[2]]
-        (statement,) = document["statement"]
+        policy = next(
+            p
+            for p in each.resources(SqsQueuePolicy.TF_RESOURCE_TYPE).values()
+            if "payment-events-subscriber" in p["queue_url"]
+        )
+        allows = [s for s in _document(each, policy)["statement"] if s["effect"] == "Allow"]
+        (statement,) = allows
         assert statement["actions"] == ["sqs:SendMessage"]
         assert statement["principals"] == [
             {"type": "Service", "identifiers": ["sns.amazonaws.com"]}
@@ -96,3 +116,37 @@ class TestTopics:
         assert condition["variable"] == "aws:SourceArn"
         (topic,) = condition["values"]
         assert topic.startswith("${aws_sns_topic.messaging_payment-events_")
+
+    def test_only_cloudwatch_of_this_account_is_allowed_to_publish_alarms(self, each):
+        policies = {
+            p["arn"].split(".")[1]: p
+            for p in each.resources(SnsTopicPolicy.TF_RESOURCE_TYPE).values()
+        }
+        for topic_id, policy in policies.items():
+            allows = [s for s in _document(each, policy)["statement"] if s["effect"] == "Allow"]
+            if not topic_id.startswith("messaging_alarms_"):
+                assert allows == []
+                continue
+            (statement,) = allows
+            assert statement["principals"] == [
+                {"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}
+            ]
+            assert statement["condition"][0]["variable"] == "aws:SourceAccount"
+
+
+class TestTransport:
+    def test_every_queue_refuses_requests_without_tls(self, each):
+        queues = each.resources(SqsQueue.TF_RESOURCE_TYPE)
+        policies = each.resources(SqsQueuePolicy.TF_RESOURCE_TYPE).values()
+        assert sorted(p["queue_url"] for p in policies) == sorted(
+            f"${{aws_sqs_queue.{id_}.url}}" for id_ in queues
+        )
+        assert all(_denies_insecure_transport(_document(each, p), "sqs:*") for p in policies)
+
+    def test_every_topic_refuses_publishing_without_tls(self, each):
+        topics = each.resources(SnsTopic.TF_RESOURCE_TYPE)
+        policies = each.resources(SnsTopicPolicy.TF_RESOURCE_TYPE).values()
+        assert sorted(p["arn"] for p in policies) == sorted(
+            f"${{aws_sns_topic.{id_}.arn}}" for id_ in topics
+        )
+        assert all(_denies_insecure_transport(_document(each, p), "sns:Publish") for p in policies)
