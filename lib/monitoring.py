@@ -129,7 +129,9 @@ class Monitoring(Construct):
 
     def _throttle_alarm(self, table: str) -> None:
         # ThrottledRequests carries an Operation dimension, so per table it is the sum of the
-        # table-level read and write throttle events.
+        # table-level read and write throttle events. DynamoDB publishes each only for periods
+        # that had such throttles; FILL makes the other one 0 there, so write throttles alone
+        # (a batch upload) still add up to a breaching value rather than to a missing one.
         def events(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
             return CloudwatchMetricAlarmMetricQuery(
                 id=id_,
@@ -150,7 +152,7 @@ class Monitoring(Construct):
                 events("writes", "WriteThrottleEvents"),
                 CloudwatchMetricAlarmMetricQuery(
                     id="throttles",
-                    expression="reads + writes",
+                    expression="FILL(reads, 0) + FILL(writes, 0)",
                     label="Throttled requests",
                     return_data=True,
                 ),

@@ -59,6 +59,9 @@ class TestAlarms:
             alarm = alarms[f"{production.settings.table_name(base)}-throttles"]
             metrics = {q["metric"]["metric_name"] for q in alarm["metric_query"] if "metric" in q}
             assert metrics == {"ReadThrottleEvents", "WriteThrottleEvents"}
+            (expression,) = [q["expression"] for q in alarm["metric_query"] if "expression" in q]
+            # Reads alone or writes alone must alarm too.
+            assert expression == "FILL(reads, 0) + FILL(writes, 0)"
 
     def test_failed_batch_workflows_alarm(self, production):
         alarm = _alarms(production)[f"{production.settings.name('batch')}-executions-failed"]
