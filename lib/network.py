@@ -32,6 +32,8 @@ SUBNET_NEWBITS = 4
 GATEWAY_ENDPOINTS = ("s3", "dynamodb")
 INTERFACE_ENDPOINTS = ("sqs", "sns", "states", "ssm", "xray")
 HTTPS = 443
+# Every security-group rule of the stack: AWS APIs are only spoken over TLS.
+HTTPS_ONLY = {"ip_protocol": "tcp", "from_port": HTTPS, "to_port": HTTPS}
 
 
 class Network(Construct):
@@ -98,9 +100,7 @@ class Network(Construct):
             "endpoints-in",
             security_group_id=endpoints_sg.id,
             description="HTTPS from the payments functions",
-            ip_protocol="tcp",
-            from_port=HTTPS,
-            to_port=HTTPS,
+            **HTTPS_ONLY,
             referenced_security_group_id=self.functions_sg.id,
         )
         VpcSecurityGroupEgressRule(
@@ -108,9 +108,7 @@ class Network(Construct):
             "functions-to-endpoints",
             security_group_id=self.functions_sg.id,
             description="HTTPS to the interface endpoints",
-            ip_protocol="tcp",
-            from_port=HTTPS,
-            to_port=HTTPS,
+            **HTTPS_ONLY,
             referenced_security_group_id=endpoints_sg.id,
         )
         for service in GATEWAY_ENDPOINTS:
@@ -128,9 +126,7 @@ class Network(Construct):
                 f"functions-to-{service}",
                 security_group_id=self.functions_sg.id,
                 description=f"HTTPS to {service} through its gateway endpoint",
-                ip_protocol="tcp",
-                from_port=HTTPS,
-                to_port=HTTPS,
+                **HTTPS_ONLY,
                 prefix_list_id=endpoint.prefix_list_id,
             )
         for service in INTERFACE_ENDPOINTS:
