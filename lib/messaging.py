@@ -65,8 +65,10 @@ class Messaging(Construct):
             name=settings.name("processing"),
             visibility_timeout_seconds=PROCESSING_VISIBILITY_TIMEOUT,
             receive_wait_time_seconds=RECEIVE_WAIT_SECONDS,
-            # A DLQ must keep messages longer than its source queue does.
-            message_retention_seconds=min(dlq_retention, 4 * DAY_SECONDS),
+            # A message keeps its first enqueue time in the DLQ, so the DLQ must keep messages
+            # longer than this queue does, or one that aged here expires there before anyone
+            # looks: a day less than the DLQ, at most four days.
+            message_retention_seconds=min(dlq_retention - DAY_SECONDS, 4 * DAY_SECONDS),
             kms_master_key_id=kms_key_arn,
             # Compact, as SQS itself returns it, so a re-plan sees no whitespace-only change.
             redrive_policy=json.dumps(
