@@ -134,7 +134,7 @@ def main() -> None:
             }
             exit_after = True
         sys.stderr.flush()
-        protocol.write(json.dumps(reply) + "\n")
+        protocol.write(json.dumps({**reply, "exit": exit_after}) + "\n")
         if exit_after:
             return
 

@@ -150,6 +150,10 @@ class Worker:
                 )
             return self._crashed(request_id, logs)
         reply = json.loads(reply_line)
+        if reply.get("exit"):
+            # The worker ends itself after this reply (failed init, sys.exit): reap it now, or the
+            # pool may hand the next invocation to a process that is still exiting.
+            self.kill()
         return InvokeResult(reply["payload"], None if reply["ok"] else "Unhandled", logs)
 
     def _crashed(self, request_id: str, logs: str = "") -> InvokeResult:

@@ -175,7 +175,9 @@ def _condition_holds(operator: str, values: dict[str, Any]) -> bool:
                 if not any(w.lower() == "true" for w in wanted):
                     return False
                 continue
-            if if_exists:
+            # IAM: a key missing from the request fails every operator but the negated ones.
+            negated = ("StringNot", "NumericNot", "DateNot", "ArnNot", "NotIpAddress")
+            if if_exists or base.startswith(negated):
                 continue
             return False
         if base == "Bool" or base in ("StringEquals", "StringEqualsIgnoreCase"):
