@@ -1,0 +1,280 @@
+"""The patches that bridge moto's gaps, applied in-process and exercised through boto3.
+
+Each test names the gap from docs/LOCALCLOUD.md it proves bridged. The pure bucket-policy
+condition logic is in test_localcloud_policy_conditions.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from urllib.parse import quote, unquote
+
+import pytest
+from botocore.exceptions import ClientError
+from localcloud_support import ACCOUNT_ID, RECORDING_HANDLER, recorded, wait_for
+
+from localcloud import patches
+
+pytestmark = pytest.mark.xdist_group("localcloud-patches")
+
+PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+
+
+def tls_only_policy(bucket: str, *extra: dict) -> str:
+    """A TLS-only policy shaped like the stack's (Deny every principal over HTTP), plus extras."""
+    deny_http = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [deny_http, *extra]})
+
+
+class TestBucketPolicyConditions:
+    def test_tls_only_deny_lets_local_requests_through(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="tls-only")
+        s3.put_bucket_policy(Bucket="tls-only", Policy=tls_only_policy("tls-only"))
+        s3.put_object(Bucket="tls-only", Key="incoming/batch.csv", Body=b"a,b\n")
+        body = s3.get_object(Bucket="tls-only", Key="incoming/batch.csv")["Body"].read()
+        assert body == b"a,b\n"
+
+    def test_an_unconditional_deny_still_denies(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="locked-prefix")
+        locked = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::locked-prefix/locked/*",
+        }
+        s3.put_bucket_policy(
+            Bucket="locked-prefix", Policy=tls_only_policy("locked-prefix", locked)
+        )
+        s3.put_object(Bucket="locked-prefix", Key="open/a.txt", Body=b"x")
+        with pytest.raises(ClientError) as denied:
+            s3.put_object(Bucket="locked-prefix", Key="locked/a.txt", Body=b"x")
+        assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    def test_a_deny_whose_condition_holds_locally_denies(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="old-tls")
+        # Every local request is TLS 1.3 (patches.REQUEST_CONTEXT): a Deny below 2 applies.
+        below_two = {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::old-tls/*",
+            "Condition": {"NumericLessThan": {"s3:TlsVersion": "2"}},
+        }
+        s3.put_bucket_policy(Bucket="old-tls", Policy=tls_only_policy("old-tls", below_two))
+        with pytest.raises(ClientError):
+            s3.put_object(Bucket="old-tls", Key="a.txt", Body=b"x")
+
+    def test_logging_target_with_a_star_principal_statement_is_accepted(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="access-logs")
+        s3.create_bucket(Bucket="served")
+        allow_logging = {
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": "arn:aws:s3:::access-logs/served/*",
+        }
+        s3.put_bucket_policy(
+            Bucket="access-logs", Policy=tls_only_policy("access-logs", allow_logging)
+        )
+        target = {"TargetBucket": "access-logs", "TargetPrefix": "served/"}
+        s3.put_bucket_logging(Bucket="served", BucketLoggingStatus={"LoggingEnabled": target})
+        assert s3.get_bucket_logging(Bucket="served")["LoggingEnabled"] == target
+
+
+class TestS3Listings:
+    def test_list_object_versions_honours_encoding_type_url(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="versioned")
+        s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        # The provider decodes what it asked to be encoded: a raw "%41" would come back as "A".
+        key = "reports/100%41 done+.csv"
+        s3.put_object(Bucket="versioned", Key=key, Body=b"x")
+        # Named explicitly, botocore leaves the keys encoded, as the Go SDK receives them.
+        listing = s3.list_object_versions(Bucket="versioned", EncodingType="url")
+        assert listing["EncodingType"] == "url"
+        assert [v["Key"] for v in listing["Versions"]] == [quote(key)]
+        assert unquote(listing["Versions"][0]["Key"]) == key
+
+
+class TestS3Notifications:
+    def test_event_has_version_sequencer_and_slash_and_reaches_the_function(self, cloud, tmp_path):
+        record_file = tmp_path / "events.jsonl"
+        arn = cloud.create_function(
+            "on-upload",
+            RECORDING_HANDLER + "def handler(event, context):\n    record(event)\n",
+            Environment={"Variables": {"RECORD_FILE": str(record_file)}},
+        )
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="uploads")
+        s3.put_bucket_versioning(Bucket="uploads", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_notification_configuration(
+            Bucket="uploads",
+            NotificationConfiguration={
+                "LambdaFunctionConfigurations": [
+                    {"LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]}
+                ]
+            },
+        )
+        version = s3.put_object(Bucket="uploads", Key="incoming/a b.csv", Body=b"x")["VersionId"]
+        (event,) = wait_for(lambda: recorded(record_file))
+        obj = event["Records"][0]["s3"]["object"]
+        assert obj["key"] == "incoming/a+b.csv"
+        assert obj["versionId"] == version
+        assert int(obj["sequencer"], 16) > 0
+
+
+class TestLambda:
+    def test_handler_error_is_reported_unhandled_with_its_type(self, cloud):
+        cloud.create_function(
+            "fails", "def handler(event, context):\n    raise ValueError('bad amount')\n"
+        )
+        response = cloud.client("lambda").invoke(FunctionName="fails", Payload=b"{}")
+        assert response["FunctionError"] == "Unhandled"
+        payload = json.loads(response["Payload"].read())
+        assert (payload["errorType"], payload["errorMessage"]) == ("ValueError", "bad amount")
+
+    def test_success_runs_the_uploaded_handler_and_tails_its_log(self, cloud):
+        cloud.create_function(
+            "doubles", "def handler(event, context):\n    print('doubling')\n    return event * 2\n"
+        )
+        response = cloud.client("lambda").invoke(
+            FunctionName="doubles", Payload=b"21", LogType="Tail"
+        )
+        assert "FunctionError" not in response
+        assert json.loads(response["Payload"].read()) == 42
+        assert "doubling" in base64.b64decode(response["LogResult"]).decode()
+
+    def test_dead_letter_and_logging_config_read_back_as_sent(self, cloud):
+        _, dlq_arn = cloud.create_queue("fn-dlq")
+        cloud.create_function(
+            "with-dlq",
+            "def handler(e, c):\n    return 1\n",
+            DeadLetterConfig={"TargetArn": dlq_arn},
+        )
+        lam = cloud.client("lambda")
+        config = lam.get_function_configuration(FunctionName="with-dlq")
+        assert config["DeadLetterConfig"] == {"TargetArn": dlq_arn}
+        # Lambda's defaults when the function names no logging configuration.
+        assert config["LoggingConfig"] == {"LogFormat": "Text", "LogGroup": "/aws/lambda/with-dlq"}
+
+        lam.update_function_configuration(
+            FunctionName="with-dlq",
+            DeadLetterConfig={},
+            LoggingConfig={"LogFormat": "JSON", "LogGroup": "/payments/with-dlq"},
+        )
+        updated = lam.get_function_configuration(FunctionName="with-dlq")
+        assert "DeadLetterConfig" not in updated
+        assert updated["LoggingConfig"] == {"LogFormat": "JSON", "LogGroup": "/payments/with-dlq"}
+
+    def test_async_failure_is_retried_twice_then_sent_to_the_dead_letter_queue(
+        self, cloud, tmp_path, monkeypatch
+    ):
+        # What is under test is the number of attempts and the DLQ, not Lambda's minutes of delay.
+        retries = len(patches.ASYNC_RETRY_DELAYS_SECONDS)
+        monkeypatch.setattr(patches, "ASYNC_RETRY_DELAYS_SECONDS", (0.05,) * retries)
+        record_file = tmp_path / "attempts.jsonl"
+        dlq_url, dlq_arn = cloud.create_queue("async-dlq")
+        cloud.create_function(
+            "async-fails",
+            RECORDING_HANDLER + "def handler(event, context):\n    record(event)\n    1 / 0\n",
+            Environment={"Variables": {"RECORD_FILE": str(record_file)}},
+            DeadLetterConfig={"TargetArn": dlq_arn},
+        )
+        response = cloud.client("lambda").invoke(
+            FunctionName="async-fails", InvocationType="Event", Payload=b'{"n": 1}'
+        )
+        assert response["StatusCode"] == 202
+        sqs = cloud.client("sqs")
+        messages = wait_for(
+            lambda: sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=0).get("Messages")
+        )
+        assert [json.loads(m["Body"]) for m in messages] == [{"n": 1}]
+        assert recorded(record_file) == [{"n": 1}] * (1 + retries)
+
+
+class TestSqs:
+    def test_redrive_policy_reads_back_exactly_as_sent(self, cloud):
+        _, dlq_arn = cloud.create_queue("orders-dlq")
+        # Terraform's spelling: no spaces and a string count; moto would re-serialise both.
+        sent = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}, separators=",:")
+        url, _ = cloud.create_queue("orders", RedrivePolicy=sent)
+        sqs = cloud.client("sqs")
+        read = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+        assert read["Attributes"]["RedrivePolicy"] == sent
+
+        changed = json.dumps({"maxReceiveCount": 5, "deadLetterTargetArn": dlq_arn})
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": changed})
+        read = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        assert read["Attributes"]["RedrivePolicy"] == changed
+
+
+class TestKms:
+    def test_rotation_period_reads_back_as_sent_and_defaults_to_365_days(self, cloud):
+        kms = cloud.client("kms")
+        custom = kms.create_key()["KeyMetadata"]["KeyId"]
+        default = kms.create_key()["KeyMetadata"]["KeyId"]
+        kms.enable_key_rotation(KeyId=custom, RotationPeriodInDays=90)
+        kms.enable_key_rotation(KeyId=default)
+        assert kms.get_key_rotation_status(KeyId=custom)["RotationPeriodInDays"] == 90
+        assert kms.get_key_rotation_status(KeyId=default)["RotationPeriodInDays"] == 365
+
+
+class TestStepFunctions:
+    def test_validate_accepts_a_definition_with_states(self, cloud):
+        answer = cloud.client("stepfunctions").validate_state_machine_definition(
+            definition=PASS_MACHINE
+        )
+        assert (answer["result"], answer["diagnostics"]) == ("OK", [])
+
+    @pytest.mark.parametrize("definition", ["not json", "[]", '{"StartAt": "A"}'])
+    def test_validate_rejects_anything_else(self, cloud, definition):
+        answer = cloud.client("stepfunctions").validate_state_machine_definition(
+            definition=definition
+        )
+        assert answer["result"] == "FAIL"
+        assert [d["code"] for d in answer["diagnostics"]] == ["SCHEMA_VALIDATION_FAILED"]
+
+    def test_list_versions_answers_newest_first(self, cloud):
+        sfn = cloud.client("stepfunctions")
+        role = f"arn:aws:iam::{ACCOUNT_ID}:role/sfn"
+        unpublished = sfn.create_state_machine(
+            name="unpublished", definition=PASS_MACHINE, roleArn=role
+        )["stateMachineArn"]
+        assert (
+            sfn.list_state_machine_versions(stateMachineArn=unpublished)["stateMachineVersions"]
+            == []
+        )
+
+        arn = sfn.create_state_machine(
+            name="published", definition=PASS_MACHINE, roleArn=role, publish=True
+        )["stateMachineArn"]
+        sfn.update_state_machine(stateMachineArn=arn, definition=PASS_MACHINE, publish=True)
+        versions = sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]
+        assert [v["stateMachineVersionArn"] for v in versions] == [f"{arn}:2", f"{arn}:1"]
+
+    def test_unnamed_execution_gets_a_uuid_and_runs(self, cloud):
+        sfn = cloud.client("stepfunctions")
+        arn = sfn.create_state_machine(
+            name="runs", definition=PASS_MACHINE, roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/sfn"
+        )["stateMachineArn"]
+        first = sfn.start_execution(stateMachineArn=arn, input='{"a": 1}')["executionArn"]
+        second = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+        assert first != second
+        described = wait_for(
+            lambda: (d := sfn.describe_execution(executionArn=first))["status"] != "RUNNING" and d
+        )
+        uuid.UUID(described["name"])
+        assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"a": 1})
