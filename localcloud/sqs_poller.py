@@ -80,15 +80,18 @@ def sqs_event(messages: list[Any], queue: Any, region: str) -> dict[str, Any]:
 def failed_item_ids(payload: str, message_ids: set[str]) -> set[str] | None:
     """The message ids to keep after a successful invoke; ``None`` means the whole batch failed.
 
-    As in Lambda: an empty or missing ``batchItemFailures`` is full success, and an identifier that
-    is empty or not in the batch fails the whole batch.
+    As in Lambda: an empty or null response, or an empty or missing ``batchItemFailures``, is full
+    success; a response that is not a JSON object, or an identifier that is empty or not in the
+    batch, fails the whole batch.
     """
     try:
         response = json.loads(payload) if payload else None
     except ValueError:
+        return None
+    if response is None:
         return set()
     if not isinstance(response, dict):
-        return set()
+        return None
     failures = response.get("batchItemFailures")
     if not failures:
         return set()

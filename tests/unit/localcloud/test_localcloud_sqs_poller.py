@@ -33,11 +33,16 @@ def handler(event, context):
 
 class TestFailedItemIds:
     @pytest.mark.parametrize(
-        "response", [None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}, "ok"]
+        "response", [None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}]
     )
     def test_empty_or_null_failures_are_full_success(self, response):
         payload = "" if response is None else json.dumps(response)
         assert failed_item_ids(payload, BATCH) == set()
+
+    @pytest.mark.parametrize("payload", ["not json", '"ok"', "[]", "null"])
+    def test_a_response_that_is_not_a_json_object_fails_the_whole_batch(self, payload):
+        expected = set() if payload == "null" else None  # a null response is full success
+        assert failed_item_ids(payload, BATCH) == expected
 
     def test_named_items_are_the_ones_kept(self):
         payload = json.dumps({"batchItemFailures": [{"itemIdentifier": "m-2"}]})
