@@ -1,15 +1,22 @@
-"""Runtime benchmarks (`make bench`): AWS calls, rows/s, memory per chunk, cold start.
+"""Runtime benchmarks (`make bench`): AWS calls, rows/s, chunk wall time, memory, cold start.
 
 Prints figures; asserts nothing about time. Everything runs in-process against moto, so absolute
 speeds are moto's, not AWS's; call counts and memory profiles carry over. The 1M-row file is
 generated streaming and processed in *sampled* chunks (start, quartiles, end) because driving all
 200 chunks through moto's in-memory DynamoDB takes a long time; the output says so and
 extrapolates from the measured per-chunk figures.
+
+A chunk's writes run on ``WRITE_WORKERS`` threads. In-process against moto that cannot be faster
+than one thread (moto's work holds the GIL, and its transactions run one at a time here), so the
+chunk wall time is also measured with a simulated per-call network latency (a sleep, which
+releases the GIL as a socket wait does), and the client's own CPU per chunk with the chunk's
+writes answered by stubs instead of moto. ``--quick`` runs only the calls and chunk sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import resource
@@ -34,10 +41,26 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
-from tests.functional.world import CallCounter, LambdaContext, api_event, build_world  # noqa: E402
+from tests.functional.world import (  # noqa: E402
+    CallCounter,
+    LambdaContext,
+    api_event,
+    build_world,
+    serialized_moto_transactions,
+)
 
 LAMBDA_TIMEOUT_S = 300
 CHUNK_ROWS = 5000
+# Assumed AWS latency per write call from Lambda in the same region, a p99-ish figure (a p50 is
+# nearer 10 ms); the estimates below scale with it.
+CALL_LATENCY_S = 0.025
+# A new on-demand table serves up to 4,000 write units/s at first and doubles with its peak; by
+# default one table may not exceed 40,000/s (an account quota). A transactional write costs 2
+# units per 1 KB item, and a batch row is 2 items (payment + audit entry).
+NEW_TABLE_WRITE_UNITS = 4_000
+TABLE_QUOTA_WRITE_UNITS = 40_000
+WRITE_UNITS_PER_ROW = 4
+BATCH_TASKS_VCPU = 1024 / 1769  # Lambda: one full vCPU at 1,769 MB; batch-tasks has 1,024 MB
 ROW = "{:012d},{:>6}.{:02d},USD\n"  # fixed width: byte offsets of any row are computable
 HEADER = "payment_id,amount,currency\n"
 
@@ -90,8 +113,8 @@ def rss_mb() -> float:
 class CsvStream:
     """A file-like object generating N fixed-width rows on the fly (never whole in memory)."""
 
-    def __init__(self, rows: int) -> None:
-        self.rows, self.next_row, self.pending = rows, 0, HEADER.encode()
+    def __init__(self, rows: int, first: int = 0) -> None:
+        self.rows, self.next_row, self.pending = first + rows, first, HEADER.encode()
 
     def read(self, size: int = -1) -> bytes:
         size = 1 << 20 if size is None or size < 0 else size
@@ -110,12 +133,15 @@ def row_bytes() -> int:
     return len(ROW.format(0, 1, 0))
 
 
-def batches(chunk_rows: int):
-    from payments.batch import Batches
+def batches(chunk_rows: int, workers: int | None = None):
+    from payments.batch import WRITE_WORKERS, Batches
     from payments.config import load
 
     cfg = load()
-    return Batches(type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": chunk_rows}))
+    return Batches(
+        type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": chunk_rows}),
+        workers=workers or WRITE_WORKERS,
+    )
 
 
 def counter_for_clients() -> CallCounter:
@@ -124,10 +150,151 @@ def counter_for_clients() -> CallCounter:
     return CallCounter().attach(*(aws.client(s) for s in ("dynamodb", "sqs", "s3", "sns")))
 
 
-def upload(world: Any, batch_id: str, rows: int) -> str:
+def upload(world: Any, batch_id: str, rows: int, first: int = 0) -> str:
     key = f"incoming/{batch_id}.csv"
-    world.s3.upload_fileobj(CsvStream(rows), world.bucket, key)
+    world.s3.upload_fileobj(CsvStream(rows, first), world.bucket, key)
     return key
+
+
+def _stub_writes(clients: list[Any]) -> list[tuple[Any, str, Any]]:
+    """Answer TransactWriteItems and SendMessageBatch without moto: a success, as AWS would.
+
+    The request is still built and serialized by botocore (that happens before ``before-call``);
+    only the network, signing and moto are left out.
+    """
+    import threading
+
+    last = threading.local()
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        last.params = params
+
+    def answer(model: Any = None, **_: Any) -> Any:
+        if model.name == "TransactWriteItems":
+            return _Ok(), {}
+        entries = last.params["Entries"]
+        return _Ok(), {"Successful": [{"Id": e["Id"]} for e in entries], "Failed": []}
+
+    hooks = []
+    for client in clients:
+        service = client.meta.service_model.service_id.hyphenize()
+        operation = "TransactWriteItems" if service == "dynamodb" else "SendMessageBatch"
+        hooks += [
+            (client, f"before-parameter-build.{service}.{operation}", remember),
+            (client, f"before-call.{service}.{operation}", answer),
+        ]
+    return hooks
+
+
+class _Ok:
+    status_code = 200
+    headers: dict[str, str] = {}  # noqa: RUF012 - never mutated
+    content = b""
+    text = ""
+
+
+def bench_chunk(
+    world: Any, rows: int, workers: int, *, first: int, latency: float = 0.0, stub: bool = False
+) -> dict[str, Any]:
+    """Wall and CPU time of one ``rows``-row chunk of new payments, with ``workers`` threads.
+
+    ``latency`` seconds are slept before every AWS call (a network wait: it releases the GIL);
+    ``stub`` answers the chunk's writes without moto (the client's own CPU cost).
+    """
+    from payments import aws
+
+    batch_id = f"chunk-{first}"
+    key = upload(world, batch_id, rows, first)
+    tasks = batches(rows, workers)
+    state = tasks.register(
+        {"bucket": world.bucket, "key": key, "batch_id": batch_id, "version_id": "null"}
+    )
+    clients = [aws.client(s) for s in ("dynamodb", "sqs", "s3")]
+    counter = CallCounter()
+    hooks: list[tuple[Any, str, Any]] = [(c, "before-call", counter) for c in clients]
+    if latency:
+        hooks += [(c, "before-call", lambda **_: time.sleep(latency)) for c in clients]
+    if stub:
+        hooks += _stub_writes(clients[:2])
+    for client, event, hook in hooks:
+        client.meta.events.register(event, hook)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = tasks.process_chunk(state)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        for client, event, hook in hooks:
+            client.meta.events.unregister(event, hook)
+    assert out["last_chunk"]["accepted"] == rows, out["last_chunk"]
+    return {"wall": wall, "cpu": cpu, "calls": dict(counter.calls)}
+
+
+def report_chunk_times(world: Any, rows: int) -> None:
+    from payments.batch import WRITE_WORKERS
+
+    print(f"== Batch chunk wall time, {rows:,} new rows, 1 vs {WRITE_WORKERS} workers")
+    first = 10**9  # payment ids no other section uses
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for label, kwargs in (
+        ("moto in-process", {}),
+        (f"moto + {CALL_LATENCY_S * 1000:.0f} ms sleep per AWS call", {"latency": CALL_LATENCY_S}),
+        ("writes stubbed (client CPU)", {"stub": True}),
+    ):
+        runs[label] = {}
+        for workers in (1, WRITE_WORKERS):
+            runs[label][workers] = bench_chunk(world, rows, workers, first=first, **kwargs)
+            first += rows
+        one, many = runs[label][1], runs[label][WRITE_WORKERS]
+        print(
+            f"  {label:38} 1 worker {one['wall']:6.2f} s (CPU {one['cpu']:5.2f} s)   "
+            f"{WRITE_WORKERS} workers {many['wall']:6.2f} s (CPU {many['cpu']:5.2f} s)"
+        )
+    calls = runs["moto in-process"][WRITE_WORKERS]["calls"]
+    print(f"  AWS calls per {rows:,}-row chunk: {calls}")
+    # Scale to the deployed chunk size: write calls and CPU grow with the rows, the rest does not.
+    scale = CHUNK_ROWS / rows
+    writes = {k: math.ceil(v * scale) for k, v in calls.items() if k in _WRITE_CALLS}
+    others = sum(v for k, v in calls.items() if k not in _WRITE_CALLS)
+    sequential = (sum(writes.values()) + others) * CALL_LATENCY_S
+    rounds = sum(math.ceil(n / WRITE_WORKERS) for n in writes.values()) + others
+    waiting = rounds * CALL_LATENCY_S
+    cpu = runs["writes stubbed (client CPU)"][WRITE_WORKERS]["cpu"] * scale / BATCH_TASKS_VCPU
+    units = CHUNK_ROWS * WRITE_UNITS_PER_ROW
+    scaled = "" if scale == 1 else f" (scaled from {rows:,} rows)"
+    print(
+        f"  AWS estimate per {CHUNK_ROWS:,}-row chunk{scaled}, {CALL_LATENCY_S * 1000:.0f} ms/call:"
+    )
+    print(
+        f"    before, one call at a time: {sum(writes.values()) + others} calls "
+        f"= {sequential:.1f} s"
+    )
+    print(f"    now, {WRITE_WORKERS} at a time: {rounds} rounds of calls = {waiting:.1f} s waiting")
+    print(
+        f"    client CPU (CSV, validation, request building; writes stubbed, {WRITE_WORKERS} "
+        f"workers): {cpu * BATCH_TASKS_VCPU:.2f} s on this machine = ~{cpu:.1f} s on batch-tasks' "
+        f"{BATCH_TASKS_VCPU:.2f} vCPU, assuming one core here ~ one Lambda vCPU"
+    )
+    print(
+        f"    => {max(waiting, cpu):.1f}-{waiting + cpu:.1f} s (waits and CPU overlapping fully "
+        "- not at all)"
+    )
+    print(
+        f"    DynamoDB floor: {units:,} write units (>= {WRITE_UNITS_PER_ROW}/row) = "
+        f"{units / NEW_TABLE_WRITE_UNITS:.1f} s on a new on-demand table "
+        f"({NEW_TABLE_WRITE_UNITS:,}/s; throttled calls are retried), "
+        f"{units / TABLE_QUOTA_WRITE_UNITS:.1f} s at the default table quota "
+        f"({TABLE_QUOTA_WRITE_UNITS:,}/s)"
+    )
+    chunks = math.ceil(1_000_000 / CHUNK_ROWS)
+    low, high = max(waiting, cpu), max(waiting + cpu, units / NEW_TABLE_WRITE_UNITS)
+    print(
+        f"  => 1M rows, {chunks} chunks: ~{chunks * low / 60:.0f}-{chunks * high / 60:.0f} min "
+        f"(warm table - new table), before ~{chunks * sequential / 60:.0f} min; plus Lambda "
+        "invokes and state transitions; the processor's writes share the table\n"
+    )
+
+
+_WRITE_CALLS = ("dynamodb:TransactWriteItems", "sqs:SendMessageBatch")
 
 
 def bench_calls_per_1000(world: Any) -> dict[str, Any]:
@@ -277,6 +444,11 @@ def main() -> None:
     parser.add_argument("--large-rows", type=int, default=1_000_000)
     parser.add_argument("--sample-chunks", type=int, default=5)
     parser.add_argument("--cold-repeats", type=int, default=7)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="calls and chunk wall time only (1,000-row chunk); no memory, API, cold start",
+    )
     args = parser.parse_args()
 
     print(
@@ -286,9 +458,10 @@ def main() -> None:
     print("all AWS calls go to moto in-process; counts come from botocore before-call hooks")
     print("moto's per-transaction table snapshot is skipped and the processing queue is emptied")
     print("after each send: moto costs O(table size) and O(queue depth) there (see functions)")
+    print("moto runs one transaction at a time (its rollback is not safe across threads)")
     print("tracemalloc slows the memory runs ~4x; peaks include items moto keeps for the chunk\n")
     skip_moto_transaction_snapshots()
-    with mock_aws():
+    with mock_aws(), serialized_moto_transactions():
         from handlers import common
 
         common.reset()
@@ -303,6 +476,9 @@ def main() -> None:
         print(f"  SQS send calls per 1,000 rows: {sqs_sends} (target <= 150)")
         print(f"  throughput in-process against moto: {1000 / calls['seconds']:.0f} rows/s\n")
 
+        report_chunk_times(world, 1000 if args.quick else CHUNK_ROWS)
+        if args.quick:
+            return
         small = bench_memory(world, 10_000, sample=None)
         large = bench_memory(world, args.large_rows, sample=args.sample_chunks)
         print(f"== Batch memory, chunk = {CHUNK_ROWS} rows (tracemalloc peak per chunk; RSS)")
@@ -330,16 +506,6 @@ def main() -> None:
         print(
             f"  longest chunk ({CHUNK_ROWS} rows) against moto: {longest:.2f} s of a "
             f"{LAMBDA_TIMEOUT_S} s Lambda timeout ({longest / LAMBDA_TIMEOUT_S:.1%})"
-        )
-        per_chunk_calls = {
-            k: v * CHUNK_ROWS // 1000
-            for k, v in calls["calls"].items()
-            if k.startswith(("dynamodb:Transact", "sqs:Send"))
-        }
-        aws_estimate = sum(per_chunk_calls.values()) * 0.025
-        print(
-            f"  AWS estimate per chunk: {sum(per_chunk_calls.values())} sequential write "
-            f"calls x 25 ms (assumed p99-ish latency) = {aws_estimate:.0f} s"
         )
         print(
             f"  whole {args.large_rows:,}-row file: {large['chunks']} chunks x {mean:.2f} s "

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# One client is shared by the threads of a batch chunk (batch.WRITE_WORKERS); with fewer pooled
+# connections than threads, urllib3 would open and then drop a connection (a new TLS handshake) on
+# most calls.
+MAX_POOL_CONNECTIONS = 16
 _clients: dict[str, Any] = {}
 
 
@@ -24,6 +28,7 @@ def client(service: str) -> Any:
                 retries={"mode": "standard", "max_attempts": 5},
                 connect_timeout=5,
                 read_timeout=30,
+                max_pool_connections=MAX_POOL_CONNECTIONS,
             ),
         )
         _clients[service] = found

@@ -7,7 +7,13 @@ import os
 import pytest
 from moto import mock_aws
 
-from tests.functional.world import REGION, LambdaContext, World, build_world
+from tests.functional.world import (
+    REGION,
+    LambdaContext,
+    World,
+    build_world,
+    serialized_moto_transactions,
+)
 
 os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 os.environ["AWS_REGION"] = REGION
@@ -21,7 +27,7 @@ os.environ.pop("AWS_PROFILE", None)
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     from handlers import common
 
-    with mock_aws():
+    with mock_aws(), serialized_moto_transactions():
         saved = dict(os.environ)
         common.reset()
         try:

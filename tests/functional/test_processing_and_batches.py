@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
@@ -12,8 +14,9 @@ from handlers.common import settings as runtime_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payments import aws
-from payments.batch import Batches
+from payments.batch import ROWS_PER_TRANSACTION, WRITE_WORKERS, Batches
 from payments.config import load
+from payments.errors import TransientError
 from payments.service import Payments
 from payments.validation import validate_payment
 
@@ -242,3 +245,200 @@ def test_random_rows_are_accepted_rejected_or_duplicate_never_lost(world, rows, 
     assert total == len(rows)
     assert accepted + rejected + duplicates == total
     assert len(view["rejected_rows"]) == rejected
+
+
+def rows_csv(ids, amount="1"):
+    return b"payment_id,amount,currency\n" + b"".join(
+        f"{pid},{amount},USD\n".encode() for pid in ids
+    )
+
+
+def start_batch(world, batch_id, body, *, chunk_rows, workers=WRITE_WORKERS):
+    world.s3.put_object(Bucket=world.bucket, Key=f"incoming/{batch_id}.csv", Body=body)
+    cfg = load()
+    batches = Batches(
+        type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": chunk_rows}), workers=workers
+    )
+    state = batches.register(
+        {
+            "bucket": world.bucket,
+            "key": f"incoming/{batch_id}.csv",
+            "batch_id": batch_id,
+            "version_id": "null",
+        }
+    )
+    return batches, state
+
+
+def queued_ids(world):
+    return [json.loads(m["Body"])["payment_id"] for m in world.receive_all()]
+
+
+def transaction_names(params):
+    return {
+        op["Put"]["Item"]["payment_id"]["S"]
+        for op in params.get("TransactItems", [])
+        if "payment_id" in op["Put"]["Item"]
+    }
+
+
+class InFlight:
+    """Counts calls in flight at once; each call lingers ``hold`` seconds so overlap shows."""
+
+    def __init__(self, client, operation, *, hold=0.02):
+        self.now = self.peak = 0
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+        self._hold = hold
+        service = client.meta.service_model.service_id.hyphenize()
+        # First, so an injected fault registered earlier cannot skip the count.
+        client.meta.events.register_first(f"before-call.{service}.{operation}", self._enter)
+        client.meta.events.register_first(f"after-call.{service}.{operation}", self._leave)
+
+    def _enter(self, **_):
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            self.threads.add(threading.current_thread().name)
+        time.sleep(self._hold)
+
+    def _leave(self, **_):
+        with self._lock:
+            self.now -= 1
+
+
+class TestParallelChunkWrites:
+    """A chunk's transactions and sends run on WRITE_WORKERS threads; results stay exact."""
+
+    def test_transactions_and_sends_overlap_up_to_the_worker_limit(self, world, context):
+        transactions = InFlight(aws.client("dynamodb"), "TransactWriteItems")
+        sends = InFlight(aws.client("sqs"), "SendMessageBatch")
+        workers = 4  # fewer than the 6 transactions and 15 sends, so the limit shows
+        ids = [f"w{i:03d}" for i in range(6 * ROWS_PER_TRANSACTION)]
+        batches, state = start_batch(
+            world, "par", rows_csv(ids), chunk_rows=len(ids), workers=workers
+        )
+        batches.finalize(batches.process_chunk(state))
+        assert 1 < transactions.peak <= workers and 1 < sends.peak <= workers
+        assert len(transactions.threads) > 1
+        assert counts(batches.batch_view("par")) == (len(ids), len(ids), 0, 0)
+        assert sorted(queued_ids(world)) == ids
+
+    def test_the_default_worker_count_fits_the_client_connection_pool(self):
+        assert 1 < WRITE_WORKERS <= aws.MAX_POOL_CONNECTIONS
+        assert Batches(load()).workers == WRITE_WORKERS
+
+    def test_throttling_on_some_parallel_transactions_is_retried_and_counted_once(
+        self, world, context
+    ):
+        faults = inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=3)
+        ids = [f"t{i:03d}" for i in range(5 * ROWS_PER_TRANSACTION)]
+        batches, state = start_batch(world, "thr", rows_csv(ids), chunk_rows=len(ids))
+        batches.finalize(batches.process_chunk(state))
+        assert faults["injected"] == 3
+        assert counts(batches.batch_view("thr")) == (125, 125, 0, 0)
+        assert len(world.payments()) == 125 and len(world.audit()) == 125 + 1
+        assert sorted(queued_ids(world)) == ids
+
+    @pytest.mark.parametrize("workers", [1, WRITE_WORKERS])
+    def test_a_conflict_in_one_of_several_parallel_transactions(self, world, context, workers):
+        submit(payment_id="c-same", amount="1.00")
+        submit(payment_id="c-diff", amount="9.00")
+        world.receive_all()  # the API's own messages
+        ids = [f"c{i:03d}" for i in range(100)]
+        ids[30], ids[80] = "c-same", "c-diff"  # in the 2nd and 4th of 4 transactions
+        ids.append("c005")  # repeats line 7 of the file
+        batches, state = start_batch(
+            world, "cf", rows_csv(ids), chunk_rows=len(ids), workers=workers
+        )
+        batches.finalize(batches.process_chunk(state))
+        view = batches.batch_view("cf")
+        assert counts(view) == (101, 98, 1, 2)
+        assert view["rejected_rows"] == [
+            {
+                "line": 82,
+                "payment_id": "c-diff",
+                "code": "CONFLICT",
+                "reason": "payment_id already stored with different content",
+            }
+        ]
+        report = json.loads(
+            world.s3.get_object(Bucket=world.bucket, Key=view["report_key"])["Body"].read()
+        )
+        assert [(r["line"], r["payment_id"]) for r in report["duplicate_rows"]] == [
+            (32, "c-same"),
+            (102, "c005"),
+        ]
+        assert len(world.payments()) == 100 and len(world.audit()) == 2 + 98 + 1
+        accepted = sorted(set(ids) - {"c-same", "c-diff"})
+        assert sorted(queued_ids(world)) == accepted  # each accepted row queued exactly once
+
+    def test_a_failed_transaction_fails_the_chunk_before_any_send_and_the_retry_counts_once(
+        self, world, context
+    ):
+        ids = [f"f{i:03d}" for i in range(4 * ROWS_PER_TRANSACTION)]
+        faults = inject_failures(
+            aws.client("dynamodb"),
+            "TransactWriteItems",
+            times=1000,
+            when=lambda params: "f060" in transaction_names(params),
+        )
+        batches, state = start_batch(world, "ft", rows_csv(ids), chunk_rows=len(ids))
+        with pytest.raises(TransientError):
+            batches.process_chunk(state)
+        # The three other transactions committed; nothing was queued or counted.
+        assert len(world.payments()) == 3 * ROWS_PER_TRANSACTION
+        assert queued_ids(world) == []
+        assert counts(batches.batch_view("ft")) == (0, 0, 0, 0)
+
+        faults["left"] = 0
+        batches.finalize(batches.process_chunk(state))
+        assert counts(batches.batch_view("ft")) == (100, 100, 0, 0)
+        assert len(world.payments()) == 100 and len(world.audit()) == 100 + 1
+        assert sorted(queued_ids(world)) == ids
+
+    def test_sqs_entries_failing_in_parallel_sends_are_retried_once_each(self, world, context):
+        def odd_entries_failed(params):
+            entries = params["Entries"]
+            world.sqs.send_message_batch(
+                QueueUrl=params["QueueUrl"], Entries=[e for e in entries if int(e["Id"]) % 2 == 0]
+            )
+            return {
+                "Successful": [{"Id": e["Id"]} for e in entries if int(e["Id"]) % 2 == 0],
+                "Failed": [
+                    {"Id": e["Id"], "SenderFault": False, "Code": "InternalError"}
+                    for e in entries
+                    if int(e["Id"]) % 2 == 1
+                ],
+            }
+
+        faults = inject_failures(
+            aws.client("sqs"), "SendMessageBatch", times=4, parsed=odd_entries_failed
+        )
+        ids = [f"q{i:03d}" for i in range(95)]
+        batches, state = start_batch(world, "sqp", rows_csv(ids), chunk_rows=len(ids))
+        batches.finalize(batches.process_chunk(state))
+        assert faults["injected"] == 4
+        assert counts(batches.batch_view("sqp")) == (95, 95, 0, 0)
+        assert sorted(queued_ids(world)) == ids  # the sent half of each entry is not re-sent
+
+    def test_one_send_that_keeps_failing_fails_the_chunk_and_its_retry_counts_once(
+        self, world, context
+    ):
+        ids = [f"s{i:03d}" for i in range(95)]
+        faults = inject_failures(
+            aws.client("sqs"),
+            "SendMessageBatch",
+            times=1000,
+            code="ThrottlingException",
+            when=lambda params: any("s042" in e["MessageBody"] for e in params["Entries"]),
+        )
+        batches, state = start_batch(world, "sqf", rows_csv(ids), chunk_rows=len(ids))
+        with pytest.raises(TransientError):
+            batches.process_chunk(state)
+        first = queued_ids(world)
+        assert len(first) == 85 and "s042" not in first  # the other 9 sends went out
+        faults["left"] = 0
+        batches.finalize(batches.process_chunk(state))
+        assert counts(batches.batch_view("sqf")) == (95, 95, 0, 0)
+        assert sorted(queued_ids(world)) == ids  # re-sent; the consumer is idempotent

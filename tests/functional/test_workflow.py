@@ -19,7 +19,13 @@ from payments import env
 from payments.batch import report_key
 
 from tests.functional.lambda_runner import code_zip, in_process_lambdas
-from tests.functional.world import REGION, LambdaContext, build_world, s3_event
+from tests.functional.world import (
+    REGION,
+    LambdaContext,
+    build_world,
+    s3_event,
+    serialized_moto_transactions,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +46,11 @@ def sfn_world():
     from handlers import common
 
     saved = dict(os.environ)
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), in_process_lambdas():
+    with (
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        in_process_lambdas(),
+        serialized_moto_transactions(),
+    ):
         common.reset()
         world = build_world(chunk_rows=4)
         iam = boto3.client("iam", region_name=REGION)

@@ -11,7 +11,10 @@ import hashlib
 import hmac
 import json
 import os
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,27 +304,35 @@ def inject_failures(
     code: str = "ProvisionedThroughputExceededException",
     parsed: Any = None,
     status: int = 400,
+    when: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, int]:
     """Make the next ``times`` calls of ``operation`` on ``client`` fail without reaching moto.
 
     ``parsed`` may be a callable receiving the call's API parameters (e.g. to answer
-    SendMessageBatch with every entry in ``Failed``). Returns a live counter of injected faults.
+    SendMessageBatch with every entry in ``Failed``); ``when`` one choosing, from the same
+    parameters, which calls fail (all by default). Returns a live counter of injected faults.
+    Safe with calls from several threads (a batch chunk's workers share one client).
     """
     state = {"left": times, "injected": 0}
     service = client.meta.service_model.service_id.hyphenize()
-    last_params: dict[str, Any] = {}
+    lock = threading.Lock()
+    # botocore fires both events of one call on the calling thread.
+    last = threading.local()
 
     def remember(params: dict[str, Any], **_: Any) -> None:
-        last_params.clear()
-        last_params.update(params)
+        last.params = dict(params)
 
     def fail(**_: Any) -> Any:
-        if state["left"] <= 0:
+        params = getattr(last, "params", {})
+        if when is not None and not when(params):
             return None
-        state["left"] -= 1
-        state["injected"] += 1
+        with lock:
+            if state["left"] <= 0:
+                return None
+            state["left"] -= 1
+            state["injected"] += 1
         if callable(parsed):
-            return _Http(200), parsed(dict(last_params))
+            return _Http(200), parsed(dict(params))
         body = parsed or {
             "Error": {"Code": code, "Message": f"injected {code}"},
             "ResponseMetadata": {"HTTPStatusCode": status},
@@ -338,10 +349,12 @@ class CallCounter:
 
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, model: Any = None, **_: Any) -> None:
         name = f"{model.service_model.service_id.hyphenize()}:{model.name}"
-        self.calls[name] = self.calls.get(name, 0) + 1
+        with self._lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
 
     def attach(self, *clients: Any) -> CallCounter:
         for client in clients:
@@ -353,3 +366,28 @@ class CallCounter:
 
     def reset(self) -> None:
         self.calls.clear()
+
+
+@contextmanager
+def serialized_moto_transactions() -> Iterator[None]:
+    """Run moto's TransactWriteItems one at a time, as DynamoDB isolates transactions.
+
+    moto snapshots each table a transaction touches and, when one condition fails, puts the whole
+    snapshot back: run concurrently (a batch chunk's workers do), that rollback would also undo
+    the transactions other threads committed meanwhile, and the snapshot's deep copy can race
+    their writes. DynamoDB itself has no such effect: a cancelled transaction changes nothing.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+    lock = threading.Lock()
+
+    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    DynamoDBBackend.transact_write_items = transact_write_items
+    try:
+        yield
+    finally:
+        DynamoDBBackend.transact_write_items = original
