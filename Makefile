@@ -41,7 +41,7 @@ $(LAYER): lambda/requirements.txt scripts/build_layer.py .venv/.synced
 synth: install ## synthesize the stack for the current environment variables into cdktf.out/
 	npx cdktf synth
 
-test: test-fast test-e2e ## the whole suite: unit, functional, infrastructure, then end to end on the local cloud
+test: lint test-fast test-e2e ## the whole suite: ruff, unit, functional, infrastructure, then end to end on the local cloud
 
 test-fast: install ## everything but the local-cloud end-to-end tests
 	$(PYTHON) -m pytest -m "not e2e" -n 2 --dist loadgroup
