@@ -53,6 +53,7 @@ def apply(*, runner: LambdaRunner, port: int, on_sqs_message: Callable[[], None]
     _s3_list_object_versions_url_encoding()
     _lambda_config_round_trip()
     _kms_rotation_period()
+    isolate_dynamodb_transactions()
     _sqs_redrive_policy_as_sent()
     _sqs_event_sources_by_poller(on_sqs_message)
     _lambda_runs_real_handlers(runner)
@@ -395,6 +396,35 @@ def _lambda_config_round_trip() -> None:
     LambdaFunction.__init__ = init
     LambdaFunction.get_configuration = get_configuration
     LambdaFunction.update_configuration = update_configuration
+
+
+# -- DynamoDB ---------------------------------------------------------------------------------
+
+
+def isolate_dynamodb_transactions() -> Callable[[], None]:
+    """Run moto's TransactWriteItems one at a time, as DynamoDB isolates transactions.
+
+    moto snapshots each table a transaction touches and, when one condition fails, puts the whole
+    snapshot back: run concurrently (the server is threaded; a batch chunk writes on many threads
+    and the processor polls in parallel), that rollback would also undo transactions other
+    threads committed meanwhile. In DynamoDB a cancelled transaction changes nothing else.
+    Returns a function that undoes the patch (the tests use it).
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+    lock = threading.Lock()
+
+    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, *args, **kwargs)
+
+    DynamoDBBackend.transact_write_items = transact_write_items
+
+    def undo() -> None:
+        DynamoDBBackend.transact_write_items = original
+
+    return undo
 
 
 # -- KMS --------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from typing import Any
 import boto3
 from payments import env
 
+from localcloud.patches import isolate_dynamodb_transactions
+
 REGION = "us-east-1"
 WEBHOOK_SECRET = "test-webhook-secret"
 ORIGIN = "https://payments.example.com"
@@ -370,24 +372,10 @@ class CallCounter:
 
 @contextmanager
 def serialized_moto_transactions() -> Iterator[None]:
-    """Run moto's TransactWriteItems one at a time, as DynamoDB isolates transactions.
-
-    moto snapshots each table a transaction touches and, when one condition fails, puts the whole
-    snapshot back: run concurrently (a batch chunk's workers do), that rollback would also undo
-    the transactions other threads committed meanwhile, and the snapshot's deep copy can race
-    their writes. DynamoDB itself has no such effect: a cancelled transaction changes nothing.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    original = DynamoDBBackend.transact_write_items
-    lock = threading.Lock()
-
-    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return original(self, *args, **kwargs)
-
-    DynamoDBBackend.transact_write_items = transact_write_items
+    """Run moto's TransactWriteItems one at a time, as DynamoDB isolates transactions (the local
+    cloud applies the same patch; its docstring says why)."""
+    undo = isolate_dynamodb_transactions()
     try:
         yield
     finally:
-        DynamoDBBackend.transact_write_items = original
+        undo()
