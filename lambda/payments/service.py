@@ -21,6 +21,7 @@ from payments.lifecycle import (
     amount_text,
     new_payment_item,
     public_view,
+    status_event,
     transition,
 )
 from payments.repository import (
@@ -99,17 +100,29 @@ class Payments:
             raise TransientError(f"could not queue payment {payment_id}: {exc}") from exc
 
     # -- queue consumer -------------------------------------------------------------------
-    def process(self, payment_id: str) -> str:
-        """Drive a payment to its final status; a redelivery finds it done and does nothing."""
+    def process(self, payment_id: str, *, redelivered: bool = False) -> str:
+        """Drive a payment to its final status; a redelivery finds it done and changes nothing.
+
+        A redelivered message may come from a first delivery that committed the final step and
+        then failed or died before its event went out; so a redelivery that finds the payment
+        final publishes the final event again. It has the same ``event_id``, so a consumer that
+        already has it drops the copy: at least once, never lost.
+        """
         item = self.repo.get_payment(payment_id)
         if item is None:
             # The API writes the payment before queueing it, so this message is not ours:
             # failing it sends it to the DLQ for a human instead of dropping it.
             raise NotFoundError(f"payment {payment_id} not found")
+        republish = redelivered
         for _ in range(_MAX_STEPS):
             status = item["status"]
             if status in FINAL_STATUSES:
+                if republish:
+                    history = item.get("history") or []
+                    previous = history[-2]["status"] if len(history) > 1 else None
+                    self.publisher.publish(status_event(item, previous=previous))
                 return status
+            republish = False
             if status == RECEIVED:
                 moved = transition(self.repo, self.publisher, item, PROCESSING, actor="processor")
             else:

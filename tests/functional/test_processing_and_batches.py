@@ -81,6 +81,29 @@ class TestProcessor:
         events = world.events()
         assert len(events) == 5 * 2 and len({e["event_id"] for e in events}) == 10
 
+    def test_a_final_event_that_failed_to_publish_goes_out_on_redelivery(self, world, context):
+        submit(payment_id="p1")
+        # The final transition commits, then its publish fails: the message is redelivered.
+        final_publish = inject_failures(
+            aws.client("sns"),
+            "Publish",
+            times=1,
+            code="InternalError",
+            status=500,
+            when=lambda params: '"status":"COMPLETED"' in params["Message"],
+        )
+        assert len(deliver(world, context)["batchItemFailures"]) == 1
+        assert final_publish["injected"] == 1
+        assert [e["status"] for e in world.events()] == ["PROCESSING"]  # drains the subscriber
+        assert deliver(world, context) == {"batchItemFailures": []}
+        (event,) = world.events()
+        assert (event["status"], event["event_id"], event["previous_status"]) == (
+            "COMPLETED",
+            "p1#3",
+            "PROCESSING",
+        )
+        assert len(world.audit()) == 3
+
     def test_a_malformed_message_fails_alone(self, world, context):
         submit(payment_id="good")
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody="not json")
