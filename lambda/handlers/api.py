@@ -10,7 +10,6 @@ import base64
 import hashlib
 import hmac
 import os
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
@@ -27,9 +26,10 @@ from payments.validation import (
     validate_payment,
 )
 
-from handlers.common import logger, on_reset, reset, settings, to_json
+from handlers.common import logger, reset, settings, to_json
+from handlers.idempotency import submit_once
+from handlers.webhook import webhook_secret
 
-IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 SIGNATURE_HEADER = "x-signature"
 IDEMPOTENCY_HEADER = "idempotency-key"
 _ROUTES = {
@@ -78,7 +78,7 @@ def create_payment() -> Response:
         return _json(status, view)
     if not 1 <= len(key) <= 255 or not key.isprintable():
         raise ValidationError({"Idempotency-Key": "must be 1-255 printable characters"})
-    return _json(*_submit_once(key, payment))
+    return _json(*submit_once(key, payment, app.lambda_context))
 
 
 @app.get("/payments/<payment_id>")
@@ -109,7 +109,7 @@ def fraud_webhook() -> Response:
     raw = _raw_body()
     # Authenticate before parsing: an unsigned body is not worth reading.
     signature = _header(SIGNATURE_HEADER) or ""
-    expected = "sha256=" + hmac.new(_webhook_secret(), raw, hashlib.sha256).hexdigest()
+    expected = "sha256=" + hmac.new(webhook_secret(), raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(signature.strip().lower(), expected):
         raise UnauthorizedError("missing or invalid X-Signature (sha256=<hex HMAC of the body>)")
     signal = validate_fraud_signal(parse_json_body(raw))
@@ -188,97 +188,7 @@ def unexpected(exc: Exception) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    _context[0] = context
     return app.resolve(event, context)
-
-
-# -- webhook secret ----------------------------------------------------------------------------
-_secret: dict[str, bytes] = {}
-
-
-def _webhook_secret() -> bytes:
-    """The HMAC secret from SSM SecureString, fetched once per container."""
-    if "value" not in _secret:
-        from aws_lambda_powertools.utilities.parameters import SSMProvider
-
-        cfg = settings().require(env.WEBHOOK_SECRET_PARAMETER)
-        provider = SSMProvider(boto3_client=aws.client("ssm"))
-        _secret["value"] = provider.get(cfg.webhook_secret_parameter, decrypt=True).encode()
-    return _secret["value"]
-
-
-# -- Idempotency-Key ---------------------------------------------------------------------------
-_replayed: list[bool] = [False]
-_context: list[Any] = [None]
-
-
-@cache
-def _idempotency() -> tuple[Any, Any]:
-    """Build the Powertools idempotent wrapper on first use (it creates a DynamoDB client)."""
-    from aws_lambda_powertools.utilities.idempotency import (
-        DynamoDBPersistenceLayer,
-        IdempotencyConfig,
-        idempotent_function,
-    )
-
-    cfg = settings().require(env.PROCESSING_STATUS_TABLE)
-    persistence = DynamoDBPersistenceLayer(
-        table_name=cfg.processing_status_table,
-        key_attr="pk",
-        sort_key_attr="sk",
-        expiry_attr="expires_at",
-        boto3_client=aws.client("dynamodb"),
-    )
-    config = IdempotencyConfig(
-        event_key_jmespath="key",
-        payload_validation_jmespath="payment",
-        expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
-        raise_on_no_idempotency_key=True,
-    )
-
-    @idempotent_function(
-        data_keyword_argument="request", persistence_store=persistence, config=config
-    )
-    def submit(request: dict[str, Any]) -> dict[str, Any]:
-        _replayed[0] = False
-        status, view = Payments(settings()).submit(validate_payment(request["payment"]))
-        return {"status": status, "payment_id": view["payment_id"], "payment": view}
-
-    return submit, config
-
-
-def _submit_once(key: str, payment: Any) -> tuple[int, dict[str, Any]]:
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
-        IdempotencyAlreadyInProgressError,
-        IdempotencyValidationError,
-    )
-
-    submit, config = _idempotency()
-    if _context[0] is not None:
-        config.register_lambda_context(_context[0])
-    _replayed[0] = True
-    try:
-        result = submit(request={"key": key, "payment": payment.to_json()})
-    except IdempotencyValidationError:
-        raise errors.ConflictError(
-            "Idempotency-Key was used with a different request body",
-            details={"Idempotency-Key": key},
-        ) from None
-    except IdempotencyAlreadyInProgressError:
-        raise errors.ConflictError(
-            "a request with this Idempotency-Key is still in progress; retry later",
-            details={"Idempotency-Key": key},
-        ) from None
-    if _replayed[0]:
-        # A replay answers like an identical resubmission: 200 with the payment as it is now.
-        return 200, Payments(settings()).get(result["payment_id"])
-    return result["status"], result["payment"]
-
-
-@on_reset
-def _forget_caches() -> None:
-    _idempotency.cache_clear()
-    _secret.clear()
 
 
 __all__ = ["app", "handler", "reset"]

@@ -1,0 +1,89 @@
+"""``Idempotency-Key`` on ``POST /payments``: Powertools idempotency on the processing-status table.
+
+The first request with a key stores its response for 24 hours; a retry with the same key and body
+gets the payment back (200), the same key with another body is a 409 CONFLICT.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from payments import aws, env, errors
+from payments.service import Payments
+from payments.validation import Payment, validate_payment
+
+from handlers.common import on_reset, settings
+
+IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+
+_replayed: list[bool] = [False]
+
+
+@cache
+def _idempotency() -> tuple[Any, Any]:
+    """Build the Powertools idempotent wrapper on first use (it creates a DynamoDB client)."""
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    cfg = settings().require(env.PROCESSING_STATUS_TABLE)
+    persistence = DynamoDBPersistenceLayer(
+        table_name=cfg.processing_status_table,
+        key_attr="pk",
+        sort_key_attr="sk",
+        expiry_attr="expires_at",
+        boto3_client=aws.client("dynamodb"),
+    )
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="payment",
+        expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+        raise_on_no_idempotency_key=True,
+    )
+
+    @idempotent_function(
+        data_keyword_argument="request", persistence_store=persistence, config=config
+    )
+    def submit(request: dict[str, Any]) -> dict[str, Any]:
+        _replayed[0] = False
+        status, view = Payments(settings()).submit(validate_payment(request["payment"]))
+        return {"status": status, "payment_id": view["payment_id"], "payment": view}
+
+    return submit, config
+
+
+def submit_once(key: str, payment: Payment, context: Any) -> tuple[int, dict[str, Any]]:
+    """Submit ``payment`` once per ``Idempotency-Key``; a replay answers 200 with it as now."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    submit, config = _idempotency()
+    if context is not None:
+        config.register_lambda_context(context)
+    _replayed[0] = True
+    try:
+        result = submit(request={"key": key, "payment": payment.to_json()})
+    except IdempotencyValidationError:
+        raise errors.ConflictError(
+            "Idempotency-Key was used with a different request body",
+            details={"Idempotency-Key": key},
+        ) from None
+    except IdempotencyAlreadyInProgressError:
+        raise errors.ConflictError(
+            "a request with this Idempotency-Key is still in progress; retry later",
+            details={"Idempotency-Key": key},
+        ) from None
+    if _replayed[0]:
+        # A replay answers like an identical resubmission: 200 with the payment as it is now.
+        return 200, Payments(settings()).get(result["payment_id"])
+    return result["status"], result["payment"]
+
+
+@on_reset
+def _forget() -> None:
+    _idempotency.cache_clear()
