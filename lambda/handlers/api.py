@@ -20,7 +20,9 @@ from payments.errors import PaymentError, UnauthorizedError, ValidationError
 from payments.service import Payments
 from payments.validation import (
     BATCH_ID,
+    BATCH_ID_RULE,
     PAYMENT_ID,
+    PAYMENT_ID_RULE,
     parse_json_body,
     validate_fraud_signal,
     validate_payment,
@@ -84,14 +86,14 @@ def create_payment() -> Response:
 @app.get("/payments/<payment_id>")
 def get_payment(payment_id: str) -> Response:
     if not PAYMENT_ID.match(payment_id):
-        raise ValidationError({"payment_id": "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"})
+        raise ValidationError({"payment_id": PAYMENT_ID_RULE})
     return _json(200, Payments(settings()).get(payment_id))
 
 
 @app.get("/batches/<batch_id>")
 def get_batch(batch_id: str) -> Response:
     if not BATCH_ID.match(batch_id):
-        raise ValidationError({"batch_id": "must be 1-128 characters of A-Z, a-z, 0-9, _ . -"})
+        raise ValidationError({"batch_id": BATCH_ID_RULE})
     view = Batches(settings()).batch_view(batch_id)
     if view is None:
         raise errors.NotFoundError(f"batch {batch_id} not found", details={"batch_id": batch_id})

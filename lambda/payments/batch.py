@@ -37,9 +37,9 @@ from payments.config import Config
 from payments.errors import InvalidBatchFileError, PaymentError, TransientError, ValidationError
 from payments.lifecycle import SOURCE_BATCH, new_payment_item
 from payments.repository import Repository, TransactionCanceled, now_iso, row_sk, to_int
-from payments.validation import BATCH_ID, Payment, validate_payment
+from payments.validation import BATCH_ID, BATCH_ID_PATTERN, Payment, validate_payment
 
-INCOMING_KEY = re.compile(r"^incoming/(?P<batch_id>[A-Za-z0-9_.-]{1,128})\.csv$")
+INCOMING_KEY = re.compile(rf"^incoming/(?P<batch_id>{BATCH_ID_PATTERN})\.csv$")
 REPORTS_PREFIX = "reports/"
 # 25 rows = 50 transaction items (payment + audit each), half of DynamoDB's 100-item limit, so
 # one conflicting row costs a retry of at most 24 others.

@@ -19,7 +19,11 @@ from payments.errors import PAYLOAD_TOO_LARGE, PaymentError, ValidationError
 
 MAX_BODY_BYTES = 64 * 1024
 PAYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-BATCH_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+PAYMENT_ID_RULE = "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"
+# Unanchored so batch.INCOMING_KEY can embed it in the object key pattern.
+BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
+BATCH_ID = re.compile(rf"^{BATCH_ID_PATTERN}$")
+BATCH_ID_RULE = "must be 1-128 characters of A-Z, a-z, 0-9, _ . -"
 _REFERENCE = re.compile(r"^[A-Za-z0-9_.:@/+-]{1,128}$")
 _PAYMENT_METHOD = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
@@ -145,7 +149,7 @@ def validate_payment(
     elif not isinstance(payment_id, str):
         errors["payment_id"] = "must be a string"
     elif not PAYMENT_ID.match(payment_id):
-        errors["payment_id"] = "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"
+        errors["payment_id"] = PAYMENT_ID_RULE
 
     currency: str | None = None
     if "currency" not in data:
@@ -225,7 +229,7 @@ def validate_fraud_signal(data: Mapping[str, Any]) -> FraudSignal:
     if payment_id is None:
         errors["payment_id"] = "is required"
     elif not isinstance(payment_id, str) or not PAYMENT_ID.match(payment_id):
-        errors["payment_id"] = "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"
+        errors["payment_id"] = PAYMENT_ID_RULE
     score = data.get("risk_score")
     if score is None:
         errors["risk_score"] = "is required"
