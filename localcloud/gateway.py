@@ -18,12 +18,14 @@ usage-plan throttling and quotas, caching, non-proxy integration templates beyon
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -358,7 +360,7 @@ class Gateway:
         except ValueError as exc:
             return f"[Invalid JSON: {exc}]"
         try:
-            fastjsonschema.validate(json.loads(schema_text), document)
+            _schema_validator(schema_text)(document)
         except fastjsonschema.JsonSchemaException as exc:
             return f"[{exc.message}]"
         return None
@@ -556,6 +558,14 @@ def _multi(pairs: Any, lower: bool = False) -> dict[str, list[str]]:
     for name, value in pairs:
         result.setdefault(name.lower() if lower else name, []).append(value)
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_validator(schema_text: str) -> Callable[[Any], Any]:
+    """The model's schema compiled once: fastjsonschema generates and compiles code per schema."""
+    import fastjsonschema
+
+    return fastjsonschema.compile(json.loads(schema_text))
 
 
 def _media_type_matches(pattern: str, content_type: str) -> bool:
