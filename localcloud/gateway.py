@@ -423,9 +423,7 @@ class Gateway:
                     "apiKey": api_key,
                     "apiKeyId": api_key_id,
                     "sourceIp": "127.0.0.1",
-                    "userAgent": multi_headers.get("User-Agent", [None])[-1]
-                    if "User-Agent" in multi_headers
-                    else None,
+                    "userAgent": multi_headers.get("User-Agent", [None])[-1],
                     "accountId": None,
                     "caller": None,
                     "user": None,
@@ -541,15 +539,13 @@ def _match_route(
 ) -> tuple[Route, dict[str, Any], dict[str, str]] | None:
     normalized = "/" + resource_path.strip("/") if resource_path.strip("/") else "/"
     for route in api.routes:
-        found = (
-            route.pattern.match(normalized) if route.path != "/" else (re.match(r"^/$", normalized))
-        )
+        found = route.pattern.match(normalized)
         if not found:
             continue
         method_config = route.methods.get(method) or route.methods.get("ANY")
         if method_config is None:
             return None
-        return route, method_config, {k: v for k, v in found.groupdict().items()}
+        return route, method_config, found.groupdict()
     return None
 
 
