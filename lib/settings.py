@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 SERVICE = "payments"
@@ -120,7 +120,6 @@ class Settings:
     cost_center: str = "payments"
     data_classification: str = "confidential"
     cors_origin: str = "https://payments.example.com"
-    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def environment(self) -> str:
@@ -146,7 +145,6 @@ class Settings:
             "CostCenter": self.cost_center,
             "DataClassification": self.data_classification,
             "ManagedBy": "cdktf",
-            **self.tags,
         }
 
     @classmethod
