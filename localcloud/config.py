@@ -9,6 +9,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 4566
 DEFAULT_GATEWAY_PORT = 4567
+DEFAULT_REGION = "us-east-1"
 HOST = "127.0.0.1"
 # moto accepts any credentials; these keep SDKs from looking for real ones.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -31,7 +32,7 @@ def _port(env: dict[str, str] | os._Environ[str], name: str, default: int) -> in
 class LocalCloudConfig:
     port: int = DEFAULT_PORT
     gateway_port: int = DEFAULT_GATEWAY_PORT
-    region: str = "us-east-1"
+    region: str = DEFAULT_REGION
     state_dir: Path = REPO_ROOT / ".local"
 
     @property
@@ -63,6 +64,6 @@ class LocalCloudConfig:
             raise LocalCloudError(
                 f"LOCALCLOUD_PORT and LOCALCLOUD_GATEWAY_PORT are both {port}; they must differ"
             )
-        region = env.get("AWS_REGION", "").strip() or "us-east-1"
+        region = env.get("AWS_REGION", "").strip() or DEFAULT_REGION
         state_dir = Path(env.get("LOCALCLOUD_STATE_DIR", "").strip() or REPO_ROOT / ".local")
         return cls(port=port, gateway_port=gateway_port, region=region, state_dir=state_dir)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from localcloud.config import LOCAL_CREDENTIALS
+
 log = logging.getLogger("localcloud.lambda")
 
 # What the Lambda Python runtime ships besides the standard library.
@@ -255,8 +257,8 @@ class LambdaRunner:
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:0",
             "LAMBDA_TASK_ROOT": str(code_dir),
             "LAMBDA_RUNTIME_DIR": str(self._runtime_dir),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
             "AWS_SESSION_TOKEN": "testing",
             # Every SDK call of the handler goes to the local cloud.
             "AWS_ENDPOINT_URL": self.endpoint_url,

@@ -21,7 +21,7 @@ from urllib.parse import quote, quote_plus
 
 from moto.core.config import default_user_config
 
-from localcloud.config import LOCAL_CREDENTIALS
+from localcloud.config import HOST, LOCAL_CREDENTIALS
 from localcloud.lambda_runner import FunctionSpec, InvokeResult, LambdaRunner
 
 log = logging.getLogger("localcloud.patches")
@@ -82,7 +82,7 @@ def _enable_step_functions_execution(port: int) -> None:
             service_name=service,
             region_name=region,
             **LOCAL_CREDENTIALS,
-            endpoint_url=f"http://127.0.0.1:{port}",
+            endpoint_url=f"http://{HOST}:{port}",
             config=Config(
                 parameter_validation=False,
                 retries={"max_attempts": 0, "total_max_attempts": 1},

@@ -12,7 +12,7 @@ import signal
 import threading
 from pathlib import Path
 
-from localcloud.config import LocalCloudConfig
+from localcloud.config import HOST, LocalCloudConfig
 
 log = logging.getLogger("localcloud")
 
@@ -41,11 +41,11 @@ def serve(config: LocalCloudConfig) -> None:
     poller = SqsPoller()
     patches.apply(runner=runner, port=config.port, on_sqs_message=poller.wake)
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.port, verbose=False)
+    moto = ThreadedMotoServer(ip_address=HOST, port=config.port, verbose=False)
     moto.start()
     poller.start()
     gateway = Gateway(
-        host="127.0.0.1",
+        host=HOST,
         port=config.gateway_port,
         endpoint_url=config.endpoint_url,
         region=config.region,
