@@ -19,6 +19,7 @@ from typing import Any
 
 from localcloud.config import HOST, LOCAL_CREDENTIALS, REPO_ROOT, LocalCloudConfig
 from localcloud.deploy import load_outputs
+from localcloud.gateway import lambda_function_arn
 
 
 def _runtime_env_names() -> Any:
@@ -116,7 +117,7 @@ class LocalCloud:
             for method in (resource.get("resourceMethods") or {}).values():
                 uri = (method.get("methodIntegration") or {}).get("uri") or ""
                 if "/functions/" in uri:
-                    return uri.split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
+                    return lambda_function_arn(uri)
         raise LookupError("the REST API has no Lambda integration")
 
     def signed_webhook(self, payload: dict[str, Any], secret: bytes | None = None) -> HttpResponse:

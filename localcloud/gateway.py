@@ -334,7 +334,7 @@ class Gateway:
             api_key=api_key_value if api_key_id else None,
             api_key_id=api_key_id,
         )
-        function_arn = integration["uri"].split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
+        function_arn = lambda_function_arn(integration["uri"])
         return self._invoke(api, function_arn, event, request_id)
 
     def _validate(
@@ -517,6 +517,11 @@ class Gateway:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def lambda_function_arn(uri: str) -> str:
+    """The function of a Lambda integration URI (``.../functions/<arn>/invocations``)."""
+    return uri.split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
 
 
 def _locate(apis: dict[str, Api], path: str) -> tuple[Api, str, str] | None:
