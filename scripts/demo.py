@@ -76,18 +76,11 @@ def main() -> int:
 
     heading("2. REST API")
     api_ids: dict[str, str] = {}
-    normal = cloud.request(
-        "POST",
-        "/payments",
-        body={"payment_id": f"{run}-api-1", "amount": "42.00", "currency": "usd"},
-    )
+    normal_body = {"payment_id": f"{run}-api-1", "amount": "42.00", "currency": "usd"}
+    normal = cloud.request("POST", "/payments", body=normal_body)
     show_response("POST /payments (normal)", normal)
-    api_ids["normal"] = f"{run}-api-1"
-    replay = cloud.request(
-        "POST",
-        "/payments",
-        body={"payment_id": f"{run}-api-1", "amount": "42.00", "currency": "usd"},
-    )
+    api_ids["normal"] = normal_body["payment_id"]
+    replay = cloud.request("POST", "/payments", body=normal_body)
     show_response("POST /payments (same again: replay)", replay)
     over = cloud.request(
         "POST",
