@@ -17,6 +17,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from payments import aws, env, errors
 from payments.batch import Batches
 from payments.errors import PaymentError, UnauthorizedError, ValidationError
+from payments.money import to_json
 from payments.service import Payments
 from payments.validation import (
     BATCH_ID,
@@ -28,7 +29,7 @@ from payments.validation import (
     validate_payment,
 )
 
-from handlers.common import logger, reset, settings, to_json
+from handlers.common import logger, reset, settings
 from handlers.idempotency import submit_once
 from handlers.webhook import webhook_secret
 

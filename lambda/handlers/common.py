@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from payments import aws, config, money
+from payments import aws, config
 
 logger = Logger()
 
@@ -33,13 +31,3 @@ _reset_hooks: list[Any] = []
 def on_reset(hook: Any) -> Any:
     _reset_hooks.append(hook)
     return hook
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"))
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return money.format_amount(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -9,7 +9,6 @@ the step already made gets ``None`` back and publishes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -49,7 +48,7 @@ class Publisher:
         sns = self._sns or aws.client("sns")
         sns.publish(
             TopicArn=self.topic_arn,
-            Message=json.dumps(event, default=_json_default, separators=(",", ":")),
+            Message=money.to_json(event),
             MessageAttributes={
                 "event_type": {"DataType": "String", "StringValue": event["type"]},
             },
@@ -193,9 +192,3 @@ def public_view(payment: Mapping[str, Any]) -> dict[str, Any]:
         for h in payment.get("history", [])
     ]
     return view
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return money.format_amount(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -7,6 +7,7 @@ start, including functions that never look at a currency.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -111,6 +112,17 @@ def parse_amount(value: object, currency: str | None = None, *, field: str = "am
 def format_amount(amount: Decimal) -> str:
     """The string form used in every response, event and report (``"99.99"``)."""
     return format(amount, "f")
+
+
+def to_json(value: object) -> str:
+    """Compact JSON with every ``Decimal`` as its amount string (API bodies and events)."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return format_amount(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 def _kind(value: object) -> str:
