@@ -72,6 +72,9 @@ class _Lines:
     def __init__(self, stream: BinaryIO, prefix: bytes = b"") -> None:
         self._stream = stream
         self._buffer = prefix
+        # Start of the unread part of ``_buffer``: advancing it instead of slicing the rest off
+        # keeps a line's cost independent of the block size (slicing copied the block per line).
+        self._pos = 0
         self._eof = False
         self._pushed: deque[bytes] = deque()
 
@@ -79,18 +82,19 @@ class _Lines:
         if self._pushed:
             return self._pushed.popleft()
         while True:
-            newline = self._buffer.find(b"\n")
+            newline = self._buffer.find(b"\n", self._pos)
             if newline >= 0:
-                line, self._buffer = self._buffer[: newline + 1], self._buffer[newline + 1 :]
+                line = self._buffer[self._pos : newline + 1]
+                self._pos = newline + 1
                 return line
+            rest = self._buffer[self._pos :]
             if self._eof:
-                line, self._buffer = self._buffer, b""
-                return line or None
+                self._buffer, self._pos = b"", 0
+                return rest or None
             block = self._stream.read(_READ_BLOCK)
             if not block:
                 self._eof = True
-            else:
-                self._buffer += block
+            self._buffer, self._pos = rest + block, 0
 
     def push_back(self, lines: list[bytes]) -> None:
         self._pushed.extendleft(reversed(lines))

@@ -129,3 +129,12 @@ def test_random_quoted_rows_round_trip_in_any_chunking(rows, eol, chunk_rows):
     assert [tuple(r.values[c] for c in ("payment_id", "amount", "currency")) for r in read] == [
         tuple(row) for row in rows
     ]
+
+
+def test_rows_split_across_read_blocks_are_whole(monkeypatch):
+    lines = [f'p{i},{i}.00,USD,"multi\nline {i}"' for i in range(1, 40)]
+    data = ("payment_id,amount,currency,description\n" + "\n".join(lines)).encode()
+    expected = read_all(data, max_rows=7)
+    monkeypatch.setattr(csv_reader, "_READ_BLOCK", 5)  # every line spans several reads
+    assert read_all(data, max_rows=7) == expected
+    assert [r.payment_id for r in expected] == [f"p{i}" for i in range(1, 40)]
