@@ -15,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.logging import correlation_paths
 from payments import aws, env, errors
-from payments.batch import Batches
 from payments.errors import PaymentError, UnauthorizedError, ValidationError
 from payments.money import to_json
 from payments.service import Payments
@@ -95,6 +94,9 @@ def get_payment(payment_id: str) -> Response:
 def get_batch(batch_id: str) -> Response:
     if not BATCH_ID.match(batch_id):
         raise ValidationError({"batch_id": BATCH_ID_RULE})
+    # Imported here: the CSV and batch machinery is not worth a cold start on every other route.
+    from payments.batch import Batches
+
     view = Batches(settings()).batch_view(batch_id)
     if view is None:
         raise errors.NotFoundError(f"batch {batch_id} not found", details={"batch_id": batch_id})
