@@ -53,14 +53,16 @@ class Payments:
         self._sqs = sqs
 
     # -- API ------------------------------------------------------------------------------
-    def submit(self, payment: Payment) -> tuple[int, dict[str, Any]]:
+    def submit(
+        self, payment: Payment, *, payment_id: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """Store a new payment and queue it: (202, payment); identical replay: (200, payment).
 
         Two AWS calls on the happy path: one transaction (payment + audit entry) and one
         SendMessage. A replay of a payment still RECEIVED queues it again, because the first
         attempt may have died between the two calls; the consumer is idempotent.
         """
-        payment_id = payment.payment_id or f"pay_{uuid.uuid4().hex}"
+        payment_id = payment.payment_id or payment_id or f"pay_{uuid.uuid4().hex}"
         item, audit = new_payment_item(
             payment, payment_id=payment_id, source=SOURCE_API, now=now_iso()
         )
