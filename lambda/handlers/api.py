@@ -83,16 +83,24 @@ def create_payment() -> Response:
     return _json(*submit_once(key, payment, app.lambda_context))
 
 
+def _path_id(name: str, routed: str) -> str:
+    """The id as API Gateway decoded it: the router's own pattern ends in ``$`` and so routes
+    ``/payments/pay-1%0A`` as ``pay-1``; the path parameter keeps the newline for validation."""
+    return (app.current_event.path_parameters or {}).get(name, routed)
+
+
 @app.get("/payments/<payment_id>")
 def get_payment(payment_id: str) -> Response:
-    if not PAYMENT_ID.match(payment_id):
+    payment_id = _path_id("payment_id", payment_id)
+    if not PAYMENT_ID.fullmatch(payment_id):
         raise ValidationError({"payment_id": PAYMENT_ID_RULE})
     return _json(200, Payments(settings()).get(payment_id))
 
 
 @app.get("/batches/<batch_id>")
 def get_batch(batch_id: str) -> Response:
-    if not BATCH_ID.match(batch_id):
+    batch_id = _path_id("batch_id", batch_id)
+    if not BATCH_ID.fullmatch(batch_id):
         raise ValidationError({"batch_id": BATCH_ID_RULE})
     # Imported here: the CSV and batch machinery is not worth a cold start on every other route.
     from payments.batch import Batches

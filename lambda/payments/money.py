@@ -17,8 +17,10 @@ from payments.errors import ValidationError
 MAX_MAJOR_UNITS = Decimal("999999999999")
 # Plain decimal notation only: optional sign (rejected later with a clearer message), digits,
 # optional fraction. No exponent, no NaN/Infinity, no thousands separators, no spaces.
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
-_CURRENCY_SHAPE = re.compile(r"^[A-Za-z]{3}$")
+# ASCII digits only (\d admits Arabic-Indic and fullwidth digits), and \A...\Z: `$` also
+# matches before a final newline, so "10\n" would pass.
+_PLAIN_DECIMAL = re.compile(r"\A[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
+_CURRENCY_SHAPE = re.compile(r"\A[A-Za-z]{3}\Z")
 
 
 class ExponentNumber(str):
@@ -52,7 +54,7 @@ def parse_currency(value: object) -> str:
     """Return the upper-case code of an active ISO 4217 currency or raise ``ValidationError``."""
     if not isinstance(value, str):
         raise ValidationError({"currency": "must be a string (ISO 4217 code)"})
-    if not _CURRENCY_SHAPE.match(value):
+    if not _CURRENCY_SHAPE.fullmatch(value):
         raise ValidationError({"currency": "must be a three-letter ISO 4217 code"})
     code = value.upper()
     if code not in minor_units():
@@ -83,7 +85,7 @@ def parse_amount(value: object, currency: str | None = None, *, field: str = "am
     else:
         raise ValidationError({field: "must be a decimal string or number, not " + _kind(value)})
 
-    if not _PLAIN_DECIMAL.match(text):
+    if not _PLAIN_DECIMAL.fullmatch(text):
         raise ValidationError(
             {field: "must be a plain decimal such as 99.99 (no exponent, spaces or symbols)"}
         )

@@ -18,15 +18,21 @@ from payments import money
 from payments.errors import PAYLOAD_TOO_LARGE, PaymentError, ValidationError
 
 MAX_BODY_BYTES = 64 * 1024
-PAYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Patterns are anchored with \A...\Z, never ^...$: `$` also matches before a final "\n", so
+# "pay-1\n" would pass beside "pay-1". With \Z a caller's `.match()` is a full match too.
+# Classes are spelled out ([0-9], not \d, which admits every Unicode digit).
+PAYMENT_ID = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 PAYMENT_ID_RULE = "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"
 # Unanchored so batch.INCOMING_KEY can embed it in the object key pattern.
 BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
-BATCH_ID = re.compile(rf"^{BATCH_ID_PATTERN}$")
+BATCH_ID = re.compile(rf"\A{BATCH_ID_PATTERN}\Z")
 BATCH_ID_RULE = "must be 1-128 characters of A-Z, a-z, 0-9, _ . -"
-_REFERENCE = re.compile(r"^[A-Za-z0-9_.:@/+-]{1,128}$")
-_PAYMENT_METHOD = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+_REFERENCE = re.compile(r"\A[A-Za-z0-9_.:@/+-]{1,128}\Z")
+# Checked before lower-casing: str.lower() maps some non-ASCII letters to ASCII (KELVIN SIGN -> k).
+_PAYMENT_METHOD = re.compile(r"\A[A-Za-z][A-Za-z0-9_]{0,31}\Z")
+_METADATA_KEY = re.compile(r"\A[A-Za-z0-9_.-]{1,40}\Z")
+# What a CSV cell may be padded with: ASCII blanks only (str.strip() would also eat NBSP & co).
+_CSV_BLANKS = " \t"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_DESCRIPTION = 500
 MAX_METADATA_KEYS = 20
@@ -140,7 +146,9 @@ def validate_payment(
             errors[name] = "is not a known field"
     else:
         # CSV cells are all text and an empty cell means "not given".
-        data = {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
+        data = {
+            k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip(_CSV_BLANKS))
+        }
 
     payment_id = data.get("payment_id")
     if payment_id is None:
@@ -148,7 +156,7 @@ def validate_payment(
             errors["payment_id"] = "is required"
     elif not isinstance(payment_id, str):
         errors["payment_id"] = "must be a string"
-    elif not PAYMENT_ID.match(payment_id):
+    elif not PAYMENT_ID.fullmatch(payment_id):
         errors["payment_id"] = PAYMENT_ID_RULE
 
     currency: str | None = None
@@ -166,7 +174,7 @@ def validate_payment(
     else:
         raw_amount = data["amount"]
         if from_csv and isinstance(raw_amount, str):
-            raw_amount = raw_amount.strip()
+            raw_amount = raw_amount.strip(_CSV_BLANKS)
         try:
             amount = money.parse_amount(raw_amount, currency)
         except ValidationError as exc:
@@ -179,7 +187,7 @@ def validate_payment(
             continue
         if not isinstance(value, str):
             errors[name] = "must be a string"
-        elif not _REFERENCE.match(value):
+        elif not _REFERENCE.fullmatch(value):
             errors[name] = "must be 1-128 characters of letters, digits and _ . : @ / + -"
         else:
             optional[name] = value
@@ -187,7 +195,7 @@ def validate_payment(
     if method is not None:
         if not isinstance(method, str):
             errors["payment_method"] = "must be a string"
-        elif not _PAYMENT_METHOD.match(method.lower()):
+        elif not _PAYMENT_METHOD.fullmatch(method):
             errors["payment_method"] = "must be a lower-case word such as card or bank_transfer"
         else:
             optional["payment_method"] = method.lower()
@@ -228,7 +236,7 @@ def validate_fraud_signal(data: Mapping[str, Any]) -> FraudSignal:
     payment_id = data.get("payment_id")
     if payment_id is None:
         errors["payment_id"] = "is required"
-    elif not isinstance(payment_id, str) or not PAYMENT_ID.match(payment_id):
+    elif not isinstance(payment_id, str) or not PAYMENT_ID.fullmatch(payment_id):
         errors["payment_id"] = PAYMENT_ID_RULE
     score = data.get("risk_score")
     if score is None:
@@ -253,7 +261,7 @@ def _metadata(value: object) -> tuple[dict[str, str], str | None]:
     if len(value) > MAX_METADATA_KEYS:
         return {}, f"must have at most {MAX_METADATA_KEYS} keys"
     for key, item in value.items():
-        if not _METADATA_KEY.match(key):
+        if not _METADATA_KEY.fullmatch(key):
             return {}, f"key {key[:50]!r} must be 1-40 characters of letters, digits and _ . -"
         if not isinstance(item, str):
             return {}, f"value of {key!r} must be a string"
