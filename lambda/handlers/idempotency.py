@@ -2,10 +2,16 @@
 
 The first request with a key stores its response for 24 hours; a retry with the same key and body
 gets the payment back (200), the same key with another body is a 409 CONFLICT.
+
+A payment sent without ``payment_id`` gets one derived from the key, not a random one. Powertools
+deletes its record when the request fails (say ``SendMessage`` after the payment was written), so
+the retry runs again: with the same id it lands on the stored payment (200, queued again if still
+``RECEIVED``) instead of creating a second one.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from typing import Any
 
@@ -16,6 +22,8 @@ from payments.validation import Payment, validate_payment
 from handlers.common import on_reset, settings
 
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# 128 bits of the key's SHA-256, the size of the uuid4 the server makes for unkeyed requests.
+_KEY_ID_HEX_DIGITS = 32
 
 _replayed: list[bool] = [False]
 
@@ -49,10 +57,18 @@ def _idempotency() -> tuple[Any, Any]:
     )
     def submit(request: dict[str, Any]) -> dict[str, Any]:
         _replayed[0] = False
-        status, view = Payments(settings()).submit(validate_payment(request["payment"]))
+        status, view = Payments(settings()).submit(
+            validate_payment(request["payment"]), payment_id=payment_id_for_key(request["key"])
+        )
         return {"status": status, "payment_id": view["payment_id"], "payment": view}
 
     return submit, config
+
+
+def payment_id_for_key(key: str) -> str:
+    """The payment id of a keyed request without one: ``pay_`` + hex of the key's SHA-256."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return "pay_" + digest[:_KEY_ID_HEX_DIGITS]
 
 
 def submit_once(key: str, payment: Payment, context: Any) -> tuple[int, dict[str, Any]]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+from typing import ClassVar
 
 import handlers.api
 import pytest
+from payments import aws
+from payments.validation import PAYMENT_ID
 
-from tests.functional.world import api_event
+from tests.functional.world import api_event, inject_failures
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +56,43 @@ class TestAnchoredIds:
         status, payload = call(context, "GET", path)
         assert status == 400
         assert_error(payload, "VALIDATION_ERROR")
+
+
+class TestIdempotencyKeyRetry:
+    BODY: ClassVar[dict[str, str]] = {"amount": "12.50", "currency": "EUR"}
+
+    def post(self, context, key="order-7", body=None):
+        return call(
+            context, "POST", "/payments", body=body or self.BODY, headers={"Idempotency-Key": key}
+        )
+
+    def test_a_retry_after_a_failed_send_lands_on_the_same_payment(self, world, context):
+        call(context, "GET", "/health")  # create the clients the handler uses
+        inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError", status=500)
+        status, failed = self.post(context)
+        assert status == 503
+        assert_error(failed, "SERVICE_UNAVAILABLE")
+        assert world.receive_all() == []  # written, never queued
+
+        status, retried = self.post(context)
+        assert status == 200
+        assert len(world.payments()) == 1
+        payment_id = world.payments()[0]["payment_id"]
+        assert retried["payment_id"] == payment_id and retried["status"] == "RECEIVED"
+        # The retry queued the payment the first attempt could not.
+        assert [json.loads(m["Body"]) for m in world.receive_all()] == [{"payment_id": payment_id}]
+
+        status, replayed = self.post(context)
+        assert (status, replayed["payment_id"]) == (200, payment_id)
+        assert len(world.payments()) == 1 and len(world.audit()) == 1
+
+    def test_the_derived_id_is_the_same_for_a_key_and_differs_between_keys(self, world, context):
+        first = self.post(context, key="order-8")[1]["payment_id"]
+        other = self.post(context, key="order-9")[1]["payment_id"]
+        assert first != other
+        assert PAYMENT_ID.fullmatch(first) and PAYMENT_ID.fullmatch(other)
+        assert len(world.payments()) == 2
+
+    def test_an_explicit_payment_id_wins_over_the_key(self, world, context):
+        body = {**self.BODY, "payment_id": "pay-explicit"}
+        assert self.post(context, key="order-10", body=body)[1]["payment_id"] == "pay-explicit"

@@ -143,3 +143,13 @@ def test_a_csv_amount_may_be_padded_with_ascii_blanks_only(cell):
         validate_payment(
             {**row, "amount": "\u00a05"}, require_id=True, from_csv=True
         )  # NBSP is not a blank
+
+
+@given(st.text(min_size=1, max_size=255).filter(str.isprintable))
+def test_the_payment_id_derived_from_an_idempotency_key_is_a_valid_stable_id(key):
+    from handlers.idempotency import payment_id_for_key
+
+    payment_id = payment_id_for_key(key)
+    assert is_id(payment_id, ID_CHARS, 64)
+    assert payment_id == payment_id_for_key(key)
+    assert payment_id != payment_id_for_key(key + "x")
