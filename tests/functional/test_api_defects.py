@@ -8,10 +8,14 @@ from typing import ClassVar
 
 import handlers.api
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from payments import aws
 from payments.validation import PAYMENT_ID
 
-from tests.functional.world import api_event, inject_failures
+from tests.functional.world import api_event, inject_failures, sign
+
+PAYMENT = {"amount": "10.00", "currency": "USD"}
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +100,60 @@ class TestIdempotencyKeyRetry:
     def test_an_explicit_payment_id_wins_over_the_key(self, world, context):
         body = {**self.BODY, "payment_id": "pay-explicit"}
         assert self.post(context, key="order-10", body=body)[1]["payment_id"] == "pay-explicit"
+
+
+class TestWebhookSignatureHeader:
+    SIGNAL: ClassVar[dict] = {"payment_id": "pay-1", "risk_score": 90, "reason": "velocity"}
+
+    @pytest.mark.parametrize(
+        "signature",
+        [
+            pytest.param("sha256=\u00e9", id="non-ascii"),
+            pytest.param("sha256=" + "\uff41" * 64, id="fullwidth-hex"),
+            pytest.param("\u212a", id="kelvin-sign"),
+            pytest.param("sha256=\x00", id="nul"),
+            pytest.param(" \u00a0 ", id="nbsp"),
+            pytest.param("sha256=" + "z" * 64, id="not-hex"),
+            pytest.param("t=1,v1=" + "0" * 64, id="other-scheme"),
+        ],
+    )
+    def test_a_malformed_signature_header_is_401_with_the_error_body(
+        self, world, context, signature
+    ):
+        call(context, "POST", "/payments", body={**PAYMENT, "payment_id": "pay-1"})
+        status, body = call(
+            context,
+            "POST",
+            "/fraud-webhook",
+            body=json.dumps(self.SIGNAL),
+            headers={"X-Signature": signature},
+        )
+        assert status == 401
+        assert_error(body, "UNAUTHORIZED")
+        assert world.payments()[0]["status"] == "RECEIVED"
+
+    @settings(
+        max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(signature=st.text(max_size=80))
+    def test_any_signature_header_but_the_right_one_is_401_never_500(
+        self, world, context, signature
+    ):
+        status, body = call(
+            context,
+            "POST",
+            "/fraud-webhook",
+            body=json.dumps(self.SIGNAL),
+            headers={"X-Signature": signature},
+        )
+        assert status == 401
+        assert_error(body, "UNAUTHORIZED")
+
+    def test_a_valid_signature_in_upper_case_hex_is_accepted(self, world, context):
+        call(context, "POST", "/payments", body={**PAYMENT, "payment_id": "pay-1"})
+        raw = json.dumps(self.SIGNAL)
+        signature = sign(raw).replace("sha256=", "SHA256=").upper()
+        status, _ = call(
+            context, "POST", "/fraud-webhook", body=raw, headers={"X-Signature": signature}
+        )
+        assert status == 202
