@@ -185,14 +185,35 @@ def payment_error(exc: PaymentError) -> Response:
 
 @app.exception_handler(Exception)
 def unexpected(exc: Exception) -> Response:
+    logger.exception("unhandled error")
+    code = errors.SERVICE_UNAVAILABLE if _dependency_unavailable(exc) else errors.INTERNAL_ERROR
+    return _error(PaymentError(errors.PUBLIC_MESSAGES[code], code=code))
+
+
+def _dependency_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, is an AWS failure
+    a retry may fix.
+
+    Libraries wrap them: Powertools raises ``IdempotencyPersistenceLayerError`` from a throttled
+    idempotency store, and its SSMProvider a ``GetParameterError`` while handling a throttled
+    GetParameter.
+    """
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as AwsConnectionError
     from payments.service import is_retryable
 
-    logger.exception("unhandled error")
-    if is_retryable(exc):
-        return _error(
-            PaymentError("temporarily unavailable, retry", code=errors.SERVICE_UNAVAILABLE)
-        )
-    return _error(PaymentError("internal error", code=errors.INTERNAL_ERROR))
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if is_retryable(current) or isinstance(current, AwsConnectionError | HTTPClientError):
+            return True
+        if isinstance(current, ClientError):
+            status = current.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if status >= 500:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -36,6 +36,13 @@ HTTP_STATUS: dict[str, int] = {
     SERVICE_UNAVAILABLE: 503,
 }
 
+# What a client reads when a request fails on our side: stable, plain words. The exception's own
+# text (AWS error strings with ARNs and principals) goes to the logs only.
+PUBLIC_MESSAGES: dict[str, str] = {
+    SERVICE_UNAVAILABLE: "the service is temporarily unavailable; retry later",
+    INTERNAL_ERROR: "internal error",
+}
+
 
 class PaymentError(Exception):
     """A domain failure with a stable code, a human message and structured details."""

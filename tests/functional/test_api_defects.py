@@ -10,7 +10,7 @@ import handlers.api
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from payments import aws
+from payments import aws, errors
 from payments.validation import PAYMENT_ID
 
 from tests.functional.world import api_event, inject_failures, sign
@@ -157,3 +157,47 @@ class TestWebhookSignatureHeader:
             context, "POST", "/fraud-webhook", body=raw, headers={"X-Signature": signature}
         )
         assert status == 202
+
+
+class TestThrottledIdempotencyStore:
+    """The Powertools idempotency store shares the function's DynamoDB client."""
+
+    @pytest.mark.parametrize(
+        "code", ["ProvisionedThroughputExceededException", "ThrottlingException"]
+    )
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            pytest.param("PutItem", id="save-in-progress"),
+            pytest.param("UpdateItem", id="save-success"),
+            pytest.param("DeleteItem", id="delete-after-a-failed-request"),
+        ],
+    )
+    def test_a_throttled_idempotency_store_is_503_with_a_plain_message(
+        self, world, context, operation, code
+    ):
+        call(context, "GET", "/health")  # create the clients the handler uses
+        if operation == "DeleteItem":  # the record is deleted only when the request failed
+            inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError")
+        injected = inject_failures(aws.client("dynamodb"), operation, times=1, code=code)
+        status, body = call(
+            context, "POST", "/payments", body=PAYMENT, headers={"Idempotency-Key": "order-11"}
+        )
+        assert injected["injected"] == 1
+        assert status == 503
+        assert body == {
+            "error": {
+                "code": "SERVICE_UNAVAILABLE",
+                "message": errors.PUBLIC_MESSAGES["SERVICE_UNAVAILABLE"],
+                "details": {},
+            }
+        }
+
+    def test_a_throttled_ssm_secret_is_503(self, world, context):
+        inject_failures(aws.client("ssm"), "GetParameter", times=1, code="ThrottlingException")
+        raw = json.dumps({"payment_id": "pay-1", "risk_score": 1, "reason": "x"})
+        status, body = call(
+            context, "POST", "/fraud-webhook", body=raw, headers={"X-Signature": sign(raw)}
+        )
+        assert status == 503
+        assert_error(body, "SERVICE_UNAVAILABLE")
