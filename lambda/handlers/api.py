@@ -53,7 +53,7 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 
 def _error(exc: PaymentError) -> Response:
-    return _json(errors.HTTP_STATUS.get(exc.code, 500), exc.to_body())
+    return _json(errors.HTTP_STATUS.get(exc.code, 500), exc.public_body())
 
 
 def _raw_body() -> bytes:
@@ -178,8 +178,11 @@ def not_found(_: Exception) -> Response:
 
 @app.exception_handler(PaymentError)
 def payment_error(exc: PaymentError) -> Response:
-    if exc.code in (errors.SERVICE_UNAVAILABLE, errors.CONFIGURATION_ERROR):
-        logger.error("request failed", code=exc.code, error=exc.message)
+    if exc.code in errors.PUBLIC_MESSAGES:
+        # The client reads a plain message (public_body); what went wrong is for the logs.
+        logger.error(
+            "request failed", code=exc.code, error=exc.message, details=exc.details, exc_info=exc
+        )
     return _error(exc)
 
 

@@ -36,11 +36,13 @@ HTTP_STATUS: dict[str, int] = {
     SERVICE_UNAVAILABLE: 503,
 }
 
-# What a client reads when a request fails on our side: stable, plain words. The exception's own
-# text (AWS error strings with ARNs and principals) goes to the logs only.
+# What a client reads when a request fails on our side: stable, plain words and no details. The
+# exception's own text (AWS error strings with ARNs and principals, environment values) goes to
+# the logs only.
 PUBLIC_MESSAGES: dict[str, str] = {
     SERVICE_UNAVAILABLE: "the service is temporarily unavailable; retry later",
     INTERNAL_ERROR: "internal error",
+    CONFIGURATION_ERROR: "the service is not configured correctly",
 }
 
 
@@ -61,6 +63,15 @@ class PaymentError(Exception):
     def to_body(self) -> dict[str, Any]:
         """The error body every API failure has: ``{"error": {code, message, details}}``."""
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def public_body(self) -> dict[str, Any]:
+        """``to_body`` as a client may see it: a failure on our side (``PUBLIC_MESSAGES``) has
+        its stable message and no details, whatever the exception says."""
+        if self.code in PUBLIC_MESSAGES:
+            return {
+                "error": {"code": self.code, "message": PUBLIC_MESSAGES[self.code], "details": {}}
+            }
+        return self.to_body()
 
 
 class ValidationError(PaymentError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import io
 import json
+import logging
 from typing import ClassVar
 
 import handlers.api
@@ -27,6 +29,20 @@ def api(world):
 
 
 _api = handlers.api
+
+
+@pytest.fixture
+def logs():
+    """What the function logs, as the Powertools formatter writes it (its own handler holds the
+    stdout of import time, out of reach of capsys)."""
+    from handlers.common import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield stream
+    logger.removeHandler(handler)
 
 
 def call(context, method, path, **kwargs):
@@ -201,3 +217,81 @@ class TestThrottledIdempotencyStore:
         )
         assert status == 503
         assert_error(body, "SERVICE_UNAVAILABLE")
+
+
+DENIED_ARN = "arn:aws:sts::123456789012:assumed-role/payments-api-test/payments-api-test"
+
+
+def access_denied(client, operation):
+    message = f"User: {DENIED_ARN} is not authorized to perform: {operation} on resource"
+    return inject_failures(
+        client,
+        operation,
+        times=1,
+        status=403,
+        parsed={
+            "Error": {"Code": "AccessDeniedException", "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        },
+    )
+
+
+class TestAwsErrorTextStaysInTheLogs:
+    @pytest.mark.parametrize(
+        ("service", "operation", "path", "headers", "status"),
+        [
+            pytest.param("sqs", "SendMessage", "/payments", {}, 503, id="queue"),
+            pytest.param("dynamodb", "TransactWriteItems", "/payments", {}, 500, id="write"),
+            pytest.param(
+                "dynamodb",
+                "PutItem",
+                "/payments",
+                {"Idempotency-Key": "order-12"},
+                500,
+                id="idempotency-store",
+            ),
+            pytest.param("dynamodb", "GetItem", "/payments/pay-1", {}, 500, id="read"),
+        ],
+    )
+    def test_an_access_denied_answers_a_stable_code_and_plain_message(
+        self, world, context, logs, service, operation, path, headers, status
+    ):
+        call(context, "GET", "/health")  # create the clients the handler uses
+        injected = access_denied(aws.client(service), operation)
+        method = "GET" if path.startswith("/payments/") else "POST"
+        got, body = call(context, method, path, body=PAYMENT, headers=headers)
+        assert injected["injected"] == 1
+        assert got == status
+        code = "SERVICE_UNAVAILABLE" if status == 503 else "INTERNAL_ERROR"
+        assert body == {
+            "error": {"code": code, "message": errors.PUBLIC_MESSAGES[code], "details": {}}
+        }
+        text = json.dumps(body)
+        for leak in (DENIED_ARN, "123456789012", "not authorized", "AccessDenied", operation):
+            assert leak not in text
+        # The detail is not lost: it is in the function's log.
+        assert "not authorized" in logs.getvalue()
+
+    def test_a_configuration_error_is_named_in_the_logs_not_in_the_body(
+        self, world, context, logs, monkeypatch
+    ):
+        from handlers import common
+
+        monkeypatch.setenv("PAYMENT_EVENTS_TOPIC_ARN", "arn:but:not:123456789012:really")
+        common.settings.cache_clear()
+        status, body = call(context, "POST", "/payments", body=PAYMENT)
+        assert status == 500
+        assert body["error"] == {
+            "code": "CONFIGURATION_ERROR",
+            "message": errors.PUBLIC_MESSAGES["CONFIGURATION_ERROR"],
+            "details": {},
+        }
+        assert "PAYMENT_EVENTS_TOPIC_ARN" in logs.getvalue()
+
+    def test_a_throttled_write_keeps_the_aws_error_out_of_the_body(self, world, context):
+        call(context, "GET", "/health")
+        inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=1)
+        status, body = call(context, "POST", "/payments", body=PAYMENT)
+        assert status == 503
+        assert "ProvisionedThroughputExceeded" not in json.dumps(body)
+        assert body["error"]["details"] == {}
