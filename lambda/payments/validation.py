@@ -2,6 +2,10 @@
 
 One validator serves ``POST /payments``, ``POST /validate`` and each CSV row, so a row is rejected
 for exactly the reasons the API would refuse the same payment. Errors name each bad field.
+
+Limits on a JSON body: ``MAX_BODY_BYTES``, arrays and objects nested at most ``MAX_JSON_DEPTH``
+deep (checked before parsing: the parser recurses once per level), metadata a flat object of at
+most ``MAX_METADATA_KEYS`` string values.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from payments import money
 from payments.errors import PAYLOAD_TOO_LARGE, PaymentError, ValidationError
 
 MAX_BODY_BYTES = 64 * 1024
+# A payment body needs two levels (the object and its metadata); the rest is headroom.
+MAX_JSON_DEPTH = 8
+_JSON_STRUCTURE = re.compile(r'[\\"\[\]{}]')
 # Patterns are anchored with \A...\Z, never ^...$: `$` also matches before a final "\n", so
 # "pay-1\n" would pass beside "pay-1". With \Z a caller's `.match()` is a full match too.
 # Classes are spelled out ([0-9], not \d, which admits every Unicode digit).
@@ -115,6 +122,10 @@ def parse_json_body(raw: str | bytes | None) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationError({"body": f"is not valid UTF-8 (byte {exc.start})"}) from None
+    if _nested_deeper_than(text, MAX_JSON_DEPTH):
+        raise ValidationError(
+            {"body": f"nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"}
+        )
     try:
         value = json.loads(
             text,
@@ -129,11 +140,41 @@ def parse_json_body(raw: str | bytes | None) -> dict[str, Any]:
             {"body": f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"}
         ) from None
     except (ValueError, RecursionError) as exc:
-        # Integers longer than Python's 4300-digit limit, or absurd nesting.
+        # Integers longer than Python's 4300-digit limit; RecursionError cannot happen after the
+        # depth check, but it must never become a 500.
         raise ValidationError({"body": f"malformed JSON: {type(exc).__name__}"}) from None
     if not isinstance(value, dict):
         raise ValidationError({"body": f"must be a JSON object, not {_json_kind(value)}"})
     return value
+
+
+def _nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether the JSON ``text`` opens more than ``limit`` arrays/objects inside each other.
+
+    One linear pass over the structural characters, skipping string contents; malformed text is
+    left for the parser to describe.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth, in_string, skip_to = 0, False, 0
+    for match in _JSON_STRUCTURE.finditer(text):
+        at, char = match.start(), match.group()
+        if at < skip_to:
+            continue
+        if in_string:
+            if char == "\\":
+                skip_to = at + 2  # the escaped character, which may be a quote
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def validate_payment(

@@ -12,7 +12,7 @@ import handlers.api
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from payments import aws, errors
+from payments import aws, errors, validation
 from payments.validation import PAYMENT_ID
 
 from tests.functional.world import api_event, inject_failures, sign
@@ -295,3 +295,30 @@ class TestAwsErrorTextStaysInTheLogs:
         assert status == 503
         assert "ProvisionedThroughputExceeded" not in json.dumps(body)
         assert body["error"]["details"] == {}
+
+
+class TestDeeplyNestedBodies:
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            pytest.param("[" * 60_000, id="60000-open-arrays"),
+            pytest.param("[" * 5000 + "]" * 5000, id="5000-deep-array"),
+            pytest.param(
+                '{"amount": "1", "currency": "USD", "metadata": {"k": '
+                + '{"a": ' * 2000
+                + "1"
+                + "}" * 2000
+                + "}}",
+                id="deep-inside-metadata",
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("path", ["/payments", "/validate", "/fraud-webhook"])
+    def test_a_deeply_nested_body_is_a_400_naming_the_limit(self, world, context, path, raw):
+        headers = {"X-Signature": sign(raw)}
+        status, body = call(context, "POST", path, body=raw, headers=headers)
+        assert status == 400
+        assert_error(body, "VALIDATION_ERROR")
+        limit = f"more than {validation.MAX_JSON_DEPTH} levels deep"
+        assert limit in body["error"]["details"]["fields"]["body"]
+        assert world.payments() == []

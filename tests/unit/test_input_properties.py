@@ -7,6 +7,7 @@ with ``\\d`` (which admits every Unicode digit) fails them.
 
 from __future__ import annotations
 
+import json
 import string
 
 import pytest
@@ -153,3 +154,38 @@ def test_the_payment_id_derived_from_an_idempotency_key_is_a_valid_stable_id(key
     assert is_id(payment_id, ID_CHARS, 64)
     assert payment_id == payment_id_for_key(key)
     assert payment_id != payment_id_for_key(key + "x")
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(alphabet=st.sampled_from('[]{}"\\ab,:'), max_size=6),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.text(alphabet=st.sampled_from('[]{}"\\k'), max_size=3), inner, max_size=3
+        ),
+    ),
+    max_leaves=40,
+)
+
+
+def nesting(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((nesting(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((nesting(v) for v in value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=300)
+@given(json_values, st.integers(0, 10))
+def test_the_depth_check_agrees_with_the_parsed_structure(value, limit):
+    from payments.validation import _nested_deeper_than
+
+    text = json.dumps(value)
+    assert _nested_deeper_than(text, limit) is (nesting(value) > limit)

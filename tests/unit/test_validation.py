@@ -47,7 +47,16 @@ def test_same_content_has_same_hash_regardless_of_notation():
         ("true", "not a boolean"),
         ('{"a": 1} trailing', "malformed JSON: Extra data"),
         (b'{"amount": "\xff"}', "not valid UTF-8"),
-        pytest.param("[" * 60_000, "malformed JSON", id="nesting-60000-deep"),
+        pytest.param("[" * 60_000, "more than 8 levels deep", id="nesting-60000-deep"),
+        pytest.param('{"a":' * 9 + "1" + "}" * 9, "more than 8 levels deep", id="objects-9-deep"),
+        pytest.param(
+            '{"amount": "1", "currency": "USD", "metadata": {"k": '
+            + "[" * 3000
+            + "]" * 3000
+            + "}}",
+            "more than 8 levels deep",
+            id="deep-inside-metadata",
+        ),
         pytest.param('{"amount": ' + "9" * 5000 + "}", "malformed JSON", id="5000-digit-int"),
     ],
 )
@@ -55,6 +64,11 @@ def test_malformed_bodies_are_refused_with_a_precise_reason(raw, problem):
     with pytest.raises(ValidationError) as caught:
         parse_json_body(raw)
     assert problem in caught.value.fields["body"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    body = parse_json_body('{"description": "[[[[[[[[[[{{{{{{{{{{\\"[[[[[[[[[", "amount": 1}')
+    assert body["description"].startswith("[[[[")
 
 
 def test_oversized_body_is_refused():
