@@ -35,12 +35,16 @@ from lib.iam import (
 from lib.logs import encrypted_log_group
 from lib.packaging import source_code_hash, write_deterministic_zip
 from lib.runtime import ENV, LAMBDA_DIR, LAYER_ZIP
-from lib.settings import SERVICE, Settings
+from lib.settings import METRICS_NAMESPACE, SERVICE, Settings
+from lib.tables import PENDING_INDEX, RUNNING_INDEX
+from lib.workflow_definition import WORKFLOW_TIMEOUT_SECONDS
 
 API = "api"
 BATCH_TRIGGER = "batch-trigger"
 BATCH_TASKS = "batch-tasks"
 PROCESSOR = "processor"
+PUBLISHER = "publisher"
+SWEEPER = "sweeper"
 RUNTIME = "python3.12"
 # Graviton: about 20% cheaper per GB-second than x86 for the same Python code.
 ARCHITECTURE = "arm64"
@@ -80,6 +84,18 @@ FUNCTIONS: Mapping[str, FunctionSpec] = {
         memory=512,
         description="Moves queued payments through their status transitions",
     ),
+    PUBLISHER: FunctionSpec(
+        handler="handlers.publisher.handler",
+        timeout=60,
+        memory=256,
+        description="Outbox: publishes each new audit-log entry on payment-events",
+    ),
+    SWEEPER: FunctionSpec(
+        handler="handlers.sweeper.handler",
+        timeout=120,
+        memory=256,
+        description="Re-queues payments left non-final and fails batches past the timeout",
+    ),
 }
 
 
@@ -101,6 +117,7 @@ class FunctionResources:
     processing_queue_arn: str
     processing_queue_url: str
     batch_trigger_dlq_arn: str
+    outbox_dlq_arn: str
     payment_events_topic_arn: str
     batch_bucket_arn: str
     batch_bucket_name: str
@@ -116,7 +133,7 @@ class VpcPlacement:
 
 
 def _table_access(sid: str, table_arn: str, *operations: str) -> DataAwsIamPolicyDocumentStatement:
-    """``dynamodb:<operation>`` on one table and none of its indexes (no function queries one).
+    """``dynamodb:<operation>`` on one table, or on one index when given its ARN.
 
     DynamoDB has no TransactWriteItems action: a transaction is authorised by the per-item
     actions (PutItem, UpdateItem, ConditionCheckItem) of the items it contains.
@@ -172,7 +189,6 @@ class Functions(Construct):
                 ENV.PROCESSING_STATUS_TABLE: r.processing_status_table_name,
                 ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
                 ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
-                ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
                 ENV.WEBHOOK_SECRET_PARAMETER: r.webhook_secret_parameter_name,
                 ENV.CORS_ALLOWED_ORIGIN: settings.cors_origin,
                 **max_amount,
@@ -187,15 +203,23 @@ class Functions(Construct):
                 ENV.PROCESSING_STATUS_TABLE: r.processing_status_table_name,
                 ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
                 ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
-                ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
                 ENV.BATCH_CHUNK_ROWS: str(BATCH_CHUNK_ROWS),
                 **max_amount,
             },
             PROCESSOR: {
                 ENV.PAYMENTS_TABLE: r.payments_table_name,
                 ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
-                ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn,
                 **max_amount,
+            },
+            PUBLISHER: {ENV.PAYMENT_EVENTS_TOPIC_ARN: r.payment_events_topic_arn},
+            SWEEPER: {
+                ENV.PAYMENTS_TABLE: r.payments_table_name,
+                ENV.PROCESSING_STATUS_TABLE: r.processing_status_table_name,
+                ENV.AUDIT_LOG_TABLE: r.audit_log_table_name,
+                ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
+                ENV.STUCK_AFTER_SECONDS: str(profile.stuck_after_minutes * 60),
+                ENV.WORKFLOW_TIMEOUT_SECONDS: str(WORKFLOW_TIMEOUT_SECONDS),
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
         }
         self.functions: dict[str, LambdaFunction] = {}
@@ -293,12 +317,11 @@ class Functions(Construct):
 
     @staticmethod
     def _permissions(key: str, r: FunctionResources) -> list[DataAwsIamPolicyDocumentStatement]:
-        """Exactly the calls each handler makes (docs/CONTRACT.md, "IAM actions")."""
-        publish = statement(
-            sid="PublishPaymentEvents",
-            actions=["sns:Publish"],
-            resources=[r.payment_events_topic_arn],
-        )
+        """Exactly the calls each handler makes (docs/CONTRACT.md, "IAM actions").
+
+        Only the publisher may publish on payment-events: every other function records its
+        changes in the audit log, and the outbox publishes them.
+        """
         if key == API:
             # DescribeTable and GetQueueAttributes are GET /health's dependency checks.
             return [
@@ -327,7 +350,6 @@ class Functions(Construct):
                     actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
                     resources=[r.processing_queue_arn],
                 ),
-                publish,
                 statement(
                     sid="WebhookSecret",
                     actions=["ssm:GetParameter"],
@@ -393,7 +415,49 @@ class Functions(Construct):
                 ),
                 _table_access("Payments", r.payments_table_arn, "GetItem", "UpdateItem"),
                 _table_access("AppendAudit", r.audit_log_table_arn, "PutItem"),
-                publish,
+            ]
+        if key == PUBLISHER:
+            return [
+                # What the event source mapping reads the audit log's stream with: the audit
+                # log's streams only (the DynamoDB guide's policy for stream-triggered Lambdas).
+                statement(
+                    sid="ReadAuditStream",
+                    actions=[
+                        "dynamodb:DescribeStream",
+                        "dynamodb:GetRecords",
+                        "dynamodb:GetShardIterator",
+                        "dynamodb:ListStreams",
+                    ],
+                    resources=[f"{r.audit_log_table_arn}/stream/*"],
+                ),
+                statement(
+                    sid="PublishPaymentEvents",
+                    actions=["sns:Publish"],
+                    resources=[r.payment_events_topic_arn],
+                ),
+                # The mapping's on-failure destination, sent to with the function's role.
+                statement(
+                    sid="OutboxDeadLetters",
+                    actions=["sqs:SendMessage"],
+                    resources=[r.outbox_dlq_arn],
+                ),
+            ]
+        if key == SWEEPER:
+            return [
+                _table_access("Payments", f"{r.payments_table_arn}/index/{PENDING_INDEX}", "Query"),
+                # A run past the workflow timeout is marked FAILED with its audit entry.
+                _table_access("ProcessingStatus", r.processing_status_table_arn, "UpdateItem"),
+                _table_access(
+                    "RunningBatches",
+                    f"{r.processing_status_table_arn}/index/{RUNNING_INDEX}",
+                    "Query",
+                ),
+                _table_access("AppendAudit", r.audit_log_table_arn, "PutItem"),
+                statement(
+                    sid="RequeuePayments",
+                    actions=["sqs:SendMessage"],
+                    resources=[r.processing_queue_arn],
+                ),
             ]
         raise KeyError(key)
 
@@ -412,3 +476,11 @@ class Functions(Construct):
     @property
     def processor(self) -> LambdaFunction:
         return self.functions[PROCESSOR]
+
+    @property
+    def publisher(self) -> LambdaFunction:
+        return self.functions[PUBLISHER]
+
+    @property
+    def sweeper(self) -> LambdaFunction:
+        return self.functions[SWEEPER]

@@ -18,6 +18,7 @@ from lib.settings import Settings
 
 PROCESSING_DLQ = "processing-dlq"
 BATCH_TRIGGER_DLQ = "batch-trigger-dlq"
+OUTBOX_DLQ = "outbox-dlq"
 DAY_SECONDS = 86_400
 MAX_RECEIVE_COUNT = 3
 # AWS guidance for SQS event sources: visibility timeout at least six times the function
@@ -79,6 +80,8 @@ class Messaging(Construct):
         self._queue_policy("processing", self.processing_queue)
         # S3 invokes batch-trigger asynchronously; events Lambda gives up on land here.
         self.batch_trigger_dlq = dead_letter_queue(BATCH_TRIGGER_DLQ)
+        # Audit-log stream batches the publisher gave up on (after its retries) land here.
+        self.outbox_dlq = dead_letter_queue(OUTBOX_DLQ)
         self.payment_events = SnsTopic(
             self,
             "payment-events",

@@ -19,7 +19,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
 )
 from constructs import Construct
 
-from lib.settings import Settings
+from lib.settings import METRICS_NAMESPACE, SERVICE, Settings
 
 TEN_MINUTES = 600
 FIVE_MINUTES = 300
@@ -39,6 +39,7 @@ class MonitoredResources:
     table_names: Sequence[str]
     state_machine_arn: str
     alarms_topic_arn: str
+    sweeper_function_name: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,20 @@ class Monitoring(Construct):
             )
             for table in r.table_names:
                 self._throttle_alarm(table)
+            # One sweep finding work can be a slow payment; two in a row is a fault that keeps
+            # leaving work behind (a poison message, a consumer down).
+            for metric in ("StuckPayments", "TimedOutBatches"):
+                self._alarm(
+                    f"{r.sweeper_function_name}-{metric}",
+                    _Metric(
+                        METRICS_NAMESPACE,
+                        metric,
+                        {"service": SERVICE, "FunctionName": r.sweeper_function_name},
+                    ),
+                    period=settings.profile.sweep_rate_minutes * 60,
+                    evaluation_periods=2,
+                    threshold=1,
+                )
             self._alarm(
                 f"{settings.name('batch')}-executions-failed",
                 _Metric("AWS/States", "ExecutionsFailed", {"StateMachineArn": r.state_machine_arn}),

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 SERVICE = "payments"
+# CloudWatch namespace of the embedded metrics the functions emit (Powertools Metrics).
+METRICS_NAMESPACE = "Payments"
 DEFAULT_SUFFIX = "dev"
 DEFAULT_REGION = "us-east-1"
 
@@ -54,6 +56,11 @@ class Profile:
     # Reserved concurrency of the payment processor protects DynamoDB and downstream consumers.
     processor_reserved_concurrency: int = -1
     api_p99_latency_ms: int = 2000
+    # The sweeper runs every ``sweep_rate_minutes`` and re-queues payments that have not changed
+    # for ``stuck_after_minutes``: longer than a healthy queue ever holds one (a 1M-row file
+    # drains in well under that), so it only finds work a fault left behind.
+    sweep_rate_minutes: int = 5
+    stuck_after_minutes: int = 30
 
 
 PROFILES: Mapping[str, Profile] = {
@@ -96,6 +103,8 @@ PROFILES: Mapping[str, Profile] = {
         vpc_enabled=True,
         processor_reserved_concurrency=50,
         api_p99_latency_ms=1000,
+        sweep_rate_minutes=2,
+        stuck_after_minutes=15,
     ),
 }
 

@@ -11,7 +11,7 @@ from constructs import Construct
 from lib.api import Api
 from lib.config import Config, webhook_secret_parameter_arn, webhook_secret_parameter_name
 from lib.firewall import Firewall
-from lib.functions import BATCH_TASKS, FUNCTIONS, FunctionResources, Functions
+from lib.functions import BATCH_TASKS, FUNCTIONS, SWEEPER, FunctionResources, Functions
 from lib.iam import AwsAccount
 from lib.keys import Keys
 from lib.messaging import Messaging
@@ -69,6 +69,7 @@ class PaymentsStack(TerraformStack):
                 processing_queue_arn=messaging.processing_queue.arn,
                 processing_queue_url=messaging.processing_queue.url,
                 batch_trigger_dlq_arn=messaging.batch_trigger_dlq.arn,
+                outbox_dlq_arn=messaging.outbox_dlq.arn,
                 payment_events_topic_arn=messaging.payment_events.arn,
                 batch_bucket_arn=storage.bucket.arn,
                 batch_bucket_name=storage.bucket.bucket,
@@ -86,7 +87,8 @@ class PaymentsStack(TerraformStack):
             tasks_function_arn=functions.functions[BATCH_TASKS].arn,
             status_table_arn=tables.processing_status.arn,
             status_table_name=tables.processing_status.name,
-            events_topic_arn=messaging.payment_events.arn,
+            audit_table_arn=tables.audit_log.arn,
+            audit_table_name=tables.audit_log.name,
         )
         Triggers(
             self,
@@ -97,6 +99,11 @@ class PaymentsStack(TerraformStack):
             batch_trigger=functions.batch_trigger,
             processing_queue=messaging.processing_queue,
             processor=functions.processor,
+            audit_log=tables.audit_log,
+            publisher=functions.publisher,
+            outbox_dlq=messaging.outbox_dlq,
+            sweeper=functions.sweeper,
+            kms_key_arn=keys.arn,
         )
         api = Api(
             self,
@@ -131,6 +138,7 @@ class PaymentsStack(TerraformStack):
                 table_names=[settings.table_name(base) for base in tables.tables],
                 state_machine_arn=workflow.state_machine.arn,
                 alarms_topic_arn=messaging.alarms.arn,
+                sweeper_function_name=settings.name(SWEEPER),
             ),
         )
         outputs |= {

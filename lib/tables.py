@@ -20,7 +20,21 @@ PAYMENTS = "payments"
 PROCESSING_STATUS = "processing-status"
 AUDIT_LOG = "audit-log"
 BATCH_INDEX = "batch_id-index"
+# Sparse indexes: only items that carry the index's hash key appear in it. Non-final payments
+# carry ``pending_shard`` and running batches ``running``; the sweeper and reconcile read them
+# instead of scanning a table.
+PENDING_INDEX = "pending-index"
+RUNNING_INDEX = "running-index"
 TTL_ATTRIBUTE = "expires_at"
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Index:
+    name: str
+    hash_key: str
+    range_key: str
+    projection: str = "ALL"
+    non_key_attributes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,15 +42,41 @@ class _TableSpec:
     hash_key: str
     range_key: str | None = None
     ttl: bool = False
-    batch_index: bool = False
+    indexes: tuple[_Index, ...] = ()
+    # The audit log is the outbox: its stream feeds the publisher (docs/RUNTIME.md, "Events").
+    stream: bool = False
 
 
 _SPECS = {
-    PAYMENTS: _TableSpec(hash_key="payment_id", batch_index=True),
+    PAYMENTS: _TableSpec(
+        hash_key="payment_id",
+        indexes=(
+            _Index(name=BATCH_INDEX, hash_key="batch_id", range_key="payment_id"),
+            _Index(
+                name=PENDING_INDEX,
+                hash_key="pending_shard",
+                range_key="updated_at",
+                projection="KEYS_ONLY",
+            ),
+        ),
+    ),
     # Batch summaries, rejected rows and Powertools idempotency records; all expire by TTL.
-    PROCESSING_STATUS: _TableSpec(hash_key="pk", range_key="sk", ttl=True),
+    PROCESSING_STATUS: _TableSpec(
+        hash_key="pk",
+        range_key="sk",
+        ttl=True,
+        indexes=(
+            _Index(
+                name=RUNNING_INDEX,
+                hash_key="running",
+                range_key="started_at",
+                projection="INCLUDE",
+                non_key_attributes=("batch_id", "run"),
+            ),
+        ),
+    ),
     # The audit trail never expires (PCI DSS 10.5.1).
-    AUDIT_LOG: _TableSpec(hash_key="entity_id", range_key="sk"),
+    AUDIT_LOG: _TableSpec(hash_key="entity_id", range_key="sk", stream=True),
 }
 
 
@@ -52,8 +92,8 @@ class Tables(Construct):
         self.tables: dict[str, DynamodbTable] = {}
         for base, spec in _SPECS.items():
             keys = [spec.hash_key, *([spec.range_key] if spec.range_key else [])]
-            if spec.batch_index:
-                keys.append("batch_id")
+            for index in spec.indexes:
+                keys += [k for k in (index.hash_key, index.range_key) if k not in keys]
             self.tables[base] = DynamodbTable(
                 self,
                 base,
@@ -64,14 +104,17 @@ class Tables(Construct):
                 attribute=[DynamodbTableAttribute(name=k, type="S") for k in keys],
                 global_secondary_index=[
                     DynamodbTableGlobalSecondaryIndex(
-                        name=BATCH_INDEX,
-                        hash_key="batch_id",
-                        range_key="payment_id",
-                        projection_type="ALL",
+                        name=index.name,
+                        hash_key=index.hash_key,
+                        range_key=index.range_key,
+                        projection_type=index.projection,
+                        non_key_attributes=list(index.non_key_attributes) or None,
                     )
+                    for index in spec.indexes
                 ]
-                if spec.batch_index
-                else None,
+                or None,
+                stream_enabled=spec.stream or None,
+                stream_view_type="NEW_IMAGE" if spec.stream else None,
                 ttl=DynamodbTableTtl(attribute_name=TTL_ATTRIBUTE, enabled=True)
                 if spec.ttl
                 else None,

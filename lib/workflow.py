@@ -59,7 +59,8 @@ def _definition(**kwargs: str) -> dict[str, Any]:
 
 
 class Workflow(Construct):
-    """The batch workflow: invoke batch-tasks, update the status table, publish the summary."""
+    """The batch workflow: invoke batch-tasks; on a platform failure mark the batch and audit it
+    (the audit log's outbox publishes ``batch.failed``; the workflow publishes nothing)."""
 
     def __init__(
         self,
@@ -72,7 +73,8 @@ class Workflow(Construct):
         tasks_function_arn: str,
         status_table_arn: str,
         status_table_name: str,
-        events_topic_arn: str,
+        audit_table_arn: str,
+        audit_table_name: str,
     ) -> None:
         super().__init__(scope, id_)
         name = settings.name(STATE_MACHINE)
@@ -104,7 +106,9 @@ class Workflow(Construct):
                     resources=[status_table_arn],
                 ),
                 statement(
-                    sid="PublishBatchSummary", actions=["sns:Publish"], resources=[events_topic_arn]
+                    sid="AuditBatchFailure",
+                    actions=["dynamodb:PutItem"],
+                    resources=[audit_table_arn],
                 ),
                 statement(
                     sid="UseDataKey",
@@ -124,7 +128,7 @@ class Workflow(Construct):
         definition = _definition(
             tasks_function_arn=tasks_function_arn,
             status_table_name=status_table_name,
-            events_topic_arn=events_topic_arn,
+            audit_table_name=audit_table_name,
         )
         self.state_machine = SfnStateMachine(
             self,

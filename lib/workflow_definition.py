@@ -2,26 +2,50 @@
 
 Pure Python, no cdktf import: the stack json-encodes the dict and the runtime tests execute the
 very same definition in moto. Only states both Step Functions and moto's interpreter run are used
-(Task with lambda:invoke / dynamodb:updateItem / sns:publish, Choice, Succeed, Fail, Retry/Catch).
+(Task with lambda:invoke / dynamodb:updateItem / dynamodb:putItem, Choice, Succeed, Fail,
+Retry/Catch).
 
-    Register -> ProcessChunk <-> MoreRows? -> Finalize -> PublishSummary -> Succeeded
-        any failure -> MarkFailed (DynamoDB) -> PublishFailure (SNS) -> Failed
+    Register -> [superseded or rejected?] -> ProcessChunk <-> MoreRows? -> Finalize -> Succeeded
+        platform failure -> MarkFailed (DynamoDB) -> AuditFailure (DynamoDB) -> Failed
+
+Nothing here publishes: every outcome is an audit entry (written by the tasks, or by AuditFailure)
+and the audit log's outbox publishes ``batch.completed`` / ``batch.failed``. A file the contract
+rejects (no header) and a run superseded by a newer upload are successful executions: only the
+platform failing fails an execution (and trips the ExecutionsFailed alarm).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Errors worth retrying: Lambda's own transient failures and the runtime's TransientError
-# (DynamoDB/SQS throttling that outlived the SDK's retries). Every task is retry-safe.
+# Errors worth retrying: Lambda's own transient failures, the runtime's TransientError
+# (DynamoDB/SQS throttling that outlived the SDK's retries), a call that timed out or lost its
+# connection after the SDK's retries (its write may have committed: every task is idempotent),
+# and throttling of the workflow's own DynamoDB steps.
 _TRANSIENT = [
     "TransientError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "EndpointConnectionError",
     "Lambda.TooManyRequestsException",
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.ClientExecutionTimeoutException",
+    "DynamoDB.ProvisionedThroughputExceededException",
+    "DynamoDB.ThrottlingException",
+    "DynamoDB.RequestLimitExceeded",
+    "DynamoDB.InternalServerErrorException",
 ]
+# Longer than any file takes (a 1M-row file: ~7-17 min); the sweeper marks a run still
+# PROCESSING past it as TIMED_OUT, since a timed-out execution runs no failure path.
+WORKFLOW_TIMEOUT_SECONDS = 2 * 60 * 60
+PROCESSING_ERROR = "PROCESSING_ERROR"
+PROCESSING_ERROR_REASON = (
+    "The batch could not be processed because of a platform error; operators have the details "
+    "in the workflow's execution history. Upload the file again to retry."
+)
 _RETRY = [{"ErrorEquals": _TRANSIENT, "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0}]
 _CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}]
 
@@ -39,40 +63,35 @@ def _invoke(function_arn: str, task: str, next_state: str) -> dict[str, Any]:
 
 
 def batch_workflow_definition(
-    *, tasks_function_arn: str, status_table_name: str, events_topic_arn: str
+    *, tasks_function_arn: str, status_table_name: str, audit_table_name: str
 ) -> dict[str, Any]:
     """The state machine definition as a dict (the stack serializes it)."""
     return {
         "Comment": "Process one uploaded CSV batch file chunk by chunk",
         "StartAt": "Register",
+        "TimeoutSeconds": WORKFLOW_TIMEOUT_SECONDS,
         "States": {
-            "Register": _invoke(tasks_function_arn, "register", "ProcessChunk"),
+            "Register": _invoke(tasks_function_arn, "register", "Registered"),
+            # A superseded run or a rejected file is done (the task recorded the outcome).
+            "Registered": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "Succeeded"}],
+                "Default": "ProcessChunk",
+            },
             "ProcessChunk": _invoke(tasks_function_arn, "process_chunk", "MoreRows"),
             "MoreRows": {
                 "Type": "Choice",
-                "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "Finalize"}],
+                "Choices": [
+                    {"Variable": "$.superseded", "BooleanEquals": True, "Next": "Succeeded"},
+                    {"Variable": "$.done", "BooleanEquals": True, "Next": "Finalize"},
+                ],
                 "Default": "ProcessChunk",
             },
-            "Finalize": _invoke(tasks_function_arn, "finalize", "PublishSummary"),
-            "PublishSummary": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sns:publish",
-                "Parameters": {
-                    "TopicArn": events_topic_arn,
-                    "Message.$": "States.JsonToString($)",
-                    "MessageAttributes": {
-                        "event_type": {"DataType": "String", "StringValue": "batch.completed"}
-                    },
-                },
-                "Retry": _RETRY,
-                "ResultPath": None,
-                "Next": "Succeeded",
-            },
+            "Finalize": _invoke(tasks_function_arn, "finalize", "Succeeded"),
             "Succeeded": {"Type": "Succeed"},
             # The batch record is written by the workflow itself, so a failure is recorded even
-            # when the Lambda function is what failed. The reason a task stored (e.g. the missing
-            # header columns) is kept; otherwise the error's cause becomes the reason. The run
-            # condition stops a superseded run from failing a newer upload of the same batch_id.
+            # when the Lambda function is what failed. The run condition stops a superseded run
+            # from failing a newer upload of the same batch_id.
             "MarkFailed": {
                 "Type": "Task",
                 "Resource": "arn:aws:states:::dynamodb:updateItem",
@@ -82,11 +101,17 @@ def batch_workflow_definition(
                         "pk": {"S.$": "States.Format('BATCH#{}', $$.Execution.Input.batch_id)"},
                         "sk": {"S": "SUMMARY"},
                     },
+                    # Clients see a stable code and a plain sentence; the error's cause (a stack
+                    # trace, paths, ARNs) stays in the execution history and the logs.
                     "UpdateExpression": (
-                        "SET #status = :failed, #reason = if_not_exists(#reason, :cause), "
-                        "#error = :error, #run = :run, batch_id = :batch_id, updated_at = :now"
+                        "SET #status = :failed, reason_code = :code, #reason = :reason, "
+                        "#error = :error, #run = :run, version_id = :run, batch_id = :batch_id, "
+                        "updated_at = :now, "
+                        "finished_at = :now REMOVE running"
                     ),
-                    "ConditionExpression": "attribute_not_exists(pk) OR #run = :run",
+                    "ConditionExpression": (
+                        "attribute_not_exists(pk) OR (#run = :run AND #status = :processing)"
+                    ),
                     "ExpressionAttributeNames": {
                         "#status": "status",
                         "#reason": "reason",
@@ -95,7 +120,9 @@ def batch_workflow_definition(
                     },
                     "ExpressionAttributeValues": {
                         ":failed": {"S": "FAILED"},
-                        ":cause": {"S.$": "$.error.Cause"},
+                        ":processing": {"S": "PROCESSING"},
+                        ":code": {"S": PROCESSING_ERROR},
+                        ":reason": {"S": PROCESSING_ERROR_REASON},
                         ":error": {"S.$": "$.error.Error"},
                         ":run": {"S.$": "$$.Execution.Input.version_id"},
                         ":batch_id": {"S.$": "$$.Execution.Input.batch_id"},
@@ -103,27 +130,47 @@ def batch_workflow_definition(
                     },
                 },
                 "Retry": _RETRY,
+                # A newer upload replaced this run, or the run already ended (the sweeper
+                # marked it TIMED_OUT): nothing is left to mark.
+                "Catch": [
+                    {
+                        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+                        "ResultPath": None,
+                        "Next": "Succeeded",
+                    }
+                ],
                 "ResultPath": None,
-                "Next": "PublishFailure",
+                "Next": "AuditFailure",
             },
-            "PublishFailure": {
+            # The audit entry is the outbox record of batch.failed; its key is per run, so a
+            # retry finds it written (the condition) and carries on.
+            "AuditFailure": {
                 "Type": "Task",
-                "Resource": "arn:aws:states:::sns:publish",
+                "Resource": "arn:aws:states:::dynamodb:putItem",
                 "Parameters": {
-                    "TopicArn": events_topic_arn,
-                    "Message": {
-                        "type": "batch.failed",
-                        "batch_id.$": "$$.Execution.Input.batch_id",
-                        "version_id.$": "$$.Execution.Input.version_id",
-                        "status": "FAILED",
-                        "error.$": "$.error.Error",
-                        "cause.$": "$.error.Cause",
+                    "TableName": audit_table_name,
+                    "Item": {
+                        "entity_id": {
+                            "S.$": "States.Format('BATCH#{}', $$.Execution.Input.batch_id)"
+                        },
+                        "sk": {"S.$": "States.Format('{}#FAILED', $$.Execution.Input.version_id)"},
+                        "event": {"S": "batch.failed"},
+                        "run": {"S.$": "$$.Execution.Input.version_id"},
+                        "at": {"S.$": "$$.State.EnteredTime"},
+                        "reason_code": {"S": PROCESSING_ERROR},
+                        "reason": {"S": PROCESSING_ERROR_REASON},
+                        "error": {"S.$": "$.error.Error"},
                     },
-                    "MessageAttributes": {
-                        "event_type": {"DataType": "String", "StringValue": "batch.failed"}
-                    },
+                    "ConditionExpression": "attribute_not_exists(entity_id)",
                 },
                 "Retry": _RETRY,
+                "Catch": [
+                    {
+                        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+                        "ResultPath": None,
+                        "Next": "Failed",
+                    }
+                ],
                 "ResultPath": None,
                 "Next": "Failed",
             },

@@ -52,6 +52,8 @@ def start(record: dict[str, Any]) -> str:
                     "version_id": version,
                     "batch_id": batch_id,
                     "size": obj.get("size"),
+                    # Orders uploads of one key: an event that arrives late must not win.
+                    "sequencer": obj.get("sequencer"),
                 }
             ),
         )

@@ -3,8 +3,7 @@
 A message that fails (throttling, a transaction conflict that keeps losing, a malformed body) is
 reported in ``batchItemFailures``; SQS redelivers only that one and, after ``maxReceiveCount``,
 moves it to the DLQ. The others in the batch are deleted. A redelivered message finds its
-transitions already made and changes nothing; it only publishes the final event again, in case
-the earlier delivery failed between committing it and publishing it.
+transitions already made and changes nothing; their events come from the audit log's outbox.
 """
 
 from __future__ import annotations
@@ -34,14 +33,9 @@ def record_handler(record: SQSRecord) -> str:
         raise ValidationError({"body": 'must be {"payment_id": "<id>"}'}) from None
     if not isinstance(payment_id, str) or not PAYMENT_ID.match(payment_id):
         raise ValidationError({"payment_id": "is not a valid payment id"})
-    status = Payments(settings()).process(payment_id, redelivered=_redelivered(record))
+    status = Payments(settings()).process(payment_id)
     logger.info("payment processed", payment_id=payment_id, status=status)
     return status
-
-
-def _redelivered(record: SQSRecord) -> bool:
-    count = str(record.attributes.get("ApproximateReceiveCount") or "1")
-    return count.isdigit() and int(count) > 1
 
 
 @logger.inject_lambda_context

@@ -32,11 +32,18 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from payments import aws, csv_reader, errors
+from payments import aws, csv_reader, errors, events
 from payments.config import Config
 from payments.errors import InvalidBatchFileError, PaymentError, TransientError, ValidationError
-from payments.lifecycle import SOURCE_BATCH, new_payment_item
-from payments.repository import Repository, TransactionCanceled, now_iso, row_sk, to_int
+from payments.lifecycle import RECEIVED, SOURCE_BATCH, new_payment_item
+from payments.repository import (
+    RUNNING,
+    Repository,
+    TransactionCanceled,
+    now_iso,
+    row_sk,
+    to_int,
+)
 from payments.validation import BATCH_ID, BATCH_ID_PATTERN, Payment, validate_payment
 
 INCOMING_KEY = re.compile(rf"^incoming/(?P<batch_id>{BATCH_ID_PATTERN})\.csv$")
@@ -58,6 +65,12 @@ DUPLICATE = "DUPLICATE"
 BATCH_PROCESSING = "PROCESSING"
 BATCH_COMPLETED = "COMPLETED"
 BATCH_FAILED = "FAILED"
+# Stable reason codes of a failed batch (``reason_code``; ``reason`` is the plain sentence).
+INVALID_FILE = "INVALID_FILE"
+PROCESSING_ERROR = "PROCESSING_ERROR"
+TIMED_OUT = "TIMED_OUT"
+# S3 sequencers are hex strings of varying length, compared after left-padding with zeros.
+SEQUENCER_WIDTH = 32
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -68,13 +81,25 @@ def batch_id_from_key(key: str) -> str | None:
     return match.group("batch_id") if match else None
 
 
-def report_key(batch_id: str) -> str:
-    return f"{REPORTS_PREFIX}{batch_id}.json"
+def report_key(batch_id: str, run: str) -> str:
+    """One report per run: a superseded run's late finalize cannot overwrite the newer report."""
+    return f"{REPORTS_PREFIX}{batch_id}/{run}.json"
+
+
+def sequencer_order(sequencer: str | None) -> str:
+    """An S3 event ``sequencer`` as a string that sorts in upload order ("" when unknown)."""
+    value = (sequencer or "").strip().upper()
+    if not value or len(value) > SEQUENCER_WIDTH or any(c not in "0123456789ABCDEF" for c in value):
+        return ""
+    return value.rjust(SEQUENCER_WIDTH, "0")
 
 
 @dataclass
 class ChunkOutcome:
     accepted: list[str] = field(default_factory=list)
+    # Duplicates whose stored payment is still RECEIVED: queued again (an earlier run may have
+    # stored them and then failed to queue them).
+    requeue: list[str] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)  # rejected + duplicate rows
     rejected: int = 0
     duplicates: int = 0
@@ -83,7 +108,7 @@ class ChunkOutcome:
         self.rejected += 1
         self.outcomes.append(
             {
-                "sk": row_sk(REJECTED, line),
+                "sk": row_sk(REJECTED, run, line),
                 "run": run,
                 "line": line,
                 "payment_id": payment_id,
@@ -96,7 +121,7 @@ class ChunkOutcome:
         self.duplicates += 1
         self.outcomes.append(
             {
-                "sk": row_sk(DUPLICATE, line),
+                "sk": row_sk(DUPLICATE, run, line),
                 "run": run,
                 "line": line,
                 "payment_id": payment_id,
@@ -106,6 +131,7 @@ class ChunkOutcome:
 
     def merge(self, other: ChunkOutcome) -> None:
         self.accepted.extend(other.accepted)
+        self.requeue.extend(other.requeue)
         self.outcomes.extend(other.outcomes)
         self.rejected += other.rejected
         self.duplicates += other.duplicates
@@ -137,16 +163,23 @@ class Batches:
 
     # -- register ---------------------------------------------------------------------------
     def register(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Record the batch as PROCESSING and read its header; the state for the chunk loop."""
+        """Record the run as PROCESSING and read the header; the state for the chunk loop.
+
+        A file without the required header is a business rejection, not a platform failure:
+        the batch ends FAILED (``INVALID_FILE``, audited, so ``batch.failed`` goes out) and the
+        workflow succeeds. An upload older than the batch's current run is refused.
+        """
         bucket, key = event["bucket"], event["key"]
         batch_id = event.get("batch_id") or batch_id_from_key(key)
         if not batch_id or not BATCH_ID.match(batch_id):
             raise InvalidBatchFileError(f"object key {key!r} is not incoming/<batch_id>.csv")
         run = event.get("version_id") or "null"
+        now = now_iso()
         summary = {
             "batch_id": batch_id,
             "status": BATCH_PROCESSING,
             "run": run,
+            "sequencer": sequencer_order(event.get("sequencer")),
             "bucket": bucket,
             "key": key,
             "version_id": event.get("version_id"),
@@ -157,32 +190,64 @@ class Batches:
             "duplicates": 0,
             "next_offset": 0,
             "next_line": 1,
-            "started_at": now_iso(),
-            "updated_at": now_iso(),
+            "started_at": now,
+            "updated_at": now,
+            "running": RUNNING,
+        }
+        state = {
+            "bucket": bucket,
+            "key": key,
+            "version_id": event.get("version_id"),
+            "batch_id": batch_id,
+            "run": run,
+            "superseded": False,
+            "done": False,
         }
         try:
             header = csv_reader.read_header(
                 self._open(bucket, key, event.get("version_id"), 0, HEADER_PROBE_BYTES - 1)
             )
         except InvalidBatchFileError as exc:
-            # Record the reason in plain words before failing: the workflow's failure path marks
-            # the batch FAILED and keeps this reason (it only fills one in when none is set).
-            self.repo.put_batch_summary({**summary, "reason": exc.message})
-            raise
+            if not self.repo.register_batch(summary):
+                return {**state, "superseded": True, "done": True}
+            self.fail(batch_id, run, INVALID_FILE, exc.message)
+            return {**state, "failed": True, "done": True}
         summary["next_offset"] = header.data_offset
         summary["next_line"] = header.next_line
-        self.repo.put_batch_summary(summary)
+        if not self.repo.register_batch(summary):
+            return {**state, "superseded": True, "done": True}
         return {
-            "bucket": bucket,
-            "key": key,
-            "version_id": event.get("version_id"),
-            "batch_id": batch_id,
-            "run": run,
+            **state,
             "columns": list(header.columns),
             "offset": header.data_offset,
             "line": header.next_line,
-            "done": False,
         }
+
+    def fail(self, batch_id: str, run: str, code: str, reason: str) -> bool:
+        """Mark ``run`` FAILED with a stable code and a plain reason, audited (the outbox
+        publishes ``batch.failed``); False when a newer run replaced it or it already ended."""
+        now = now_iso()
+        return self.repo.update_batch_summary(
+            batch_id,
+            run,
+            {
+                "status": BATCH_FAILED,
+                "reason_code": code,
+                "reason": reason,
+                "finished_at": now,
+                "updated_at": now,
+            },
+            remove=("running",),
+            audit={
+                "entity_id": f"BATCH#{batch_id}",
+                "sk": f"{run}#{BATCH_FAILED}",
+                "at": now,
+                "event": events.BATCH_FAILED,
+                "run": run,
+                "reason_code": code,
+                "reason": reason,
+            },
+        )
 
     # -- process a chunk --------------------------------------------------------------------
     def process_chunk(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -236,7 +301,7 @@ class Batches:
             outcome.merge(stored)
         outcome.outcomes.sort(key=lambda row: row["line"])
         # Only after every row of the chunk is stored: a message never names a missing payment.
-        self._send(sqs, outcome.accepted)
+        self._send(sqs, [*outcome.accepted, *outcome.requeue])
         self.repo.put_row_outcomes(batch_id, outcome.outcomes)
         counts = {
             "total_rows": len(chunk.rows),
@@ -252,8 +317,9 @@ class Batches:
             next_offset=chunk.next_offset,
             next_line=chunk.next_line,
             counts=counts,
-        ):
-            self._check_still_current(batch_id, run)
+        ) and not self._is_current(batch_id, run):
+            # A newer upload took over: stop quietly (its own run counts every row).
+            return {**state, "superseded": True, "done": True, "last_chunk": counts}
         return {
             **state,
             "offset": chunk.next_offset,
@@ -357,6 +423,8 @@ class Batches:
                 )
         elif existing.get("content_hash") == content_hash:
             outcome.duplicate(line, payment_id, "payment already stored with the same content", run)
+            if existing.get("status") == RECEIVED:
+                outcome.requeue.append(payment_id)
         else:
             outcome.reject(
                 line,
@@ -395,30 +463,38 @@ class Batches:
         # run's own and are re-sent, nothing is counted twice.
         raise TransientError(f"{len(entries)} SQS message(s) could not be sent")
 
-    def _check_still_current(self, batch_id: str, run: str) -> None:
+    def _is_current(self, batch_id: str, run: str) -> bool:
         summary = self.repo.get_batch_summary(batch_id)
-        if summary is None or summary.get("run") != run:
-            raise PaymentError(
-                f"batch {batch_id} was superseded by a newer upload; this run stops",
-                code=errors.CONFLICT,
-            )
+        return summary is not None and summary.get("run") == run
 
     # -- finalize ---------------------------------------------------------------------------
     def finalize(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Write the run's report, then mark it COMPLETED with its audit entry in one
+        transaction (the outbox publishes ``batch.completed``). Safe to retry."""
         batch_id, run = state["batch_id"], state["run"]
         summary = self.repo.get_batch_summary(batch_id)
         if summary is None or summary.get("run") != run:
-            raise PaymentError(f"batch {batch_id} was superseded", code=errors.CONFLICT)
+            return {**state, "superseded": True, "status": None}
         counts = {
             name: to_int(summary.get(name))
             for name in ("total_rows", "accepted", "rejected", "duplicates")
         }
         if counts["total_rows"] != counts["accepted"] + counts["rejected"] + counts["duplicates"]:
             raise PaymentError(f"batch {batch_id} counts do not add up: {counts}")
-        key = report_key(batch_id)
+        key = report_key(batch_id, run)
+        result = {
+            "batch_id": batch_id,
+            "run": run,
+            "superseded": False,
+            "status": BATCH_COMPLETED,
+            **counts,
+            "report_key": key,
+        }
+        if summary.get("status") == BATCH_COMPLETED:
+            return result  # a retry of a finalize that committed
         finished = now_iso()
         self._write_report(state, summary, counts, key, finished)
-        self.repo.update_batch_summary(
+        if not self.repo.update_batch_summary(
             batch_id,
             run,
             {
@@ -427,27 +503,19 @@ class Batches:
                 "finished_at": finished,
                 "updated_at": finished,
             },
-        )
-        self.repo.put_audit(
-            {
+            remove=("running",),
+            audit={
                 "entity_id": f"BATCH#{batch_id}",
                 "sk": f"{run}#{BATCH_COMPLETED}",
                 "at": finished,
-                "event": "batch.completed",
+                "event": events.BATCH_COMPLETED,
+                "run": run,
                 **counts,
                 "report_key": key,
-            }
-        )
-        return {
-            "type": "batch.completed",
-            "event_id": f"BATCH#{batch_id}#{run}",
-            "batch_id": batch_id,
-            "version_id": state.get("version_id"),
-            "status": BATCH_COMPLETED,
-            **counts,
-            "report_key": key,
-            "at": finished,
-        }
+            },
+        ):
+            return {**result, "superseded": True, "status": None}
+        return result
 
     def _write_report(
         self,
@@ -517,6 +585,7 @@ class Batches:
         return {
             "batch_id": batch_id,
             "status": summary["status"],
+            "reason_code": summary.get("reason_code"),
             "reason": summary.get("reason"),
             "total_rows": to_int(summary.get("total_rows")),
             "accepted": to_int(summary.get("accepted")),

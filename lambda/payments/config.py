@@ -19,8 +19,10 @@ DEFAULT_MAX_PAYMENT_AMOUNT = Decimal("1000000")
 DEFAULT_BATCH_CHUNK_ROWS = 5000
 # Upper bound keeps one chunk well inside the 300 s batch-tasks timeout (see docs/RUNTIME.md).
 MAX_BATCH_CHUNK_ROWS = 50_000
-_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
-_URL = re.compile(r"^https?://\S+$")
+DEFAULT_STUCK_AFTER_SECONDS = 30 * 60
+DEFAULT_WORKFLOW_TIMEOUT_SECONDS = 2 * 60 * 60
+_ARN = re.compile(r"arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+", re.ASCII)
+_URL = re.compile(r"https?://\S+", re.ASCII)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,8 @@ class Config:
     webhook_secret_parameter: str | None = None
     batch_chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     cors_allowed_origin: str | None = None
+    stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
+    workflow_timeout_seconds: int = DEFAULT_WORKFLOW_TIMEOUT_SECONDS
 
     def require(self, *names: str) -> Config:
         """Fail fast naming every variable this function needs but was not given."""
@@ -62,6 +66,8 @@ _FIELD_OF = {
     env.WEBHOOK_SECRET_PARAMETER: "webhook_secret_parameter",
     env.BATCH_CHUNK_ROWS: "batch_chunk_rows",
     env.CORS_ALLOWED_ORIGIN: "cors_allowed_origin",
+    env.STUCK_AFTER_SECONDS: "stuck_after_seconds",
+    env.WORKFLOW_TIMEOUT_SECONDS: "workflow_timeout_seconds",
 }
 
 
@@ -80,12 +86,12 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
 
     def arn(name: str) -> str | None:
         value = text(name)
-        if value is not None and not _ARN.match(value):
+        if value is not None and not _ARN.fullmatch(value):
             raise ConfigurationError(f"environment variable {name}={value!r} is not an ARN")
         return value
 
     queue_url = text(env.PROCESSING_QUEUE_URL)
-    if queue_url is not None and not _URL.match(queue_url):
+    if queue_url is not None and not _URL.fullmatch(queue_url):
         raise ConfigurationError(
             f"environment variable {env.PROCESSING_QUEUE_URL}={queue_url!r} is not a queue URL"
         )
@@ -102,7 +108,25 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         webhook_secret_parameter=text(env.WEBHOOK_SECRET_PARAMETER),
         batch_chunk_rows=_chunk_rows(text(env.BATCH_CHUNK_ROWS)),
         cors_allowed_origin=text(env.CORS_ALLOWED_ORIGIN),
+        stuck_after_seconds=_seconds(
+            env.STUCK_AFTER_SECONDS, text(env.STUCK_AFTER_SECONDS), DEFAULT_STUCK_AFTER_SECONDS
+        ),
+        workflow_timeout_seconds=_seconds(
+            env.WORKFLOW_TIMEOUT_SECONDS,
+            text(env.WORKFLOW_TIMEOUT_SECONDS),
+            DEFAULT_WORKFLOW_TIMEOUT_SECONDS,
+        ),
     )
+
+
+def _seconds(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 7 * 24 * 3600:
+        raise ConfigurationError(
+            f"environment variable {name}={value!r} must be a number of seconds from 1 to 604800"
+        )
+    return int(value)
 
 
 def _max_amount(value: str | None) -> Decimal:
@@ -122,7 +146,7 @@ def _max_amount(value: str | None) -> Decimal:
 def _chunk_rows(value: str | None) -> int:
     if value is None:
         return DEFAULT_BATCH_CHUNK_ROWS
-    if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH_CHUNK_ROWS:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_BATCH_CHUNK_ROWS:
         raise ConfigurationError(
             f"environment variable {env.BATCH_CHUNK_ROWS}={value!r} must be an integer "
             f"from 1 to {MAX_BATCH_CHUNK_ROWS}"

@@ -2,19 +2,25 @@
 
 Each step is one DynamoDB transaction: a conditional update of the payment from the expected
 status *and version* (so two workers cannot both make the same step) plus one audit entry whose
-sort key is derived from the new version (so a retried write cannot add a second entry). Only
-after the transaction commits is the change published on ``payment-events``. A retry that finds
-the step already made gets ``None`` back and publishes nothing.
+sort key is derived from the new version (so a retried write cannot add a second entry). The
+audit entry is the outbox: the publisher turns it into the ``payment-events`` event
+(``payments.events``), so nothing here publishes and a retry that finds the step already made
+has nothing left to do.
+
+A payment that is not final carries ``pending_shard``, the key of the payments table's sparse
+``pending-index``: the sweeper finds payments left non-final there without a scan, and the final
+step removes the attribute, so the index only ever holds work in flight.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
-from payments import aws, money
+from payments import events
 from payments.repository import (
+    PENDING_SHARDS,
     Repository,
     TransactionCanceled,
     audit_sk,
@@ -33,26 +39,6 @@ ALLOWED = {RECEIVED: {PROCESSING}, PROCESSING: {COMPLETED, FAILED}, COMPLETED: s
 
 SOURCE_API = "api"
 SOURCE_BATCH = "batch"
-
-
-class Publisher:
-    """Publishes domain events on ``payment-events``; the ``event_id`` is deterministic."""
-
-    def __init__(self, topic_arn: str | None, *, sns: Any = None) -> None:
-        self.topic_arn = topic_arn
-        self._sns = sns
-
-    def publish(self, event: Mapping[str, Any]) -> None:
-        if not self.topic_arn:
-            return
-        sns = self._sns or aws.client("sns")
-        sns.publish(
-            TopicArn=self.topic_arn,
-            Message=money.to_json(event),
-            MessageAttributes={
-                "event_type": {"DataType": "String", "StringValue": event["type"]},
-            },
-        )
 
 
 def new_payment_item(
@@ -81,12 +67,13 @@ def new_payment_item(
         "batch_id": batch_id,
         "batch_run": batch_run,
         "batch_line": batch_line,
+        "pending_shard": pending_shard(payment_id),
     }
     audit = {
         "entity_id": payment_entity(payment_id),
         "sk": audit_sk(1, RECEIVED),
         "at": now,
-        "event": "payment.received",
+        "event": events.PAYMENT_RECEIVED,
         "status": RECEIVED,
         "source": source,
         "amount": payment.amount,
@@ -97,9 +84,14 @@ def new_payment_item(
     return item, audit
 
 
+def pending_shard(payment_id: str) -> str:
+    """Spreads non-final payments over ``PENDING_SHARDS`` index partitions (no hot key)."""
+    digest = hashlib.sha256(payment_id.encode()).digest()
+    return str(int.from_bytes(digest[:4], "big") % PENDING_SHARDS)
+
+
 def transition(
     repo: Repository,
-    publisher: Publisher,
     payment: Mapping[str, Any],
     to_status: str,
     *,
@@ -120,12 +112,17 @@ def transition(
         "entity_id": payment_entity(payment["payment_id"]),
         "sk": audit_sk(version, to_status),
         "at": now,
-        "event": "payment.status_changed",
+        "event": events.PAYMENT_STATUS_CHANGED,
         "status": to_status,
         "previous_status": from_status,
         "reason": reason,
         "actor": actor,
         "details": dict(details) if details else None,
+        # What the event carries, so the publisher needs nothing but the entry.
+        "amount": payment["amount"],
+        "currency": payment["currency"],
+        "source": payment.get("source"),
+        "batch_id": payment.get("batch_id"),
     }
     ops = repo.transition_ops(
         payment_id=payment["payment_id"],
@@ -134,6 +131,7 @@ def transition(
         changes=changes,
         history_entry={k: v for k, v in entry.items() if v is not None},
         audit=audit,
+        final=to_status in FINAL_STATUSES,
     )
     try:
         repo.transact(ops)
@@ -145,30 +143,13 @@ def transition(
         "version": version,
         "history": [*payment.get("history", []), entry],
     }
-    publisher.publish(status_event(updated, previous=from_status))
+    if to_status in FINAL_STATUSES:
+        updated.pop("pending_shard", None)
     return updated
 
 
-def status_event(payment: Mapping[str, Any], *, previous: str | None) -> dict[str, Any]:
-    return {
-        "type": "payment.status_changed",
-        "event_id": f"{payment['payment_id']}#{int(payment['version'])}",
-        "payment_id": payment["payment_id"],
-        "status": payment["status"],
-        "previous_status": previous,
-        "reason": payment.get("reason"),
-        "amount": amount_text(payment),
-        "currency": payment["currency"],
-        "source": payment.get("source"),
-        "batch_id": payment.get("batch_id"),
-        "at": payment["updated_at"],
-    }
-
-
 def amount_text(payment: Mapping[str, Any]) -> str:
-    """DynamoDB drops trailing zeros (10.00 -> 10); re-apply the currency's minor units."""
-    digits = money.minor_units()[payment["currency"]]
-    return money.format_amount(Decimal(payment["amount"]).quantize(Decimal(1).scaleb(-digits)))
+    return events.amount_text(payment["amount"], payment["currency"])
 
 
 def public_view(payment: Mapping[str, Any]) -> dict[str, Any]:

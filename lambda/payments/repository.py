@@ -42,6 +42,13 @@ TRANSIENT_CODES = frozenset(
     }
 )
 SUMMARY_SK = "SUMMARY"
+# The sparse index of non-final payments (``pending_shard`` / ``updated_at``); 16 partition keys
+# spread a burst of new payments, and the sweeper reads all 16.
+PENDING_INDEX = "pending-index"
+PENDING_SHARDS = 16
+# The sparse index of batches still running (``running`` / ``started_at``): few at a time.
+RUNNING_INDEX = "running-index"
+RUNNING = "BATCH"
 
 
 def now_iso() -> str:
@@ -76,8 +83,10 @@ def audit_sk(version: int, status: str) -> str:
     return f"{version:04d}#{status}"
 
 
-def row_sk(kind: str, line: int) -> str:
-    return f"{kind}#{line:010d}"
+def row_sk(kind: str, run: str, line: int) -> str:
+    """Rows are keyed per run: a superseded run's late chunk writes beside the newer run's rows,
+    never over them, and reading one run's rows is one key range."""
+    return f"{kind}#{run}#{line:010d}"
 
 
 class TransactionCanceled(Exception):
@@ -150,6 +159,7 @@ class Repository:
         changes: Mapping[str, Any],
         history_entry: Mapping[str, Any],
         audit: Mapping[str, Any],
+        final: bool = False,
     ) -> list[dict[str, Any]]:
         names = {"#status": "status", "#version": "version"}
         values: dict[str, Any] = {
@@ -168,7 +178,10 @@ class Repository:
                 "Update": {
                     "TableName": self.config.payments_table,
                     "Key": {"payment_id": {"S": payment_id}},
-                    "UpdateExpression": "SET " + ", ".join(sets),
+                    # A final payment leaves the sparse pending-index (nothing left to sweep).
+                    "UpdateExpression": "SET "
+                    + ", ".join(sets)
+                    + (" REMOVE pending_shard" if final else ""),
                     "ConditionExpression": "#status = :expected AND #version = :expected_version",
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": {
@@ -225,12 +238,33 @@ class Repository:
         )
 
     # -- batches ----------------------------------------------------------------------------
-    def put_batch_summary(self, item: Mapping[str, Any]) -> None:
-        self._call(
-            "put_item",
-            TableName=self.config.processing_status_table,
-            Item=serialize({"pk": batch_pk(item["batch_id"]), "sk": SUMMARY_SK, **item}),
-        )
+    def register_batch(self, item: Mapping[str, Any]) -> bool:
+        """Start a run of a batch unless a newer upload (a greater ``sequencer``) has one.
+
+        S3 events arrive out of order and a throttled trigger is retried minutes later; the
+        object's ``sequencer`` orders its uploads, so an older run is refused (False) instead of
+        replacing the newer one. Registering the same run again (a retry) is allowed.
+        """
+        try:
+            self._call(
+                "put_item",
+                TableName=self.config.processing_status_table,
+                Item=serialize({"pk": batch_pk(item["batch_id"]), "sk": SUMMARY_SK, **item}),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR #run = :run OR "
+                    "attribute_not_exists(sequencer) OR sequencer < :sequencer"
+                ),
+                ExpressionAttributeNames={"#run": "run"},
+                ExpressionAttributeValues={
+                    ":run": {"S": item["run"]},
+                    ":sequencer": {"S": item["sequencer"]},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def get_batch_summary(self, batch_id: str) -> dict[str, Any] | None:
         response = self._call(
@@ -285,23 +319,50 @@ class Repository:
             raise
         return True
 
-    def update_batch_summary(self, batch_id: str, run: str, changes: Mapping[str, Any]) -> None:
-        names = {"#run": "run"}
-        values: dict[str, Any] = {":run": run}
+    def update_batch_summary(
+        self,
+        batch_id: str,
+        run: str,
+        changes: Mapping[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        audit: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Change the summary of ``run`` while it is PROCESSING (False when a newer run replaced
+        it or it already ended); with ``audit``, the change and its audit entry commit together
+        (the outbox publishes the entry)."""
+        names = {"#run": "run", "#status": "status"}
+        values: dict[str, Any] = {":run": run, ":processing": "PROCESSING"}
         sets = []
         for i, (name, value) in enumerate(changes.items()):
             names[f"#c{i}"] = name
             values[f":c{i}"] = value
             sets.append(f"#c{i} = :c{i}")
-        self._call(
-            "update_item",
-            TableName=self.config.processing_status_table,
-            Key={"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
-            UpdateExpression="SET " + ", ".join(sets),
-            ConditionExpression="#run = :run",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in values.items()},
-        )
+        update = {
+            "TableName": self.config.processing_status_table,
+            "Key": {"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
+            "UpdateExpression": "SET "
+            + ", ".join(sets)
+            + (" REMOVE " + ", ".join(remove) if remove else ""),
+            "ConditionExpression": "#run = :run AND #status = :processing",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {k: _serializer.serialize(v) for k, v in values.items()},
+        }
+        if audit is None:
+            try:
+                self._call("update_item", **update)
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+            return True
+        try:
+            self.transact([{"Update": update}, self.audit_put_op(audit)])
+        except TransactionCanceled as exc:
+            if 0 in exc.failed_conditions():
+                return False
+            # Only the audit entry exists: an earlier attempt committed both (a retry).
+        return True
 
     def put_row_outcomes(self, batch_id: str, items: list[dict[str, Any]]) -> None:
         """Store rejected / duplicate rows (idempotent puts keyed by line), 25 per request."""
@@ -324,23 +385,57 @@ class Repository:
     def row_outcomes(
         self, batch_id: str, kind: str, run: str, *, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
+        """One run's rejected or duplicate rows in line order: one key range, no filtering."""
+        kwargs: dict[str, Any] = {}
+        if limit is not None:
+            kwargs["Limit"] = max(1, min(limit, 1000))
         for count, item in enumerate(
             self._query(
                 TableName=self.config.processing_status_table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :kind)",
-                FilterExpression="#run = :run",
-                ExpressionAttributeNames={"#run": "run"},
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
                 ExpressionAttributeValues={
                     ":pk": {"S": batch_pk(batch_id)},
-                    ":kind": {"S": f"{kind}#"},
-                    ":run": {"S": run},
+                    ":prefix": {"S": f"{kind}#{run}#"},
                 },
                 ConsistentRead=True,
+                **kwargs,
             )
         ):
             if limit is not None and count >= limit:
                 return
             yield item
+
+    def pending_payments(self, shard: str, updated_before: str, *, limit: int) -> list[dict]:
+        """Non-final payments of one ``pending-index`` shard unchanged since ``updated_before``."""
+        found: list[dict[str, Any]] = []
+        for item in self._query(
+            TableName=self.config.payments_table,
+            IndexName=PENDING_INDEX,
+            KeyConditionExpression="pending_shard = :shard AND updated_at < :before",
+            ExpressionAttributeValues={
+                ":shard": {"S": shard},
+                ":before": {"S": updated_before},
+            },
+            Limit=min(limit, 1000),
+        ):
+            found.append(item)
+            if len(found) >= limit:
+                break
+        return found
+
+    def running_batches(self, started_before: str) -> list[dict[str, Any]]:
+        """Batch summaries still running that started before ``started_before``."""
+        return list(
+            self._query(
+                TableName=self.config.processing_status_table,
+                IndexName=RUNNING_INDEX,
+                KeyConditionExpression="running = :running AND started_at < :before",
+                ExpressionAttributeValues={
+                    ":running": {"S": RUNNING},
+                    ":before": {"S": started_before},
+                },
+            )
+        )
 
     def check(self) -> None:
         """A cheap read of each table (health check); raises when one is unreachable."""

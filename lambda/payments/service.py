@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from payments import aws, processing
+from payments import aws, events, processing
 from payments.config import Config
 from payments.errors import ConflictError, NotFoundError, TransientError
 from payments.lifecycle import (
@@ -17,11 +17,8 @@ from payments.lifecycle import (
     PROCESSING,
     RECEIVED,
     SOURCE_API,
-    Publisher,
-    amount_text,
     new_payment_item,
     public_view,
-    status_event,
     transition,
 )
 from payments.repository import (
@@ -44,12 +41,10 @@ class Payments:
         config: Config,
         *,
         repo: Repository | None = None,
-        publisher: Publisher | None = None,
         sqs: Any = None,
     ) -> None:
         self.config = config
         self.repo = repo or Repository(config)
-        self.publisher = publisher or Publisher(config.payment_events_topic_arn)
         self._sqs = sqs
 
     # -- API ------------------------------------------------------------------------------
@@ -83,8 +78,10 @@ class Payments:
         self.enqueue(payment_id)
         return 202, public_view(item)
 
-    def get(self, payment_id: str) -> dict[str, Any]:
-        item = self.repo.get_payment(payment_id, consistent=False)
+    def get(self, payment_id: str, *, consistent: bool = False) -> dict[str, Any]:
+        """``GET /payments/{id}`` reads eventually consistent (half the cost); a replay that
+        must show what it just wrote asks for ``consistent``."""
+        item = self.repo.get_payment(payment_id, consistent=consistent)
         if item is None:
             raise NotFoundError(
                 f"payment {payment_id} not found", details={"payment_id": payment_id}
@@ -102,46 +99,38 @@ class Payments:
             raise TransientError(f"could not queue payment {payment_id}: {exc}") from exc
 
     # -- queue consumer -------------------------------------------------------------------
-    def process(self, payment_id: str, *, redelivered: bool = False) -> str:
+    def process(self, payment_id: str) -> str:
         """Drive a payment to its final status; a redelivery finds it done and changes nothing.
 
-        A redelivered message may come from a first delivery that committed the final step and
-        then failed or died before its event went out; so a redelivery that finds the payment
-        final publishes the final event again. It has the same ``event_id``, so a consumer that
-        already has it drops the copy: at least once, never lost.
+        Each step commits its audit entry with it, and the outbox publishes that entry, so a
+        delivery that dies between two steps loses nothing: the next one carries on from the
+        status it finds.
         """
         item = self.repo.get_payment(payment_id)
         if item is None:
             # The API writes the payment before queueing it, so this message is not ours:
             # failing it sends it to the DLQ for a human instead of dropping it.
             raise NotFoundError(f"payment {payment_id} not found")
-        republish = redelivered
         for _ in range(_MAX_STEPS):
             status = item["status"]
             if status in FINAL_STATUSES:
-                if republish:
-                    history = item.get("history") or []
-                    previous = history[-2]["status"] if len(history) > 1 else None
-                    self.publisher.publish(status_event(item, previous=previous))
                 return status
-            republish = False
             if status == RECEIVED:
-                moved = transition(self.repo, self.publisher, item, PROCESSING, actor="processor")
+                moved = transition(self.repo, item, PROCESSING, actor="processor")
             else:
                 final, reason = processing.decide(item, self.config.max_payment_amount)
-                moved = transition(
-                    self.repo, self.publisher, item, final, reason=reason, actor="processor"
-                )
+                moved = transition(self.repo, item, final, reason=reason, actor="processor")
             item = moved or self.repo.get_payment(payment_id)
             assert item is not None
         raise TransientError(f"payment {payment_id} kept changing under the processor")
 
     # -- fraud webhook --------------------------------------------------------------------
     def report_fraud(self, signal: FraudSignal, raw_body: bytes) -> dict[str, Any]:
-        """Fail a payment that is not final; audit + publish an alert on a final one.
+        """Fail a payment that is not final; audit an alert on a final one.
 
-        The alert's audit key is derived from the webhook body, so a redelivered webhook adds
-        no second entry and publishes nothing twice.
+        Both are audit entries, so the outbox publishes them; the alert's key is derived from
+        the webhook body, so a redelivered webhook adds no second entry. A provider's retry after
+        a failed answer therefore finds its work done and answers the same way.
         """
         item = self.repo.get_payment(signal.payment_id)
         if item is None:
@@ -150,8 +139,9 @@ class Payments:
             )
         digest = hashlib.sha256(raw_body).hexdigest()[:24]
         if item.get("fraud_signal") == digest and item["status"] in FINAL_STATUSES:
-            # This very webhook already failed the payment (a redelivery): nothing to add.
-            return {"payment_id": signal.payment_id, "status": item["status"], "action": "none"}
+            # This very webhook already failed the payment: a provider's retry (its first answer
+            # was lost) gets the first answer again, and nothing is written twice.
+            return {"payment_id": signal.payment_id, "status": item["status"], "action": "failed"}
         details = {"risk_score": signal.risk_score, "signal_reason": signal.reason}
         for _ in range(_MAX_STEPS):
             status = item["status"]
@@ -160,7 +150,6 @@ class Payments:
             target = PROCESSING if status == RECEIVED else "FAILED"
             moved = transition(
                 self.repo,
-                self.publisher,
                 item,
                 target,
                 reason=processing.FRAUD_SUSPECTED,
@@ -178,31 +167,19 @@ class Payments:
                 return {"payment_id": signal.payment_id, "status": "FAILED", "action": "failed"}
         else:
             raise TransientError("payment kept changing under the fraud webhook")
-        now = now_iso()
         alert = {
             "entity_id": payment_entity(signal.payment_id),
             "sk": f"FRAUD_ALERT#{digest}",
-            "at": now,
-            "event": "payment.fraud_alert",
+            "at": now_iso(),
+            "event": events.PAYMENT_FRAUD_ALERT,
             "status": item["status"],
             "reason": processing.FRAUD_SUSPECTED,
             "actor": "fraud-webhook",
             "details": details,
+            "amount": item["amount"],
+            "currency": item["currency"],
         }
-        if self.repo.put_audit(alert):
-            self.publisher.publish(
-                {
-                    "type": "payment.fraud_alert",
-                    "event_id": f"{signal.payment_id}#FRAUD_ALERT#{digest}",
-                    "payment_id": signal.payment_id,
-                    "status": item["status"],
-                    "risk_score": signal.risk_score,
-                    "reason": signal.reason,
-                    "amount": amount_text(item),
-                    "currency": item["currency"],
-                    "at": now,
-                }
-            )
+        self.repo.put_audit(alert)  # False: this very alert is already recorded (a retry)
         return {"payment_id": signal.payment_id, "status": item["status"], "action": "alerted"}
 
 

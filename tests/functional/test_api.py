@@ -275,7 +275,7 @@ class TestFraudWebhook:
             "0002#PROCESSING",
             "0003#FAILED",
         ]
-        assert [e["status"] for e in world.events()] == ["PROCESSING", "FAILED"]
+        assert [e["status"] for e in world.events()] == ["RECEIVED", "PROCESSING", "FAILED"]
 
     def test_final_payment_keeps_its_status_and_gets_one_fraud_alert(self, world, context):
         from handlers.common import settings

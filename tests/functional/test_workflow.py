@@ -23,6 +23,7 @@ from tests.functional.world import (
     REGION,
     LambdaContext,
     build_world,
+    inject_failures,
     s3_event,
     serialized_moto_transactions,
 )
@@ -69,7 +70,7 @@ def sfn_world():
         definition = _definition_module().batch_workflow_definition(
             tasks_function_arn=function["FunctionArn"],
             status_table_name=world.env[env.PROCESSING_STATUS_TABLE],
-            events_topic_arn=world.env[env.PAYMENT_EVENTS_TOPIC_ARN],
+            audit_table_name=world.env[env.AUDIT_LOG_TABLE],
         )
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machine = sfn.create_state_machine(
@@ -116,15 +117,16 @@ def test_small_file_runs_to_completion_with_report_and_summary(sfn_world):
     assert [e["status"] for e in executions] == ["SUCCEEDED"]
     record = batch_record(sfn_world, "small")
     assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 10, 10)
-    assert record["report_key"] == report_key("small")
+    assert record["report_key"] == report_key("small", record["version_id"])
     report = json.loads(
-        sfn_world.s3.get_object(Bucket=sfn_world.bucket, Key=report_key("small"))["Body"].read()
+        sfn_world.s3.get_object(Bucket=sfn_world.bucket, Key=record["report_key"])["Body"].read()
     )
     assert report["accepted"] == 10 and report["rejected_rows"] == []
     assert len(sfn_world.payments()) == 10
     assert len(sfn_world.receive_all()) == 10
     summaries = [e for e in sfn_world.events() if e["type"] == "batch.completed"]
-    assert summaries and summaries[0]["accepted"] == 10
+    assert len(summaries) == 1 and summaries[0]["accepted"] == 10
+    assert summaries[0]["event_id"] == f"BATCH#small#{record['version_id']}#COMPLETED"
 
 
 def test_bad_rows_are_rejected_with_line_numbers_and_counted(sfn_world):
@@ -159,15 +161,33 @@ def test_bad_rows_are_rejected_with_line_numbers_and_counted(sfn_world):
     assert rejected[11]["reason"] == "payment_id: is required"
 
 
-def test_file_without_required_header_fails_with_that_reason(sfn_world):
+def test_file_without_required_header_is_a_failed_batch_but_a_successful_run(sfn_world):
+    # A customer's bad file is a business rejection: it must not trip ExecutionsFailed.
     executions = upload_and_run(sfn_world, "noheader", b"id,amount,currency\np1,1,USD\n")
-    assert executions[0]["status"] == "FAILED"
+    assert executions[0]["status"] == "SUCCEEDED"
     record = batch_record(sfn_world, "noheader")
-    assert record["status"] == "FAILED"
+    assert (record["status"], record["reason_code"]) == ("FAILED", "INVALID_FILE")
     assert record["reason"].startswith("missing required column(s) payment_id")
     failures = [e for e in sfn_world.events() if e["type"] == "batch.failed"]
-    assert failures and failures[0]["batch_id"] == "noheader"
+    assert [f["event_id"] for f in failures] == [f"BATCH#noheader#{record['version_id']}#FAILED"]
+    assert failures[0]["reason_code"] == "INVALID_FILE"
     assert sfn_world.payments() == []
+
+
+def test_a_platform_failure_fails_the_run_with_a_plain_reason_and_one_event(sfn_world):
+    from payments import aws
+
+    # Every S3 read of the tasks fails (not transient): the Register task fails for good.
+    inject_failures(aws.client("s3"), "GetObject", times=1000, code="AccessDenied", status=403)
+    executions = upload_and_run(sfn_world, "broken", b"payment_id,amount,currency\na,1,USD\n")
+    assert executions[0]["status"] == "FAILED"
+    record = batch_record(sfn_world, "broken")
+    assert (record["status"], record["reason_code"]) == ("FAILED", "PROCESSING_ERROR")
+    # A plain sentence for the client: no stack trace, no file path, no ARN, no AWS error text.
+    for leak in ("Traceback", ".py", "arn:", "AccessDenied", "injected"):
+        assert leak not in record["reason"]
+    failures = [e for e in sfn_world.events() if e["type"] == "batch.failed"]
+    assert [f["event_id"] for f in failures] == [f"BATCH#broken#{record['version_id']}#FAILED"]
 
 
 def test_same_s3_event_three_times_starts_one_execution(sfn_world):

@@ -72,8 +72,49 @@ class World:
                 for m in got:
                     self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
+    def stream_records(self) -> list[dict[str, Any]]:
+        """New records of the audit log's stream since the last call (as Lambda gets them)."""
+        streams = boto3.client("dynamodbstreams", region_name=REGION)
+        arn = self.dynamodb.describe_table(TableName=self.env[env.AUDIT_LOG_TABLE])["Table"][
+            "LatestStreamArn"
+        ]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        after = self.extra.get("stream_after")
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn,
+            ShardId=shard["ShardId"],
+            **(
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+                if after
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            ),
+        )["ShardIterator"]
+        records: list[dict[str, Any]] = []
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not page["Records"]:
+                break
+            records += page["Records"]
+            iterator = page.get("NextShardIterator")
+        if records:
+            self.extra["stream_after"] = records[-1]["dynamodb"]["SequenceNumber"]
+        return [{**r, "eventSourceARN": arn} for r in records]
+
+    def drain_outbox(self, *, batch_size: int = 100) -> int:
+        """Run the real publisher handler over the new audit entries, as the stream mapping
+        does; returns how many records it was given. A reported failure raises."""
+        from handlers import publisher
+
+        records = self.stream_records()
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            result = publisher.handler({"Records": batch}, LambdaContext("payments-publisher"))
+            assert result == {"batchItemFailures": []}, result
+        return len(records)
+
     def events(self) -> list[dict[str, Any]]:
-        """Messages published on payment-events, via the SQS subscriber."""
+        """Events published on payment-events (after draining the outbox), via the subscriber."""
+        self.drain_outbox()
         return [
             json.loads(json.loads(m["Body"])["Message"])
             for m in self.receive_all(self.events_queue_url)
@@ -88,41 +129,56 @@ def build_world(suffix: str = "test", *, chunk_rows: int = 50) -> World:
         env.PROCESSING_STATUS_TABLE: f"payments-processing-status-{suffix}",
         env.AUDIT_LOG_TABLE: f"payments-audit-log-{suffix}",
     }
+
+    def index(
+        name: str, hash_key: str, range_key: str, projection: str, *include: str
+    ) -> dict[str, Any]:
+        """Indexes as lib/tables.py declares them (the projection matters: KEYS_ONLY)."""
+        return {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": hash_key, "KeyType": "HASH"},
+                {"AttributeName": range_key, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": projection}
+            | ({"NonKeyAttributes": list(include)} if include else {}),
+        }
+
+    def attributes(*names: str) -> list[dict[str, str]]:
+        return [{"AttributeName": n, "AttributeType": "S"} for n in names]
+
     dynamodb.create_table(
         TableName=names[env.PAYMENTS_TABLE],
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "payment_id", "AttributeType": "S"},
-            {"AttributeName": "batch_id", "AttributeType": "S"},
-        ],
+        AttributeDefinitions=attributes("payment_id", "batch_id", "pending_shard", "updated_at"),
         KeySchema=[{"AttributeName": "payment_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
-            {
-                "IndexName": "batch_id-index",
-                "KeySchema": [
-                    {"AttributeName": "batch_id", "KeyType": "HASH"},
-                    {"AttributeName": "payment_id", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
+            index("batch_id-index", "batch_id", "payment_id", "ALL"),
+            index("pending-index", "pending_shard", "updated_at", "KEYS_ONLY"),
         ],
     )
-    for var, hash_key in (
-        (env.PROCESSING_STATUS_TABLE, "pk"),
-        (env.AUDIT_LOG_TABLE, "entity_id"),
-    ):
-        dynamodb.create_table(
-            TableName=names[var],
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": hash_key, "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": hash_key, "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-        )
+    dynamodb.create_table(
+        TableName=names[env.PROCESSING_STATUS_TABLE],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=attributes("pk", "sk", "running", "started_at"),
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            index("running-index", "running", "started_at", "INCLUDE", "batch_id", "run")
+        ],
+    )
+    dynamodb.create_table(
+        TableName=names[env.AUDIT_LOG_TABLE],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=attributes("entity_id", "sk"),
+        KeySchema=[
+            {"AttributeName": "entity_id", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
     sqs = boto3.client("sqs", region_name=REGION)
     dlq_url = sqs.create_queue(QueueName=f"payments-processing-dlq-{suffix}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -269,8 +325,15 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     }
 
 
-def s3_event(bucket: str, key: str, version_id: str | None, size: int) -> dict[str, Any]:
-    obj: dict[str, Any] = {"key": key, "size": size, "sequencer": "0055AED6DCD90281E5"}
+_sequencer = iter(range(0x0055AED6DCD90281E5, 1 << 72))
+
+
+def s3_event(
+    bucket: str, key: str, version_id: str | None, size: int, *, sequencer: str | None = None
+) -> dict[str, Any]:
+    """An S3 ObjectCreated event; each new event gets a greater ``sequencer`` (upload order)."""
+    sequencer = sequencer or f"{next(_sequencer):018X}"
+    obj: dict[str, Any] = {"key": key, "size": size, "sequencer": sequencer}
     if version_id:
         obj["versionId"] = version_id
     return {

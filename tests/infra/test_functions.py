@@ -19,14 +19,19 @@ from lib.runtime import ENV, LAMBDA_DIR
 # docs/CONTRACT.md "Functions": the env vars each function gets (names from lambda/payments/env.py).
 CONTRACT_ENV = {
     "api": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE, ENV.AUDIT_LOG_TABLE,
-            ENV.PROCESSING_QUEUE_URL, ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT,
+            ENV.PROCESSING_QUEUE_URL, ENV.MAX_PAYMENT_AMOUNT,
             ENV.WEBHOOK_SECRET_PARAMETER, "CORS_ALLOWED_ORIGIN"},
     "batch-trigger": {ENV.ENVIRONMENT, ENV.STATE_MACHINE_ARN, ENV.PROCESSING_STATUS_TABLE},
     "batch-tasks": {ENV.ENVIRONMENT, ENV.BATCH_BUCKET, ENV.PAYMENTS_TABLE,
                     ENV.PROCESSING_STATUS_TABLE, ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL,
-                    ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT, ENV.BATCH_CHUNK_ROWS},
+                    ENV.MAX_PAYMENT_AMOUNT, ENV.BATCH_CHUNK_ROWS},
     "processor": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.AUDIT_LOG_TABLE,
-                  ENV.PAYMENT_EVENTS_TOPIC_ARN, ENV.MAX_PAYMENT_AMOUNT},
+                  ENV.MAX_PAYMENT_AMOUNT},
+    # Only the outbox publisher knows the topic.
+    "publisher": {ENV.ENVIRONMENT, ENV.PAYMENT_EVENTS_TOPIC_ARN},
+    "sweeper": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE,
+                ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL, ENV.STUCK_AFTER_SECONDS,
+                ENV.WORKFLOW_TIMEOUT_SECONDS, "POWERTOOLS_METRICS_NAMESPACE"},
 }  # fmt: skip
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
 _DATA_KEY = {"kms:Decrypt", "kms:GenerateDataKey"}
@@ -40,7 +45,6 @@ CONTRACT_ACTIONS = {
                               "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:DescribeTable"},
         "audit-log": {"dynamodb:PutItem", "dynamodb:DescribeTable"},
         "processing-queue": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
-        "payment-events": {"sns:Publish"},
         "webhook-secret": {"ssm:GetParameter"},
         "cmk": _DATA_KEY,
     },
@@ -62,8 +66,23 @@ CONTRACT_ACTIONS = {
     "processor": {
         "payments": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "audit-log": {"dynamodb:PutItem"},
-        "payment-events": {"sns:Publish"},
         "processing-queue": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+        "cmk": _DATA_KEY,
+    },
+    # No other function may publish: events come from the audit log (the outbox).
+    "publisher": {
+        "audit-log stream": {"dynamodb:DescribeStream", "dynamodb:GetRecords",
+                             "dynamodb:GetShardIterator", "dynamodb:ListStreams"},
+        "payment-events": {"sns:Publish"},
+        "outbox-dlq": {"sqs:SendMessage"},
+        "cmk": _DATA_KEY,
+    },
+    "sweeper": {
+        "payments index pending-index": {"dynamodb:Query"},
+        "processing-status": {"dynamodb:UpdateItem"},
+        "processing-status index running-index": {"dynamodb:Query"},
+        "audit-log": {"dynamodb:PutItem"},
+        "processing-queue": {"sqs:SendMessage"},
         "cmk": _DATA_KEY,
     },
 }  # fmt: skip
@@ -75,6 +94,7 @@ RESOURCE_KINDS = {
     "aws_dynamodb_table.tables_audit-log_": "audit-log",
     "aws_sqs_queue.messaging_processing_": "processing-queue",
     "aws_sqs_queue.messaging_batch-trigger-dlq_": "batch-trigger-dlq",
+    "aws_sqs_queue.messaging_outbox-dlq_": "outbox-dlq",
     "aws_sns_topic.messaging_payment-events_": "payment-events",
     "aws_kms_key.": "cmk",
     ":stateMachine:": "state-machine",
@@ -90,9 +110,16 @@ def _functions(synth) -> dict[str, dict]:
 
 
 class TestFunctions:
-    def test_four_functions_named_by_the_contract(self, each):
-        assert len(each.resources(LambdaFunction.TF_RESOURCE_TYPE)) == len(FUNCTIONS) == 4
-        assert set(_functions(each)) == {"api", "batch-trigger", "batch-tasks", "processor"}
+    def test_six_functions_named_by_the_contract(self, each):
+        assert len(each.resources(LambdaFunction.TF_RESOURCE_TYPE)) == len(FUNCTIONS) == 6
+        assert set(_functions(each)) == {
+            "api",
+            "batch-trigger",
+            "batch-tasks",
+            "processor",
+            "publisher",
+            "sweeper",
+        }
 
     @pytest.mark.parametrize("key", list(FUNCTIONS))
     def test_handler_timeout_runtime_and_architecture(self, each, key):
@@ -202,6 +229,10 @@ def _role_actions(synth, key: str) -> dict[str, set[str]]:
             )
             if resource.endswith("/index/*"):
                 kind += " indexes"
+            elif "/index/" in resource:
+                kind += " index " + resource.rpartition("/index/")[2]
+            elif resource.endswith("/stream/*"):
+                kind += " stream"
             granted.setdefault(kind, set()).update(statement["actions"])
     return granted
 
@@ -250,3 +281,42 @@ class TestOrdering:
             assert any(
                 d.startswith("aws_iam_role_policy.functions_") for d in function["depends_on"]
             )
+
+
+class TestSweeperSchedule:
+    def test_the_sweeper_runs_on_the_profiles_rate_through_its_own_role(self, each):
+        from cdktf_cdktf_provider_aws.scheduler_schedule import SchedulerSchedule
+
+        schedule = each.one(SchedulerSchedule.TF_RESOURCE_TYPE)
+        rate = each.profile.sweep_rate_minutes
+        assert schedule["schedule_expression"] == f"rate({rate} minutes)"
+        assert schedule["flexible_time_window"] == {"mode": "OFF"}
+        assert "functions_sweeper_" in schedule["target"]["arn"]
+        assert "sweeper-schedule-role" in schedule["target"]["role_arn"]
+
+    def test_only_the_scheduler_may_assume_the_schedule_role_and_only_invoke_the_sweeper(
+        self, each
+    ):
+        documents = each.data("aws_iam_policy_document")
+        trust = next(
+            v for k, v in documents.items() if k.startswith("triggers_sweeper-schedule-role-trust")
+        )
+        (statement,) = trust["statement"]
+        assert statement["principals"] == [
+            {"type": "Service", "identifiers": ["scheduler.amazonaws.com"]}
+        ]
+        permissions = next(
+            v
+            for k, v in documents.items()
+            if k.startswith("triggers_sweeper-schedule-role-permissions")
+        )
+        invoke, decrypt = permissions["statement"]
+        assert invoke["actions"] == ["lambda:InvokeFunction"]
+        assert all("functions_sweeper_" in r for r in invoke["resources"])
+        assert (decrypt["actions"], len(decrypt["resources"])) == (["kms:Decrypt"], 1)
+        assert "aws_kms_key" in decrypt["resources"][0]
+
+    def test_stuck_threshold_and_workflow_timeout_reach_the_sweeper(self, each):
+        variables = _functions(each)["sweeper"]["environment"]["variables"]
+        assert variables[ENV.STUCK_AFTER_SECONDS] == str(each.profile.stuck_after_minutes * 60)
+        assert int(variables[ENV.WORKFLOW_TIMEOUT_SECONDS]) >= 3600

@@ -47,7 +47,7 @@ class TestQueues:
         assert visibility >= 6 * FUNCTIONS[PROCESSOR].timeout
 
     def test_dead_letter_queues_keep_messages_for_the_profiles_days(self, each):
-        for base in ("processing-dlq", "batch-trigger-dlq"):
+        for base in ("processing-dlq", "batch-trigger-dlq", "outbox-dlq"):
             assert (
                 _queue(each, base)["message_retention_seconds"]
                 == each.profile.dlq_retention_days * DAY
@@ -60,7 +60,7 @@ class TestQueues:
 
     def test_every_queue_is_encrypted_with_the_cmk(self, each):
         queues = each.resources(SqsQueue.TF_RESOURCE_TYPE).values()
-        assert len(queues) == 4
+        assert len(queues) == 5
         assert all("aws_kms_key" in q["kms_master_key_id"] for q in queues)
 
     def test_dlq_retention_differs_between_production_and_dev(self, production, dev):
@@ -76,16 +76,42 @@ class TestQueues:
                 "function_response_types": ["ReportBatchItemFailures"],
             },
         )
-        mapping = each.one(LambdaEventSourceMapping.TF_RESOURCE_TYPE)
+        mapping = _mapping(each, "functions_processor_")
         assert "messaging_processing_" in mapping["event_source_arn"]
-        assert "functions_processor_" in mapping["function_name"]
 
     def test_pollers_are_capped_at_the_processors_reserved_concurrency(self, production, dev):
-        mapping = production.one(LambdaEventSourceMapping.TF_RESOURCE_TYPE)
+        mapping = _mapping(production, "functions_processor_")
         assert mapping["scaling_config"] == {
             "maximum_concurrency": production.profile.processor_reserved_concurrency
         }
-        assert "scaling_config" not in dev.one(LambdaEventSourceMapping.TF_RESOURCE_TYPE)
+        assert "scaling_config" not in _mapping(dev, "functions_processor_")
+
+
+def _mapping(synth, function_marker: str) -> dict:
+    (mapping,) = [
+        m
+        for m in synth.resources(LambdaEventSourceMapping.TF_RESOURCE_TYPE).values()
+        if function_marker in m["function_name"]
+    ]
+    return mapping
+
+
+class TestOutbox:
+    def test_the_audit_log_stream_feeds_the_publisher_from_the_first_record(self, each):
+        mapping = _mapping(each, "functions_publisher_")
+        assert "tables_audit-log_" in mapping["event_source_arn"]
+        assert mapping["event_source_arn"].endswith(".stream_arn}")
+        assert mapping["starting_position"] == "TRIM_HORIZON"
+        assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+        assert mapping["bisect_batch_on_function_error"] is True
+        assert mapping["batch_size"] == 100  # ten PublishBatch calls of ten
+
+    def test_records_the_publisher_gives_up_on_go_to_the_outbox_dlq(self, each):
+        mapping = _mapping(each, "functions_publisher_")
+        destination = mapping["destination_config"]["on_failure"]["destination_arn"]
+        assert "messaging_outbox-dlq_" in destination
+        assert 0 < mapping["maximum_retry_attempts"] <= 10_000
+        assert mapping["maximum_record_age_in_seconds"] == 24 * 3600
 
 
 class TestTopics:

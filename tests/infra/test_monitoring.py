@@ -34,7 +34,7 @@ class TestAlarms:
 
     def test_any_message_in_a_dlq_alarms(self, production):
         alarms = _alarms(production)
-        for base in ("processing-dlq", "batch-trigger-dlq"):
+        for base in ("processing-dlq", "batch-trigger-dlq", "outbox-dlq"):
             alarm = alarms[f"{production.settings.name(base)}-not-empty"]
             assert alarm["metric_name"] == "ApproximateNumberOfMessagesVisible"
             assert alarm["threshold"] == 1
@@ -62,6 +62,18 @@ class TestAlarms:
             (expression,) = [q["expression"] for q in alarm["metric_query"] if "expression" in q]
             # Reads alone or writes alone must alarm too.
             assert expression == "FILL(reads, 0) + FILL(writes, 0)"
+
+    def test_the_sweeper_finding_work_in_two_runs_in_a_row_alarms(self, production, staging):
+        for synth in (production, staging):
+            sweeper = synth.settings.name("sweeper")
+            for metric in ("StuckPayments", "TimedOutBatches"):
+                alarm = _alarms(synth)[f"{sweeper}-{metric}"]
+                assert (alarm["namespace"], alarm["metric_name"]) == ("Payments", metric)
+                assert alarm["dimensions"] == {"service": "payments", "FunctionName": sweeper}
+                # One period per sweep, two breaching periods in a row.
+                assert alarm["period"] == synth.profile.sweep_rate_minutes * 60
+                assert alarm["evaluation_periods"] == alarm["datapoints_to_alarm"] == 2
+                assert alarm["threshold"] == 1
 
     def test_failed_batch_workflows_alarm(self, production):
         alarm = _alarms(production)[f"{production.settings.name('batch')}-executions-failed"]

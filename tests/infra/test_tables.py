@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable
 
-from lib.tables import BATCH_INDEX, TTL_ATTRIBUTE
+from lib.tables import BATCH_INDEX, PENDING_INDEX, RUNNING_INDEX, TTL_ATTRIBUTE
 
 
 def _table(synth, base: str) -> dict:
@@ -27,7 +27,7 @@ class TestTables:
             ]
         )
 
-    def test_payments_table_is_keyed_by_payment_id_with_a_batch_index(self, each):
+    def test_payments_table_is_keyed_by_payment_id_with_a_batch_and_a_pending_index(self, each):
         table = _table(each, "payments")
         assert table["hash_key"] == "payment_id" and "range_key" not in table
         assert table["global_secondary_index"] == [
@@ -36,8 +36,40 @@ class TestTables:
                 "hash_key": "batch_id",
                 "range_key": "payment_id",
                 "projection_type": "ALL",
-            }
+            },
+            # Sparse: only non-final payments carry pending_shard; the sweeper needs the keys.
+            {
+                "name": PENDING_INDEX,
+                "hash_key": "pending_shard",
+                "range_key": "updated_at",
+                "projection_type": "KEYS_ONLY",
+            },
         ]
+        assert {"name": "pending_shard", "type": "S"} in table["attribute"]
+
+    def test_index_names_are_the_runtimes(self):
+        from payments import repository
+
+        assert (PENDING_INDEX, RUNNING_INDEX) == (
+            repository.PENDING_INDEX,
+            repository.RUNNING_INDEX,
+        )
+
+    def test_processing_status_has_a_sparse_index_of_running_batches(self, each):
+        (index,) = _table(each, "processing-status")["global_secondary_index"]
+        assert index == {
+            "name": RUNNING_INDEX,
+            "hash_key": "running",
+            "range_key": "started_at",
+            "projection_type": "INCLUDE",
+            "non_key_attributes": ["batch_id", "run"],
+        }
+
+    def test_only_the_audit_log_streams_new_images_the_outbox(self, each):
+        assert _table(each, "audit-log")["stream_enabled"] is True
+        assert _table(each, "audit-log")["stream_view_type"] == "NEW_IMAGE"
+        for base in ("payments", "processing-status"):
+            assert "stream_enabled" not in _table(each, base)
 
     def test_processing_status_table_has_pk_sk_and_ttl(self, each):
         table = _table(each, "processing-status")

@@ -40,7 +40,7 @@ class TestWorkflow:
         ]
         assert statement["condition"][0]["variable"] == "aws:SourceAccount"
 
-    def test_role_may_invoke_batch_tasks_update_status_and_publish_events_only(self, each):
+    def test_role_may_invoke_batch_tasks_update_status_and_audit_failures_only(self, each):
         permissions = each.data("aws_iam_policy_document")
         document = next(
             v for k, v in permissions.items() if k.startswith("workflow_role-permissions")
@@ -54,7 +54,10 @@ class TestWorkflow:
         assert "functions_batch-tasks_" in scoped["lambda:InvokeFunction"][0]
         (table,) = scoped["dynamodb:UpdateItem"]
         assert table.startswith("${aws_dynamodb_table.tables_processing-status_")
-        assert "payment-events" in scoped["sns:Publish"][0]
+        (audit,) = scoped["dynamodb:PutItem"]
+        assert audit.startswith("${aws_dynamodb_table.tables_audit-log_")
+        # The outbox publishes batch.completed / batch.failed; the workflow publishes nothing.
+        assert not any(a.startswith("sns:") for a in scoped)
 
     def test_state_machine_waits_for_its_role_policy(self, each):
         # Step Functions checks log-delivery permissions when the machine is created.

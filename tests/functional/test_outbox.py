@@ -1,0 +1,308 @@
+"""The transactional outbox, the sweeper and the batch-run ordering (issue: exactly-once money).
+
+Events come only from the audit log's stream (the real publisher handler, fed the records moto's
+DynamoDB Streams returns); no handler publishes. The sweeper finds stuck work through the sparse
+indexes. Every test drives the real handlers against moto.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from handlers import processor, publisher
+from payments import aws, env
+from payments.batch import Batches, report_key
+from payments.config import load
+from payments.events import event_id
+from payments.repository import deserialize
+from payments.service import Payments
+from payments.sweep import Sweeper
+from payments.validation import validate_payment
+
+from tests.functional.world import CallCounter, LambdaContext, inject_failures, sqs_event
+
+
+def submit(**fields):
+    body = {"amount": "10.00", "currency": "USD", **fields}
+    return Payments(load()).submit(validate_payment(body))
+
+
+def deliver(world, messages=None):
+    messages = messages or world.receive_all(delete=False)
+    arn = world.sqs.get_queue_attributes(QueueUrl=world.queue_url, AttributeNames=["QueueArn"])
+    return processor.handler(
+        sqs_event(messages, arn["Attributes"]["QueueArn"]), LambdaContext("payments-processor")
+    )
+
+
+def audit_event_ids(world):
+    return sorted(event_id(entry) for entry in world.audit())
+
+
+class TestOutbox:
+    def test_every_audit_entry_is_published_once_with_its_event_id(self, world):
+        for i in range(12):
+            submit(payment_id=f"p{i}")
+        assert deliver(world) == {"batchItemFailures": []}
+        events = world.events()
+        assert sorted(e["event_id"] for e in events) == audit_event_ids(world)
+        assert len(events) == 12 * 3
+        first = next(e for e in events if e["event_id"] == "p0#1")
+        assert first == {
+            "type": "payment.received",
+            "event_id": "p0#1",
+            "payment_id": "p0",
+            "version": 1,
+            "status": "RECEIVED",
+            "previous_status": None,
+            "reason": None,
+            "amount": "10.00",
+            "currency": "USD",
+            "source": "api",
+            "batch_id": None,
+            "at": first["at"],
+        }
+
+    def test_no_handler_publishes_and_the_publisher_sends_ten_per_call(self, world):
+        calls = CallCounter().attach(aws.client("sns"))
+        for i in range(7):
+            submit(payment_id=f"p{i}")
+        assert deliver(world) == {"batchItemFailures": []}
+        assert calls.total() == 0  # the API and the processor only write
+        assert world.drain_outbox() == 21
+        assert calls.calls == {"sns:PublishBatch": 3}  # 21 events: 10 + 10 + 1
+
+    def test_a_failed_publish_is_retried_from_its_first_record_and_nothing_is_lost(self, world):
+        for i in range(15):
+            submit(payment_id=f"p{i}")
+        records = world.stream_records()
+        topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+        calls = {"n": 0}
+
+        def second_call(_params):
+            calls["n"] += 1
+            return calls["n"] == 2
+
+        # The first ten go out; the second PublishBatch call fails.
+        inject_failures(
+            aws.client("sns"),
+            "PublishBatch",
+            times=1,
+            code="InternalError",
+            status=500,
+            when=second_call,
+        )
+        failed = publisher.publish(records, topic, aws.client("sns"))
+        assert failed == records[10]["dynamodb"]["SequenceNumber"]
+        published = world.sqs.get_queue_attributes(
+            QueueUrl=world.events_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        assert published == "10"
+        # Lambda retries from the reported record; the first ten are not sent again.
+        assert publisher.publish(records[10:], topic, aws.client("sns")) is None
+        delivered = [
+            json.loads(json.loads(m["Body"])["Message"])
+            for m in world.receive_all(world.events_queue_url)
+        ]
+        assert sorted(e["event_id"] for e in delivered) == audit_event_ids(world)
+
+    def test_partial_failure_names_the_first_failed_entry(self, world):
+        for i in range(12):
+            submit(payment_id=f"p{i}")
+        records = world.stream_records()
+        topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+
+        def fail_entry_3(params):
+            entries = params["PublishBatchRequestEntries"]
+            return {
+                "Successful": [
+                    {"Id": e["Id"], "MessageId": "m"} for e in entries if e["Id"] != "3"
+                ],
+                "Failed": [{"Id": "3", "Code": "InternalError", "SenderFault": False}],
+            }
+
+        # (The faked answer stands for SNS; nothing of that call reaches the topic here.)
+        inject_failures(aws.client("sns"), "PublishBatch", times=1, parsed=fail_entry_3)
+        failed = publisher.publish(records, topic, aws.client("sns"))
+        assert failed == records[3]["dynamodb"]["SequenceNumber"]
+        # Lambda resumes from the failed record: records 3.. are published.
+        assert publisher.publish(records[3:], topic, aws.client("sns")) is None
+        expected = [event_id(deserialize(r["dynamodb"]["NewImage"])) for r in records[3:]]
+        assert sorted(e["event_id"] for e in world.events()) == sorted(expected)
+
+    def test_an_unmappable_entry_is_reported_and_earlier_ones_still_go_out(self, world):
+        submit(payment_id="ok")
+        world.dynamodb.put_item(
+            TableName=world.env[env.AUDIT_LOG_TABLE],
+            Item={"entity_id": {"S": "PAYMENT#odd"}, "sk": {"S": "NOTE#1"}},
+        )
+        records = world.stream_records()
+        result = publisher.handler({"Records": records}, LambdaContext("payments-publisher"))
+        assert result == {
+            "batchItemFailures": [{"itemIdentifier": records[1]["dynamodb"]["SequenceNumber"]}]
+        }
+        assert [e["event_id"] for e in world.events()] == ["ok#1"]
+
+    def test_only_inserts_are_events(self, world):
+        submit(payment_id="p1")
+        world.drain_outbox()
+        table = world.env[env.AUDIT_LOG_TABLE]
+        key = {"entity_id": {"S": "PAYMENT#p1"}, "sk": {"S": "0001#RECEIVED"}}
+        world.dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET note = :n",
+            ExpressionAttributeValues={":n": {"S": "x"}},
+        )
+        world.dynamodb.delete_item(TableName=table, Key=key)
+        assert [e["event_id"] for e in world.events()] == ["p1#1"]
+
+    def test_a_fraud_failure_is_published_even_when_the_answer_was_lost(self, world):
+        from payments.validation import validate_fraud_signal
+
+        submit(payment_id="p1")
+        raw = json.dumps({"payment_id": "p1", "risk_score": 97, "reason": "velocity"}).encode()
+        signal = validate_fraud_signal(json.loads(raw))
+        first = Payments(load()).report_fraud(signal, raw)
+        retry = Payments(load()).report_fraud(signal, raw)  # the provider never saw the answer
+        assert first == retry == {"payment_id": "p1", "status": "FAILED", "action": "failed"}
+        assert [e["status"] for e in world.events()] == ["RECEIVED", "PROCESSING", "FAILED"]
+        # A fraud alert on the now final payment: audited once, published once.
+        raw2 = json.dumps({"payment_id": "p1", "risk_score": 50, "reason": "chargeback"}).encode()
+        for _ in range(2):
+            Payments(load()).report_fraud(validate_fraud_signal(json.loads(raw2)), raw2)
+        alerts = [e for e in world.events() if e["type"] == "payment.fraud_alert"]
+        assert len(alerts) == 1 and alerts[0]["risk_score"] == 50
+        assert alerts[0]["amount"] == "10.00" and alerts[0]["reason"] == "chargeback"
+
+
+def pending_shards(world):
+    return {
+        p["payment_id"]: p.get("pending_shard")
+        for p in world.payments()
+        if p.get("pending_shard") is not None
+    }
+
+
+class TestSweeper:
+    def later(self, minutes):
+        return datetime.now(UTC) + timedelta(minutes=minutes)
+
+    def test_only_non_final_payments_are_in_the_pending_index(self, world):
+        submit(payment_id="done")
+        assert deliver(world) == {"batchItemFailures": []}
+        submit(payment_id="stuck")
+        world.receive_all()  # its message is lost
+        assert set(pending_shards(world)) == {"stuck"}
+
+    def test_a_payment_whose_message_was_lost_is_queued_again_after_the_threshold(self, world):
+        submit(payment_id="stuck")
+        submit(payment_id="fine")
+        world.receive_all()  # both messages lost
+        cfg = load()
+        assert Sweeper(cfg).run().requeued == []  # not stuck yet: just queued
+        later = self.later(cfg.stuck_after_seconds / 60 + 1)
+        report = Sweeper(cfg).run(now=later)
+        assert sorted(report.requeued) == ["fine", "stuck"]
+        assert deliver(world) == {"batchItemFailures": []}
+        assert {p["payment_id"]: p["status"] for p in world.payments()} == {
+            "stuck": "COMPLETED",
+            "fine": "COMPLETED",
+        }
+        assert Sweeper(cfg).run(now=later).requeued == []  # final: out of the index
+
+    def test_a_run_past_the_workflow_timeout_is_failed_once_and_published(self, world):
+        cfg = load()
+        state = register(world, "slow", b"payment_id,amount,currency\n", "0001")
+        later = self.later(cfg.workflow_timeout_seconds / 60 + 1)
+        assert Sweeper(cfg).run(now=later).timed_out_batches == ["slow"]
+        assert Sweeper(cfg).run(now=later).timed_out_batches == []
+        view = Batches(cfg).batch_view("slow")
+        assert (view["status"], view["reason_code"]) == ("FAILED", "TIMED_OUT")
+        # The lost execution finishing late cannot turn it COMPLETED.
+        assert Batches(cfg).finalize({**state, "done": True})["superseded"] is True
+        assert Batches(cfg).batch_view("slow")["status"] == "FAILED"
+        events = [e for e in world.events() if e["type"].startswith("batch.")]
+        assert [(e["type"], e["reason_code"]) for e in events] == [("batch.failed", "TIMED_OUT")]
+
+
+def register(world, batch_id, body, sequencer):
+    """Upload a version and register its run as the S3 event (with ``sequencer``) would."""
+    key = f"incoming/{batch_id}.csv"
+    version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)["VersionId"]
+    return Batches(load()).register(
+        {"bucket": world.bucket, "key": key, "version_id": version, "sequencer": sequencer}
+    )
+
+
+class TestBatchRuns:
+    def test_an_older_upload_arriving_late_does_not_replace_the_newer_run(self, world):
+        new = register(world, "b", b"payment_id,amount,currency\nv2,1,USD\n", "00B2")
+        old = register(world, "b", b"payment_id,amount,currency\nv1,1,USD\n", "00A1")
+        assert old["superseded"] is True and old["done"] is True
+        assert new["superseded"] is False
+        batches = Batches(load())
+        batches.finalize(batches.process_chunk(new))
+        view = batches.batch_view("b")
+        assert (view["status"], view["version_id"], view["accepted"]) == (
+            "COMPLETED",
+            new["run"],
+            1,
+        )
+        assert [p["payment_id"] for p in world.payments()] == ["v2"]
+
+    def test_a_superseded_runs_late_chunk_leaves_the_new_runs_rows_alone(self, world):
+        body = b"payment_id,amount,currency\nx,-1,USD\n"
+        old = register(world, "r", body, "0001")
+        new = register(world, "r", body, "0002")
+        batches = Batches(load())
+        done_new = batches.process_chunk(new)
+        late = batches.process_chunk(old)  # the old run's chunk arrives after the new one's
+        assert late["superseded"] is True
+        batches.finalize(done_new)
+        view = batches.batch_view("r")
+        assert (view["rejected"], len(view["rejected_rows"])) == (1, 1)
+        assert view["report_key"] == report_key("r", new["run"])
+        assert batches.finalize({**old, "done": True})["superseded"] is True
+
+    def test_rows_stored_by_a_run_whose_sends_all_failed_are_queued_by_the_reupload(self, world):
+        body = b"payment_id,amount,currency\nq1,1,USD\nq2,2,USD\n"
+        state = register(world, "q", body, "0001")
+        inject_failures(
+            aws.client("sqs"), "SendMessageBatch", times=100, code="InternalError", status=500
+        )
+        with pytest.raises(Exception, match="could not be sent"):
+            Batches(load()).process_chunk(state)
+        aws.reset()  # the queue is back
+        assert world.receive_all() == []
+        again = register(world, "q", body, "0002")
+        batches = Batches(load())
+        batches.finalize(batches.process_chunk(again))
+        assert batches.batch_view("q")["duplicates"] == 2
+        assert sorted(json.loads(m["Body"])["payment_id"] for m in world.receive_all()) == [
+            "q1",
+            "q2",
+        ]
+
+    def test_batch_view_reads_only_the_current_runs_rows(self, world):
+        calls = CallCounter().attach(aws.client("dynamodb"))
+        body = b"payment_id,amount,currency\n" + b"x,-1,USD\n" * 30
+        for n in range(3):
+            state = register(world, "m", body, f"000{n}")
+            batches = Batches(load())
+            batches.finalize(batches.process_chunk(state))
+        calls.reset()
+        items = []
+        original = aws.client("dynamodb").query
+
+        def spy(**kwargs):
+            response = original(**kwargs)
+            items.extend(deserialize(i) for i in response["Items"])
+            return response
+
+        aws.client("dynamodb").query = spy
+        view = Batches(load()).batch_view("m")
+        assert view["rejected"] == 30 and len(view["rejected_rows"]) == 30
+        assert len(items) == 30 and {i["run"] for i in items} == {state["run"]}
