@@ -8,6 +8,21 @@ UTF-8 sequence, so counting quotes on bytes finds record boundaries correctly.
 Line numbers are physical lines of the file, 1-based, the header being line 1 (when the file starts
 with blank lines the header keeps its physical number). A record spanning lines (a quoted newline)
 has the number of its first line.
+
+Every non-blank physical line after the header ends up in exactly one ``Row``, so the batch can
+account for each line as accepted, rejected or duplicate. Two rules make that hold for broken
+files:
+
+- A physical line longer than ``MAX_LINE_BYTES`` (line break not counted) is one rejected row. It
+  is skipped to its line break in constant memory and linear time; it is never held whole.
+- RFC 4180 lets a quoted field hold line breaks, and a single missing closing quote would then turn
+  the rest of the file into one field. So a record is read across lines only when all of these
+  hold: its quotes close within ``MAX_RECORD_LINES`` lines and ``MAX_RECORD_BYTES`` bytes, before
+  the end of the file; it splits cleanly (strict RFC 4180, UTF-8) into at most as many fields as
+  the header has; each line break lies in a column that may hold one (``description`` or a column
+  the reader ignores; an id, amount or currency never does); and no line after its first is, read
+  on its own, a valid payment row. Otherwise the record's *first* line is rejected, saying why, and
+  reading resumes on the next physical line, so no other line is consumed by it.
 """
 
 from __future__ import annotations
@@ -15,18 +30,28 @@ from __future__ import annotations
 import csv
 import io
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from payments.errors import INVALID_ENCODING, VALIDATION_ERROR, InvalidBatchFileError
-from payments.validation import CSV_FIELDS, CSV_REQUIRED_COLUMNS
+from payments.errors import (
+    INVALID_ENCODING,
+    VALIDATION_ERROR,
+    InvalidBatchFileError,
+    ValidationError,
+)
+from payments.validation import CSV_FIELDS, CSV_REQUIRED_COLUMNS, validate_payment
 
 BOM = b"\xef\xbb\xbf"
-# A record longer than this is almost certainly an unterminated quote swallowing the file; it is
-# rejected at its first line and reading resumes on the next line, so no row is lost.
+# One physical line: a payment row is well under 1 KiB. Longer ones are rejected and skipped.
+MAX_LINE_BYTES = 64 * 1024
+# One record spanning lines (a quoted field with line breaks, see the module docstring).
 MAX_RECORD_BYTES = 64 * 1024
+MAX_RECORD_LINES = 32
+# Columns whose values may contain a line break; every other validated column is one line.
+MULTILINE_COLUMNS = frozenset({"description"})
 _READ_BLOCK = 256 * 1024
+_COMMA = 0x2C
 
 
 @dataclass(frozen=True)
@@ -59,15 +84,34 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class _LongLine:
+    """A physical line over ``MAX_LINE_BYTES``: only its size is kept (terminator included)."""
+
+    size: int
+
+
+_Line = bytes | _LongLine
+
+
+@dataclass(frozen=True)
 class _Record:
     line: int
     end_offset: int
     next_line: int
-    data: bytes | None  # None: unterminated/oversized record, see MAX_RECORD_BYTES
+    data: bytes | None  # None: the first line alone is rejected with ``error``
+    error: str | None = None
+
+
+def _size(line: _Line) -> int:
+    return line.size if isinstance(line, _LongLine) else len(line)
 
 
 class _Lines:
-    """Physical lines (terminator included) of a binary stream, with push-back."""
+    """Physical lines (terminator included) of a binary stream, with push-back.
+
+    A line over ``MAX_LINE_BYTES`` comes back as a ``_LongLine``; the buffer never holds more than
+    one read block plus one maximal line, so a file without line breaks costs constant memory.
+    """
 
     def __init__(self, stream: BinaryIO, prefix: bytes = b"") -> None:
         self._stream = stream
@@ -76,9 +120,9 @@ class _Lines:
         # keeps a line's cost independent of the block size (slicing copied the block per line).
         self._pos = 0
         self._eof = False
-        self._pushed: deque[bytes] = deque()
+        self._pushed: deque[_Line] = deque()
 
-    def next(self) -> bytes | None:
+    def next(self) -> _Line | None:
         if self._pushed:
             return self._pushed.popleft()
         while True:
@@ -86,17 +130,42 @@ class _Lines:
             if newline >= 0:
                 line = self._buffer[self._pos : newline + 1]
                 self._pos = newline + 1
-                return line
-            rest = self._buffer[self._pos :]
+                return _LongLine(len(line)) if _too_long(line) else line
+            rest = len(self._buffer) - self._pos
+            # A line break may yet come, but with more than MAX_LINE_BYTES + 1 bytes (room for a
+            # "\r") before it the line is too long whatever follows.
+            if rest > MAX_LINE_BYTES + 1:
+                return self._skip_long_line()
             if self._eof:
+                line = self._buffer[self._pos :]
                 self._buffer, self._pos = b"", 0
-                return rest or None
+                if not line:
+                    return None
+                return _LongLine(len(line)) if _too_long(line) else line
+            self._fill()
+
+    def _fill(self) -> None:
+        block = self._stream.read(_READ_BLOCK)
+        if not block:
+            self._eof = True
+        self._buffer, self._pos = self._buffer[self._pos :] + block, 0
+
+    def _skip_long_line(self) -> _LongLine:
+        """Drop the current line up to its line break, one read block at a time."""
+        size = len(self._buffer) - self._pos
+        while True:
             block = self._stream.read(_READ_BLOCK)
             if not block:
                 self._eof = True
-            self._buffer, self._pos = rest + block, 0
+                self._buffer, self._pos = b"", 0
+                return _LongLine(size)
+            newline = block.find(b"\n")
+            if newline >= 0:
+                self._buffer, self._pos = block, newline + 1
+                return _LongLine(size + newline + 1)
+            size += len(block)
 
-    def push_back(self, lines: list[bytes]) -> None:
+    def push_back(self, lines: Sequence[_Line]) -> None:
         self._pushed.extendleft(reversed(lines))
 
     def at_end(self) -> bool:
@@ -109,67 +178,165 @@ class _Lines:
         return False
 
 
-def _records(lines: _Lines, offset: int, line_no: int) -> Iterator[_Record]:
-    """Non-blank records from ``offset``; blank lines only advance the counters."""
+def _too_long(line: bytes) -> bool:
+    return len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES if len(line) > MAX_LINE_BYTES else False
+
+
+def _is_blank(line: _Line) -> bool:
+    return isinstance(line, bytes) and not line.strip()
+
+
+def _records(
+    lines: _Lines, offset: int, line_no: int, columns: tuple[str, ...] | None = None
+) -> Iterator[_Record]:
+    """Non-blank records from ``offset``; blank lines only advance the counters.
+
+    ``columns`` (None for the header) enables the checks on records spanning lines.
+    """
     while True:
         first = lines.next()
         if first is None:
             return
-        if not first.strip():
-            offset += len(first)
+        if _is_blank(first):
+            offset += _size(first)
             line_no += 1
             continue
-        parts = [first]
-        size = len(first)
-        quoted = _ends_quoted(first, False)
-        oversized = False
-        while quoted:
-            more = lines.next()
-            if more is None or size + len(more) > MAX_RECORD_BYTES:
-                oversized = True
-                if more is not None:
-                    parts.append(more)
-                break
-            parts.append(more)
-            size += len(more)
-            quoted = _ends_quoted(more, True)
-        if oversized:
-            # Report the first line alone and re-read everything after it as ordinary lines.
+        if isinstance(first, _LongLine):
+            offset += first.size
+            line_no += 1
+            yield _Record(
+                line=line_no - 1,
+                end_offset=offset,
+                next_line=line_no,
+                data=None,
+                error=f"line is longer than {MAX_LINE_BYTES} bytes (the limit); skipped",
+            )
+            continue
+        parts, problem = _read_record(lines, first, line_no, columns)
+        if problem is not None:
+            # Only the first line is rejected; everything after it is read again as new lines.
             lines.push_back(parts[1:])
             offset += len(first)
             line_no += 1
-            yield _Record(line=line_no - 1, end_offset=offset, next_line=line_no, data=None)
+            yield _Record(
+                line=line_no - 1, end_offset=offset, next_line=line_no, data=None, error=problem
+            )
             continue
-        offset += size
+        data = b"".join(parts)
+        offset += len(data)
         start = line_no
         line_no += len(parts)
-        yield _Record(line=start, end_offset=offset, next_line=line_no, data=b"".join(parts))
+        yield _Record(line=start, end_offset=offset, next_line=line_no, data=data)
 
 
-def _ends_quoted(line: bytes, quoted: bool) -> bool:
-    """Whether a record is still inside a quoted field at the end of ``line``.
+def _read_record(
+    lines: _Lines, first: bytes, line_no: int, columns: tuple[str, ...] | None
+) -> tuple[list[bytes], str | None]:
+    """The physical lines of the record starting with ``first``, or why it is only ``first``
+    (then the caller pushes the lines after ``first`` back, to be read again)."""
+    quoted, field = _scan(first, False, 0)
+    if not quoted:
+        return [first], None
+    parts = [first]
+    size = len(first)
+    unterminated = "unterminated quoted field: "
+    while True:
+        if columns is not None and not _may_break(columns, field):
+            name = columns[field] if field < len(columns) else f"field {field + 1}"
+            return parts, unterminated + f"{name} cannot hold a line break"
+        if len(parts) >= MAX_RECORD_LINES:
+            return parts, unterminated + f"no closing quote within {MAX_RECORD_LINES} lines"
+        more = lines.next()
+        if more is None:
+            return parts, unterminated + "no closing quote before the end of the file"
+        if isinstance(more, _LongLine) or size + len(more) > MAX_RECORD_BYTES:
+            lines.push_back([more])
+            return parts, unterminated + f"no closing quote within {MAX_RECORD_BYTES} bytes"
+        parts.append(more)
+        size += len(more)
+        if columns is not None and _is_row_of_its_own(more, columns):
+            at = line_no + len(parts) - 1
+            return parts, unterminated + f"line {at} would be swallowed, but it is a row"
+        quoted, field = _scan(more, True, field)
+        if not quoted:
+            break
+    if columns is not None:
+        problem = _multiline_problem(b"".join(parts), columns)
+        if problem is not None:
+            return parts, unterminated + problem
+    return parts, None
+
+
+def _scan(line: bytes, quoted: bool, field: int) -> tuple[bool, int]:
+    """Whether a record is still inside a quoted field at the end of ``line``, and in which field.
 
     RFC 4180: a quote opens a quoted field only at the start of a field; inside one, ``""`` is an
     escaped quote and a single quote closes it. A stray quote inside an unquoted field is left
-    for the csv parser to reject, instead of swallowing the following lines.
+    for the csv parser to reject, instead of swallowing the following lines. The scan jumps from
+    quote to quote (and counts commas between them in C), so a line costs a few steps per quote.
     """
-    if b'"' not in line:
-        return quoted
-    at_field_start = not quoted
-    i, n = 0, len(line)
-    while i < n:
-        byte = line[i]
+    at, end = 0, len(line)
+    while True:
+        quote = line.find(b'"', at)
         if quoted:
-            if byte == 0x22:
-                if i + 1 < n and line[i + 1] == 0x22:
-                    i += 1
-                else:
-                    quoted = False
-        elif byte == 0x22 and at_field_start:
-            quoted = True
-        at_field_start = byte == 0x2C and not quoted
-        i += 1
-    return quoted
+            if quote < 0:
+                return True, field
+            if line[quote + 1 : quote + 2] == b'"':
+                at = quote + 2  # an escaped quote
+            else:
+                quoted, at = False, quote + 1
+            continue
+        if quote < 0:
+            return False, field + line.count(b",", at, end)
+        field += line.count(b",", at, quote)
+        # Opening only at the start of a field: the line's start (a record's first line begins
+        # unquoted) or right after a separator; a quote right after a closing one is stray.
+        quoted = quote == 0 or line[quote - 1] == _COMMA
+        at = quote + 1
+
+
+def _may_break(columns: tuple[str, ...], field: int) -> bool:
+    """Whether the value in field ``field`` (0-based) may contain a line break."""
+    if field >= len(columns):
+        return False  # a field the header does not have: the row is malformed anyway
+    name = columns[field]
+    return name in MULTILINE_COLUMNS or name not in CSV_FIELDS
+
+
+def _is_row_of_its_own(line: bytes, columns: tuple[str, ...]) -> bool:
+    """Whether ``line``, read alone, is a complete record that is a valid payment row."""
+    if _scan(line, False, 0)[0]:
+        return False
+    try:
+        fields = _split(line)
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    if len(fields) > len(columns):
+        return False
+    values = {
+        name: value for name, value in zip(columns, fields, strict=False) if name in CSV_FIELDS
+    }
+    try:
+        validate_payment(values, require_id=True, from_csv=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def _multiline_problem(data: bytes, columns: tuple[str, ...]) -> str | None:
+    """Why a record whose quotes close after a line break is not one record, or None."""
+    try:
+        fields = _split(data)
+    except UnicodeDecodeError:
+        return "the lines it would join are not valid UTF-8"
+    except csv.Error as exc:
+        return f"the lines it would join are malformed CSV ({exc})"
+    if len(fields) > len(columns):
+        return f"the lines it would join have {len(fields)} fields, the header {len(columns)}"
+    for index, value in enumerate(fields):
+        if "\n" in value and not _may_break(columns, index):
+            return f"{columns[index]} cannot hold a line break"
+    return None
 
 
 def _split(data: bytes) -> list[str]:
@@ -191,7 +358,7 @@ def read_header(stream: BinaryIO) -> Header:
     if record is None:
         raise InvalidBatchFileError("the file is empty: no header line")
     if record.data is None:
-        raise InvalidBatchFileError(f"header line {record.line} has an unterminated quote")
+        raise InvalidBatchFileError(f"header line {record.line}: {record.error}")
     try:
         columns = tuple(name.strip().lower() for name in _split(record.data))
     except UnicodeDecodeError as exc:
@@ -230,7 +397,7 @@ def read_rows(
     lines = _Lines(stream)
     rows: list[Row] = []
     next_offset, next_line = offset, line
-    for record in _records(lines, offset, line):
+    for record in _records(lines, offset, line, columns):
         rows.append(_row(record, columns))
         next_offset, next_line = record.end_offset, record.next_line
         if len(rows) >= max_rows:
@@ -242,10 +409,7 @@ def read_rows(
 
 def _row(record: _Record, columns: tuple[str, ...]) -> Row:
     if record.data is None:
-        return Row(
-            line=record.line,
-            error=f"unterminated quoted field (no closing quote within {MAX_RECORD_BYTES} bytes)",
-        )
+        return Row(line=record.line, error=record.error)
     try:
         fields = _split(record.data)
     except UnicodeDecodeError as exc:
