@@ -14,7 +14,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e lint bench bench-synth local-up local-down demo clean
+.PHONY: help install layer synth test test-fast test-e2e lint bench bench-synth local-up local-down demo reconcile clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -64,6 +64,9 @@ local-up: install ## start the local cloud and deploy the stack to it
 
 local-down: ## stop the local cloud and remove its state
 	$(PYTHON) -m localcloud down
+
+reconcile: install ## read-only check that histories, audit entries and events agree (ARGS="--batch ID" or "--since ISO --until ISO")
+	$(PYTHON) scripts/reconcile.py $(ARGS)
 
 demo: install ## the whole platform on the local cloud: deploy, batch + API payments, summary, tear down
 	$(PYTHON) -m localcloud up

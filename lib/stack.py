@@ -121,6 +121,7 @@ class PaymentsStack(TerraformStack):
             "processing_status_table_name": tables.processing_status.name,
             "audit_log_table_name": tables.audit_log.name,
             "processing_queue_url": messaging.processing_queue.url,
+            "payment_events_subscriber_queue_url": messaging.subscriber_queue.url,
             "payment_events_topic_arn": messaging.payment_events.arn,
             "state_machine_arn": workflow.state_machine.arn,
         }

@@ -44,6 +44,7 @@ TRANSIENT_CODES = frozenset(
 SUMMARY_SK = "SUMMARY"
 # The sparse index of non-final payments (``pending_shard`` / ``updated_at``); 16 partition keys
 # spread a burst of new payments, and the sweeper reads all 16.
+BATCH_INDEX = "batch_id-index"
 PENDING_INDEX = "pending-index"
 PENDING_SHARDS = 16
 # The sparse index of batches still running (``running`` / ``started_at``): few at a time.
@@ -422,6 +423,15 @@ class Repository:
             if len(found) >= limit:
                 break
         return found
+
+    def batch_payments(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        """Every payment a batch stored (any run), from the ``batch_id-index``."""
+        return self._query(
+            TableName=self.config.payments_table,
+            IndexName=BATCH_INDEX,
+            KeyConditionExpression="batch_id = :b",
+            ExpressionAttributeValues={":b": {"S": batch_id}},
+        )
 
     def running_batches(self, started_before: str) -> list[dict[str, Any]]:
         """Batch summaries still running that started before ``started_before``."""

@@ -21,7 +21,7 @@ OUTPUTS = {
     "api_url", "api_key_id", "batch_bucket_name", "payments_table_name",
     "processing_status_table_name", "audit_log_table_name", "processing_queue_url", "dlq_url",
     "payment_events_topic_arn", "alarms_topic_arn", "state_machine_arn", "dashboard_name",
-    "api_key_value", "api_id", "stage_name",
+    "api_key_value", "api_id", "stage_name", "payment_events_subscriber_queue_url",
 }  # fmt: skip
 
 

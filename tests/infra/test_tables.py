@@ -50,7 +50,8 @@ class TestTables:
     def test_index_names_are_the_runtimes(self):
         from payments import repository
 
-        assert (PENDING_INDEX, RUNNING_INDEX) == (
+        assert (BATCH_INDEX, PENDING_INDEX, RUNNING_INDEX) == (
+            repository.BATCH_INDEX,
             repository.PENDING_INDEX,
             repository.RUNNING_INDEX,
         )

@@ -1,0 +1,155 @@
+"""``make reconcile``: check that histories, audit entries and published events agree (read-only).
+
+    make reconcile                                  # the local cloud, payments of the last 24 h
+    make reconcile ARGS="--batch settlement-0042"   # one batch file and its payments
+    make reconcile ARGS="--since 2026-11-27T00:00:00Z --until 2026-11-28T00:00:00Z"
+
+Against AWS, export the table names the functions get (PAYMENTS_TABLE, PROCESSING_STATUS_TABLE,
+AUDIT_LOG_TABLE) and, to check events, pass ``--events-queue`` with a queue subscribed to
+``payment-events`` (raw delivery). Events are read without being consumed: each message is
+received once with a long visibility timeout and made visible again afterwards, so point it at a
+queue whose redrive policy allows a few more receives (or a queue kept for auditing).
+On the local cloud (``.local/outputs.json`` present) everything comes from the deployment,
+events from the stack's ``payment-events-subscriber`` queue.
+
+Prints a report; exits 1 when anything disagrees, 0 when the books agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+
+from payments import env  # noqa: E402
+from payments.config import Config, load  # noqa: E402
+from payments.reconcile import Reconciler, Report  # noqa: E402
+
+# Long enough to read a large queue once; the messages are made visible again at the end.
+READ_VISIBILITY_SECONDS = 900
+
+
+def read_events(
+    sqs: Any, queue_url: str, *, wait_seconds: int = 1, empty_polls: int = 3
+) -> list[dict[str, Any]]:
+    """Every message on the queue, parsed, without deleting any. SQS samples a subset of its
+    servers per receive, so the queue counts as read after ``empty_polls`` empty answers."""
+    events: list[dict[str, Any]] = []
+    handles: list[str] = []
+    empty = 0
+    try:
+        while empty < empty_polls:
+            got = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=READ_VISIBILITY_SECONDS,
+                WaitTimeSeconds=wait_seconds,
+            ).get("Messages", [])
+            if not got:
+                empty += 1
+                continue
+            empty = 0
+            for message in got:
+                handles.append(message["ReceiptHandle"])
+                body = json.loads(message["Body"])
+                # Raw delivery carries the event itself; otherwise it is SNS's envelope.
+                events.append(json.loads(body["Message"]) if "Message" in body else body)
+    finally:
+        for start in range(0, len(handles), 10):
+            sqs.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                    for i, h in enumerate(handles[start : start + 10])
+                ],
+            )
+    return events
+
+
+def _local_cloud() -> tuple[Config, Any, str | None] | None:
+    outputs_file = ROOT / ".local" / "outputs.json"
+    if os.environ.get(env.PAYMENTS_TABLE) or not outputs_file.is_file():
+        return None
+    import boto3
+
+    from localcloud.config import LOCAL_CREDENTIALS
+
+    outputs = json.loads(outputs_file.read_text())
+    stack = outputs["stack_outputs"]
+    config = Config(
+        environment="dev",
+        payments_table=stack["payments_table_name"],
+        processing_status_table=stack["processing_status_table_name"],
+        audit_log_table=stack["audit_log_table_name"],
+    )
+    os.environ["AWS_ENDPOINT_URL"] = outputs["endpoint_url"]
+    os.environ["AWS_DEFAULT_REGION"] = outputs["region"]
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ[name.upper()] = value
+    sqs = boto3.client("sqs", endpoint_url=outputs["endpoint_url"], region_name=outputs["region"])
+    return config, sqs, stack.get("payment_events_subscriber_queue_url")
+
+
+def run(args: argparse.Namespace) -> Report:
+    local = _local_cloud()
+    if local is not None:
+        config, sqs, queue_url = local
+    else:
+        import boto3
+
+        config = load().require(
+            env.PAYMENTS_TABLE, env.PROCESSING_STATUS_TABLE, env.AUDIT_LOG_TABLE
+        )
+        sqs, queue_url = boto3.client("sqs"), None
+    if args.stuck_after is not None:
+        config = Config(**{**config.__dict__, "stuck_after_seconds": args.stuck_after})
+    queue_url = args.events_queue or queue_url
+    reconciler = Reconciler(config)
+    if args.batch:
+        payments = [p for b in args.batch for p in reconciler.payments_of_batch(b)]
+        scope = f"batch(es) {', '.join(args.batch)}"
+    else:
+        until = args.until or datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        since = args.since or (datetime.now(UTC) - timedelta(hours=24)).isoformat().replace(
+            "+00:00", "Z"
+        )
+        payments = reconciler.payments_created(since, until)
+        scope = f"payments created from {since} to {until}"
+    published = None
+    if not args.no_events:
+        if not queue_url:
+            raise SystemExit("reconcile: pass --events-queue URL (or --no-events to skip events)")
+        published = read_events(sqs, queue_url)
+    print(f"reconcile: {scope}")
+    return reconciler.check(payments, batch_ids=args.batch or (), published=published)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", action="append", help="a batch_id (repeatable)")
+    parser.add_argument("--since", help="ISO 8601 UTC, payments created at or after")
+    parser.add_argument("--until", help="ISO 8601 UTC, payments created before")
+    parser.add_argument("--events-queue", help="URL of a queue subscribed to payment-events")
+    parser.add_argument("--no-events", action="store_true", help="skip the published-event check")
+    parser.add_argument(
+        "--stuck-after", type=int, help="seconds a non-final payment may rest (default: settings)"
+    )
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    report = run(args)
+    for line in report.lines():
+        print(line)
+    print(f"{'OK' if report.ok else 'MISMATCH'} in {time.monotonic() - started:.1f}s")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
