@@ -31,6 +31,9 @@ log = logging.getLogger("localcloud.patches")
 # counterpart here, so every request counts as the HTTPS request it would be in AWS.
 REQUEST_CONTEXT = {"aws:securetransport": "true", "s3:tlsversion": "1.3"}
 
+# Shard iterators expire after 15 minutes in AWS.
+STREAM_ITERATOR_LIFETIME_SECONDS = 15 * 60
+
 # Async invocations are retried twice by Lambda (after ~1 and ~2 minutes); locally much sooner so
 # that a failing function reaches its dead-letter target while someone is still watching.
 ASYNC_RETRY_DELAYS_SECONDS = (1.0, 2.0)
@@ -38,8 +41,14 @@ ASYNC_RETRY_DELAYS_SECONDS = (1.0, 2.0)
 _applied = False
 
 
-def apply(*, runner: LambdaRunner, port: int, on_sqs_message: Callable[[], None]) -> None:
-    """Patch moto for the local cloud; ``on_sqs_message`` wakes the event-source poller."""
+def apply(
+    *,
+    runner: LambdaRunner,
+    port: int,
+    on_sqs_message: Callable[[], None],
+    on_stream_record: Callable[[], None],
+) -> None:
+    """Patch moto for the local cloud; the callbacks wake the SQS and DynamoDB Streams pollers."""
     global _applied
     if _applied:
         return
@@ -53,6 +62,8 @@ def apply(*, runner: LambdaRunner, port: int, on_sqs_message: Callable[[], None]
     _s3_list_object_versions_url_encoding()
     _lambda_config_round_trip()
     _kms_rotation_period()
+    # Streams first: the transaction patch wraps the stream's add to hold records back.
+    _dynamodb_streams(on_stream_record)
     isolate_dynamodb_transactions()
     _sqs_redrive_policy_as_sent()
     _sqs_event_sources_by_poller(on_sqs_message)
@@ -402,29 +413,314 @@ def _lambda_config_round_trip() -> None:
 
 
 def isolate_dynamodb_transactions() -> Callable[[], None]:
-    """Run moto's TransactWriteItems one at a time, as DynamoDB isolates transactions.
+    """Give moto's writes DynamoDB's isolation, and its transactions all-or-nothing stream records.
 
-    moto snapshots each table a transaction touches and, when one condition fails, puts the whole
-    snapshot back: run concurrently (the server is threaded; a batch chunk writes on many threads
-    and the processor polls in parallel), that rollback would also undo transactions other
-    threads committed meanwhile. In DynamoDB a cancelled transaction changes nothing else.
-    Returns a function that undoes the patch (the tests use it).
+    To make TransactWriteItems undoable, moto deep-copies every table a transaction touches (once
+    per transact item) and, when one condition fails, puts those copies back. On a threaded server
+    that rollback also undoes what other requests wrote meanwhile (a batch chunk writes on many
+    threads, the processor polls in parallel); the copies cost the size of the table per item, so
+    a batch costs the square of its size; and a restored copy replaces the live table object, its
+    stream with it. The stream records of a cancelled transaction's first items are written
+    before it is cancelled, and an UpdateItem that creates an item writes two records (the bare
+    key, then the item).
+
+    Here writes (TransactWriteItems, PutItem, UpdateItem, DeleteItem, and BatchWriteItem, which
+    moto runs as puts and deletes) run one at a time under one lock; a transaction journals the
+    items it is about to touch and a cancelled one restores only those; its stream records are
+    held back until it commits, in order, and dropped when it is cancelled; an UpdateItem writes
+    one record. Returns a function that undoes the patch (the functional tests use it).
     """
+    import copy
+
+    import moto.dynamodb.models as models
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import StreamShard, Table
 
-    original = DynamoDBBackend.transact_write_items
-    lock = threading.Lock()
+    lock = threading.RLock()
+    local = threading.local()
+    names = ("transact_write_items", "put_item", "update_item", "delete_item")
+    saved = {name: getattr(DynamoDBBackend, name) for name in names}
+    saved_add = StreamShard.add
+    saved_copy = models.copy
 
-    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+    class TablesNotCopied:
+        """``copy`` as moto's transaction code sees it: a journaled transaction copies no table."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if isinstance(value, Table) and getattr(local, "journaled", False):
+                return value  # moto's "rollback" then puts the live table back in its own place
+            return copy.deepcopy(value, memo)
+
+    def collectors() -> list[list[tuple[Any, Any, Any]]]:
+        if not hasattr(local, "collectors"):
+            local.collectors = []
+        return local.collectors
+
+    def emit(changes: list[tuple[Any, Any, Any]]) -> None:
+        """Pass stream changes to the enclosing transaction, or record them now."""
+        stack = collectors()
+        for change in changes:
+            if stack:
+                stack[-1].append(change)
+            else:
+                saved_add(*change)
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        stack = collectors()
+        if stack:
+            stack[-1].append((self, old, new))
+        else:
+            saved_add(self, old, new)
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         with lock:
-            return original(self, *args, **kwargs)
+            return saved["put_item"](self, *args, **kwargs)
+
+    def delete_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return saved["delete_item"](self, *args, **kwargs)
+
+    def update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            changes: list[tuple[Any, Any, Any]] = []
+            collectors().append(changes)
+            try:
+                return saved["update_item"](self, *args, **kwargs)
+            finally:
+                collectors().pop()
+                if changes:
+                    # One record from the item before the update to the item after it.
+                    emit([(changes[-1][0], changes[0][1], changes[-1][2])])
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            journal = _journal(self, transact_items)
+            changes: list[tuple[Any, Any, Any]] = []
+            collectors().append(changes)
+            local.journaled = True
+            try:
+                saved["transact_write_items"](self, transact_items)
+            except BaseException:
+                for table, hash_key, range_key, original in reversed(journal):
+                    _restore_item(table, hash_key, range_key, original)
+                changes.clear()
+                raise
+            finally:
+                local.journaled = False
+                collectors().pop()
+                emit(changes)
 
     DynamoDBBackend.transact_write_items = transact_write_items
+    DynamoDBBackend.put_item = put_item
+    DynamoDBBackend.update_item = update_item
+    DynamoDBBackend.delete_item = delete_item
+    StreamShard.add = add
+    models.copy = TablesNotCopied()
 
     def undo() -> None:
-        DynamoDBBackend.transact_write_items = original
+        for name, method in saved.items():
+            setattr(DynamoDBBackend, name, method)
+        StreamShard.add = saved_add
+        models.copy = saved_copy
 
     return undo
+
+
+def _journal(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(table, hash key, range key, item as it is now) for each item a transaction writes."""
+    import copy
+
+    journal = []
+    for entry in transact_items:
+        try:
+            op_type, op = next(iter(entry.items()))
+            if op_type == "ConditionCheck":
+                continue
+            table = backend.get_table(op["TableName"])
+            if op_type == "Put":
+                key_names = [n for n in (table.hash_key_attr, table.range_key_attr) if n]
+                key = {name: op["Item"][name] for name in key_names}
+            else:
+                key = op["Key"]
+            hash_key, range_key = backend.get_keys_value(table, key)
+            current = table.get_item(hash_key, range_key)
+        except Exception:  # noqa: S112 - moto rejects a malformed item itself, before any write
+            continue
+        # Puts and deletes replace or drop the item object; only an update changes it in place.
+        original = copy.deepcopy(current) if op_type == "Update" else current
+        journal.append((table, hash_key, range_key, original))
+    return journal
+
+
+def _restore_item(table: Any, hash_key: Any, range_key: Any, original: Any) -> None:
+    if table.range_key_attr is None:
+        if original is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = original
+    elif original is None:
+        bucket = table.items.get(hash_key)
+        if bucket is not None:
+            bucket.pop(range_key, None)
+    else:
+        table.items[hash_key][range_key] = original
+
+
+def _dynamodb_streams(on_record: Callable[[], None]) -> None:
+    """Keep stream records for their readers instead of handing them to Lambda inside the write.
+
+    moto's ``StreamShard.add`` invokes every mapped function synchronously, inside the write
+    request, with every record the shard holds, then empties the shard: a slow or failing function
+    slows or fails the write, GetRecords and other mappings never see the records, and sequence
+    numbers start again (two writes in a row both got the shard's first number). It also writes a
+    record for a write that changed nothing, which DynamoDB does not.
+
+    Here a write only appends its record (numbers ascending under a lock) and wakes
+    ``localcloud.dynamodb_streams.StreamPoller``, which runs the mappings as Lambda does.
+    GetShardIterator/GetRecords read the records held; the poller drops what every mapping has
+    read, and those reads answer ``TrimmedDataAccessException``. Iterators expire after 15
+    minutes as in AWS (moto keeps every one ever issued) and a wrong shard id is
+    ``ResourceNotFoundException`` (moto fails an assertion: HTTP 500).
+    """
+    import moto.dynamodbstreams.models as stream_models
+    from moto.awslambda.models import LambdaBackend
+    from moto.core.exceptions import JsonRESTError
+    from moto.dynamodb.models.table import StreamShard
+
+    from localcloud import dynamodb_streams as streams
+
+    def add(self: StreamShard, old: Any, new: Any) -> None:
+        record = streams.build_record(self.table, old, new)
+        if record is None:
+            return
+        streams.append(self, record)
+        on_record()
+
+    def read(shard: Any, position: int, limit: int) -> list[dict[str, Any]]:
+        try:
+            return [stored.record for stored in streams.read(shard, position, limit)]
+        except streams.TrimmedError as error:
+            raise JsonRESTError("TrimmedDataAccessException", str(error)) from error
+
+    def get(self: StreamShard, start: int, quantity: int) -> list[dict[str, Any]]:
+        return read(self, start, quantity)
+
+    def to_json(self: StreamShard) -> dict[str, Any]:
+        first = streams.first_sequence_number(self)
+        return {"ShardId": self.id, "SequenceNumberRange": {"StartingSequenceNumber": str(first)}}
+
+    class ShardIterator:
+        """moto's iterator, positioned by what the shard holds now, with AWS's lifetime."""
+
+        def __init__(
+            self,
+            streams_backend: Any,
+            stream_shard: Any,
+            shard_iterator_type: str,
+            sequence_number: int | None = None,
+        ) -> None:
+            oldest, end = streams.bounds(stream_shard)
+            if shard_iterator_type == "TRIM_HORIZON":
+                position = oldest
+            elif shard_iterator_type == "LATEST":
+                position = end
+            elif shard_iterator_type in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+                if sequence_number is None:
+                    raise JsonRESTError("ValidationException", "SequenceNumber is required")
+                position = int(sequence_number) + (shard_iterator_type == "AFTER_SEQUENCE_NUMBER")
+                if position < oldest:
+                    raise JsonRESTError(
+                        "TrimmedDataAccessException",
+                        f"sequence number {sequence_number} is beyond the trim horizon",
+                    )
+            else:
+                raise JsonRESTError(
+                    "ValidationException", f"unknown ShardIteratorType {shard_iterator_type}"
+                )
+            self.id = base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+            self.streams_backend = streams_backend
+            self.stream_shard = stream_shard
+            self.sequence_number = position
+            self.expires = time.monotonic() + STREAM_ITERATOR_LIFETIME_SECONDS
+
+        @property
+        def arn(self) -> str:
+            table = self.stream_shard.table
+            return f"{table.table_arn}/stream/{table.latest_stream_label}|1|{self.id}"
+
+        def get(self, limit: int = 1000) -> dict[str, Any]:
+            records = read(self.stream_shard, self.sequence_number, limit)
+            following = ShardIterator.__new__(ShardIterator)
+            following.__dict__.update(self.__dict__)
+            following.id = base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+            following.expires = time.monotonic() + STREAM_ITERATOR_LIFETIME_SECONDS
+            if records:
+                following.sequence_number = int(records[-1]["dynamodb"]["SequenceNumber"]) + 1
+            register(self.streams_backend, following)
+            return {"NextShardIterator": following.arn, "Records": records}
+
+    def register(backend: Any, iterator: ShardIterator) -> None:
+        iterators = backend.shard_iterators
+        # Insertion order is expiry order: drop the expired ones from the front.
+        now = time.monotonic()
+        while iterators:
+            oldest = next(iter(iterators))
+            if iterators[oldest].expires > now:
+                break
+            del iterators[oldest]
+        iterators[iterator.arn] = iterator
+
+    def get_shard_iterator(
+        self: Any,
+        arn: str,
+        shard_id: str,
+        shard_iterator_type: str,
+        sequence_number: int | None = None,
+    ) -> ShardIterator:
+        table = self._get_table_from_arn(arn)
+        if table.stream_shard is None or table.stream_shard.id != shard_id:
+            raise JsonRESTError(
+                "ResourceNotFoundException",
+                f"Requested resource not found: Shard: {shard_id} in Stream: {arn} not found",
+            )
+        iterator = ShardIterator(self, table.stream_shard, shard_iterator_type, sequence_number)
+        register(self, iterator)
+        return iterator
+
+    def get_records(self: Any, iterator_arn: str, limit: int) -> dict[str, Any]:
+        iterator = self.shard_iterators.get(iterator_arn)
+        if iterator is None or iterator.expires < time.monotonic():
+            raise JsonRESTError(
+                "ExpiredIteratorException",
+                "Iterator expired. The iterator was created over 15 minutes ago.",
+            )
+        return iterator.get(limit)
+
+    original_create_mapping = LambdaBackend.create_event_source_mapping
+
+    def create_event_source_mapping(self: LambdaBackend, spec: dict[str, Any]) -> Any:
+        mapping = original_create_mapping(self, spec)
+        shard = streams.shard_for(mapping.event_source_arn)
+        if shard is not None:
+            # LATEST means the records written after the mapping was created, not after the
+            # poller first looks at it.
+            oldest, end = streams.bounds(shard)
+            start = end if mapping.starting_position == "LATEST" else oldest
+            setattr(mapping, streams.START_ATTR, start)
+            on_record()
+        return mapping
+
+    StreamShard.add = add
+    StreamShard.get = get
+    StreamShard.to_json = to_json
+    stream_models.ShardIterator = ShardIterator
+    stream_models.DynamoDBStreamsBackend.get_shard_iterator = get_shard_iterator
+    stream_models.DynamoDBStreamsBackend.get_records = get_records
+    LambdaBackend.create_event_source_mapping = create_event_source_mapping
 
 
 # -- KMS --------------------------------------------------------------------------------------

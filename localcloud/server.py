@@ -1,7 +1,8 @@
 """``python -m localcloud serve``: the long-running local-cloud process.
 
 One process holds moto's threaded server (the AWS endpoint), the patches that bridge moto's gaps,
-the Lambda worker pools, the SQS poller and the REST gateway. Everything binds to 127.0.0.1.
+the Lambda worker pools, the SQS and DynamoDB Streams pollers, the scheduler and the REST gateway.
+Everything binds to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def serve(config: LocalCloudConfig) -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     from localcloud import patches
+    from localcloud.dynamodb_streams import StreamPoller
     from localcloud.gateway import Gateway
     from localcloud.lambda_runner import LambdaRunner
     from localcloud.sqs_poller import SqsPoller
@@ -39,11 +41,18 @@ def serve(config: LocalCloudConfig) -> None:
         work_dir=Path(config.state_dir) / "lambda", endpoint_url=config.endpoint_url
     )
     poller = SqsPoller()
-    patches.apply(runner=runner, port=config.port, on_sqs_message=poller.wake)
+    streams = StreamPoller()
+    patches.apply(
+        runner=runner,
+        port=config.port,
+        on_sqs_message=poller.wake,
+        on_stream_record=streams.wake,
+    )
 
     moto = ThreadedMotoServer(ip_address=HOST, port=config.port, verbose=False)
     moto.start()
     poller.start()
+    streams.start()
     gateway = Gateway(
         host=HOST,
         port=config.gateway_port,
@@ -67,6 +76,7 @@ def serve(config: LocalCloudConfig) -> None:
     signal.signal(signal.SIGINT, stop)
     stopped.wait()
     poller.stop()
+    streams.stop()
     gateway.stop()
     runner.shutdown()
     moto.stop()

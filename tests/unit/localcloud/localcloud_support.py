@@ -38,7 +38,16 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
 # The packages whose modules and classes patches.apply rebinds; every submodule is imported before
 # the snapshot so that none is first imported (and patched) after it.
-PATCHED_PACKAGES = ("moto.stepfunctions", "moto.s3", "moto.awslambda", "moto.sqs", "moto.kms")
+PATCHED_PACKAGES = (
+    "moto.stepfunctions",
+    "moto.s3",
+    "moto.awslambda",
+    "moto.sqs",
+    "moto.kms",
+    "moto.dynamodb",
+    "moto.dynamodbstreams",
+    "moto.scheduler",
+)
 _MISSING = object()
 T = TypeVar("T")
 
@@ -94,6 +103,7 @@ class Cloud:
     endpoint_url: str
     port: int
     _role_arn: str = field(default="", init=False)
+    streams: Any = field(default=None, init=False)
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -180,6 +190,7 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     from localcloud import patches
+    from localcloud.dynamodb_streams import StreamPoller
     from localcloud.lambda_runner import LambdaRunner
     from localcloud.sqs_poller import SqsPoller
 
@@ -197,15 +208,21 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
     cloud = Cloud(endpoint_url=f"http://127.0.0.1:{port}", port=port)
     runner = LambdaRunner(work_dir=work_dir, endpoint_url=cloud.endpoint_url)
     poller = SqsPoller()
+    streams = StreamPoller(retry_backoff=(0.0,))
+    cloud.streams = streams
     try:
         cloud.reset()  # moto's backends are process-global: start from nothing
         # As localcloud.server: moto builds the URLs it hands out (queue URLs) from MOTO_PORT.
         os.environ["MOTO_PORT"] = str(port)
-        patches.apply(runner=runner, port=port, on_sqs_message=poller.wake)
+        patches.apply(
+            runner=runner, port=port, on_sqs_message=poller.wake, on_stream_record=streams.wake
+        )
         poller.start()
+        streams.start()
         yield cloud
     finally:
         poller.stop()
+        streams.stop()
         runner.shutdown()
         cloud.reset()
         server.stop()

@@ -1,0 +1,568 @@
+"""DynamoDB Streams for the local cloud: the shard's records and the Lambda service's poller.
+
+moto keeps a table's stream in one ``StreamShard`` whose ``items`` list it fills on every write;
+``localcloud.patches`` replaces how records get there (see ``_dynamodb_streams`` there). This module
+holds what both sides share: the record as DynamoDB Streams stores it, reading from a sequence
+number, trimming what every consumer has read, and the poller that runs the stream event source
+mappings the way Lambda does:
+
+- records in shard order, one batch in flight per mapping and shard, up to ``BatchSize`` records,
+  gathered for at most ``MaximumBatchingWindowInSeconds``;
+- the function is invoked synchronously with a DynamoDB Streams event (the real handler runs in
+  the Lambda runner's workers);
+- ``ReportBatchItemFailures``: processing resumes at the lowest failed sequence number;
+- a failed invocation is retried (with a short backoff), ``BisectBatchOnFunctionError`` splits the
+  failed batch in two first, which does not use up the retry quota; after
+  ``MaximumRetryAttempts`` retries, or once records are older than ``MaximumRecordAgeInSeconds``,
+  the batch is discarded and its invocation record goes to ``DestinationConfig.OnFailure``.
+
+Sequence numbers are integers in moto. ``shard.starting_sequence_number`` is the number of the
+oldest record still held (``shard.items[0]``); the shard's original first number, which
+DescribeStream reports, is kept in ``FIRST_SEQUENCE_ATTR``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from localcloud.sqs_poller import failed_item_ids
+
+log = logging.getLogger("localcloud.streams")
+
+IDLE_POLL_SECONDS = 1.0
+# Lambda retries a failed stream batch with a backoff of its own; locally short, capped at the
+# last value, so that a poison record reaches the on-failure destination while someone watches.
+RETRY_BACKOFF_SECONDS = (0.1, 0.2, 0.5, 1.0)
+# DynamoDB Streams keeps records 24 hours; records that every mapping has read go sooner.
+RETENTION_SECONDS = 24 * 3600
+# The synchronous invocation payload limit: a batch is cut before its event would exceed it.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+FIRST_SEQUENCE_ATTR = "localcloud_first_sequence_number"
+# Set on a stream mapping when it is created: the sequence number it starts reading at.
+START_ATTR = "localcloud_start_sequence_number"
+
+# Guards every shard's ``items`` and ``starting_sequence_number``. One lock for all shards: the
+# critical sections are a few list operations, and a lock stored on the shard would break the
+# deep copy moto makes of a table for a backup.
+LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One stream record: what GetRecords returns, its sequence number and when it arrived."""
+
+    sequence_number: int
+    arrived: float
+    record: dict[str, Any]
+    size: int
+
+
+def build_record(table: Any, old: Any, new: Any) -> dict[str, Any] | None:
+    """The stream record of a change from ``old`` to ``new`` (moto ``Item``\\ s or None).
+
+    ``None`` when nothing changed: DynamoDB writes no stream record for a write that leaves the
+    item as it was. The sequence number is filled in when the record is appended.
+    """
+    old_image = old.to_json()["Attributes"] if old is not None else None
+    new_image = new.to_json()["Attributes"] if new is not None else None
+    if old_image is None and new_image is None:
+        return None
+    if old_image is not None and old_image == new_image:
+        return None
+    image = new_image if new_image is not None else old_image
+    keys = {table.hash_key_attr: image[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        keys[table.range_key_attr] = image[table.range_key_attr]
+    view = (table.stream_specification or {}).get("StreamViewType") or "KEYS_ONLY"
+    body: dict[str, Any] = {
+        # DynamoDB rounds the creation time down to the second.
+        "ApproximateCreationDateTime": datetime.now(UTC).replace(microsecond=0),
+        "Keys": keys,
+    }
+    if view in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new_image is not None:
+        body["NewImage"] = new_image
+    if view in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old_image is not None:
+        body["OldImage"] = old_image
+    body["SequenceNumber"] = ""
+    body["SizeBytes"] = len(
+        json.dumps([keys, body.get("NewImage"), body.get("OldImage")], separators=(",", ":"))
+    )
+    body["StreamViewType"] = view
+    return {
+        "eventID": uuid.uuid4().hex,
+        "eventName": "INSERT" if old is None else "REMOVE" if new is None else "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": table.region_name,
+        "dynamodb": body,
+    }
+
+
+def append(shard: Any, record: dict[str, Any]) -> StoredRecord:
+    with LOCK:
+        sequence = shard.starting_sequence_number + len(shard.items)
+        record["dynamodb"]["SequenceNumber"] = str(sequence)
+        stored = StoredRecord(sequence, time.time(), record, record["dynamodb"]["SizeBytes"])
+        shard.items.append(stored)
+    return stored
+
+
+def bounds(shard: Any) -> tuple[int, int]:
+    """(sequence number of the oldest record held, sequence number the next record will get)."""
+    with LOCK:
+        return shard.starting_sequence_number, shard.starting_sequence_number + len(shard.items)
+
+
+def first_sequence_number(shard: Any) -> int:
+    return getattr(shard, FIRST_SEQUENCE_ATTR, shard.starting_sequence_number)
+
+
+def read(shard: Any, position: int, limit: int) -> list[StoredRecord]:
+    """Up to ``limit`` records from sequence number ``position`` on; raises if it was trimmed."""
+    with LOCK:
+        start = position - shard.starting_sequence_number
+        if start < 0:
+            raise TrimmedError(position, shard.starting_sequence_number)
+        return shard.items[start : start + limit]
+
+
+class TrimmedError(LookupError):
+    def __init__(self, position: int, oldest: int) -> None:
+        super().__init__(
+            f"sequence number {position} is no longer held (oldest record held: {oldest})"
+        )
+        self.oldest = oldest
+
+
+def trim(shard: Any, keep_from: int | None, *, now: float | None = None) -> int:
+    """Drop the records before ``keep_from`` and those past retention; returns how many."""
+    cutoff = (time.time() if now is None else now) - RETENTION_SECONDS
+    with LOCK:
+        items = shard.items
+        count = 0 if keep_from is None else max(0, keep_from - shard.starting_sequence_number)
+        count = min(count, len(items))
+        while count < len(items) and items[count].arrived < cutoff:
+            count += 1
+        if count:
+            if not hasattr(shard, FIRST_SEQUENCE_ATTR):
+                setattr(shard, FIRST_SEQUENCE_ATTR, shard.starting_sequence_number)
+            del items[:count]
+            shard.starting_sequence_number += count
+    return count
+
+
+def stream_location(stream_arn: str) -> tuple[str, str, str, str] | None:
+    """(account, region, table name, stream label) of a stream ARN."""
+    parts = stream_arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "dynamodb" or "/stream/" not in parts[5]:
+        return None
+    table_part, label = parts[5].split("/stream/", 1)
+    return parts[4], parts[3], table_part.removeprefix("table/"), label
+
+
+def shard_for(stream_arn: str) -> Any | None:
+    """The shard of the stream an ARN names, if that table and stream still exist."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    location = stream_location(stream_arn)
+    if location is None:
+        return None
+    account, region, table_name, label = location
+    if account not in dynamodb_backends or region not in dynamodb_backends[account]:
+        return None
+    table = dynamodb_backends[account][region].tables.get(table_name)
+    if table is None or table.stream_shard is None or table.latest_stream_label != label:
+        return None
+    return table.stream_shard
+
+
+def lambda_record(stored: StoredRecord, stream_arn: str) -> dict[str, Any]:
+    """The record as Lambda puts it in a DynamoDB Streams event."""
+    record = stored.record
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb["ApproximateCreationDateTime"]
+    dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
+    return {**record, "dynamodb": dynamodb, "eventSourceARN": stream_arn}
+
+
+def _iso(epoch: float, *, millis: bool = False) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    if millis:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def invocation_record(
+    mapping: Any,
+    batch: list[StoredRecord],
+    *,
+    shard_id: str,
+    condition: str,
+    invoke_count: int,
+    function_error: str | None,
+) -> dict[str, Any]:
+    """What Lambda sends to a stream mapping's on-failure destination for a discarded batch."""
+    response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+    if function_error:
+        response["functionError"] = function_error
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": mapping.function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "responseContext": response,
+        "version": "1.0",
+        "timestamp": _iso(time.time(), millis=True),
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": str(batch[0].sequence_number),
+            "endSequenceNumber": str(batch[-1].sequence_number),
+            "approximateArrivalOfFirstRecord": _iso(batch[0].arrived),
+            "approximateArrivalOfLastRecord": _iso(batch[-1].arrived),
+            "batchSize": len(batch),
+            "streamArn": mapping.event_source_arn,
+        },
+    }
+
+
+def send_to_destination(destination_arn: str, body: str) -> None:
+    """Deliver a message to an SQS queue or SNS topic of the local cloud by ARN."""
+    _, _, service, region, account, name = destination_arn.split(":", 5)
+    if service == "sqs":
+        from moto.sqs.models import sqs_backends
+
+        sqs_backends[account][region].send_message(name, body)
+    elif service == "sns":
+        from moto.sns.models import sns_backends
+
+        sns_backends[account][region].publish(body, arn=destination_arn)
+    else:
+        raise ValueError(f"unsupported destination {destination_arn}")
+
+
+@dataclass
+class Cursor:
+    """Where one mapping stands in its shard."""
+
+    position: int  # sequence number of the next record to deliver
+    attempts: int = 0  # failed invocations that included the record at ``position``
+    # After a bisect: the sizes of the batches still owed, taken from ``position`` in order.
+    owed: list[int] = field(default_factory=list)
+    last_error: str | None = None
+
+
+@dataclass
+class _Outcome:
+    """What one invocation of a batch says: done, some failed, or all failed."""
+
+    failed: set[str] | None  # None: the whole batch failed
+    function_error: str | None = None
+
+
+class StreamPoller:
+    """One thread that finds stream mappings with records to read and runs each in a worker."""
+
+    def __init__(self, *, retry_backoff: tuple[float, ...] = RETRY_BACKOFF_SECONDS) -> None:
+        self._retry_backoff = retry_backoff
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._arrived = threading.Condition()
+        self._cursors: dict[str, Cursor] = {}
+        self._cursors_lock = threading.Lock()
+        self._in_flight: dict[str, Future[None]] = {}
+        self._warned: set[tuple[str, str]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ddb-esm")
+        self._thread = threading.Thread(target=self._run, name="stream-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A record was written (called by the patched shard, outside its lock)."""
+        self._wake.set()
+        with self._arrived:
+            self._arrived.notify_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def cursor(self, mapping_uuid: str) -> Cursor | None:
+        with self._cursors_lock:
+            return self._cursors.get(mapping_uuid)
+
+    # -- the polling thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(IDLE_POLL_SECONDS)
+            self._wake.clear()
+            try:
+                self._poll_once()
+            except Exception:  # the poller must outlive any one bad mapping
+                log.exception("stream poller iteration failed")
+
+    def _mappings(self) -> list[tuple[str, str, Any]]:
+        from moto.awslambda.models import lambda_backends
+
+        found = []
+        for account, regions in list(lambda_backends.items()):
+            for region, backend in list(regions.items()):
+                for mapping in list(backend._event_source_mappings.values()):
+                    if stream_location(mapping.event_source_arn) is not None:
+                        found.append((account, region, mapping))
+        return found
+
+    def _poll_once(self) -> None:
+        mappings = self._mappings()
+        by_stream: dict[str, list[Cursor]] = {}
+        with self._cursors_lock:
+            live = {mapping.uuid for _, _, mapping in mappings}
+            for gone in set(self._cursors) - live:
+                del self._cursors[gone]
+        for account, region, mapping in mappings:
+            shard = shard_for(mapping.event_source_arn)
+            if shard is None:
+                continue
+            cursor = self._cursor_for(mapping, shard)
+            by_stream.setdefault(mapping.event_source_arn, []).append(cursor)
+            if not mapping.enabled:
+                continue
+            running = self._in_flight.get(mapping.uuid)
+            if running is not None and not running.done():
+                continue
+            if cursor.position >= bounds(shard)[1]:
+                continue
+            self._in_flight[mapping.uuid] = self._executor.submit(
+                self._deliver, account, region, mapping
+            )
+        for uuid_ in set(self._in_flight) - {m.uuid for _, _, m in mappings}:
+            del self._in_flight[uuid_]
+        self._trim(by_stream)
+
+    def _cursor_for(self, mapping: Any, shard: Any) -> Cursor:
+        with self._cursors_lock:
+            cursor = self._cursors.get(mapping.uuid)
+            if cursor is None:
+                start = getattr(mapping, START_ATTR, None)
+                oldest, _ = bounds(shard)
+                cursor = Cursor(position=oldest if start is None else max(start, oldest))
+                self._cursors[mapping.uuid] = cursor
+            return cursor
+
+    def _trim(self, by_stream: dict[str, list[Cursor]]) -> None:
+        """Drop what every mapping of a stream has read; past retention on every stream."""
+        from moto.dynamodb.models import dynamodb_backends
+
+        for regions in list(dynamodb_backends.values()):
+            for backend in list(regions.values()):
+                for table in list(backend.tables.values()):
+                    shard = table.stream_shard
+                    if shard is None:
+                        continue
+                    arn = f"{table.table_arn}/stream/{table.latest_stream_label}"
+                    cursors = by_stream.get(arn)
+                    keep_from = min(c.position for c in cursors) if cursors else None
+                    trim(shard, keep_from)
+
+    # -- one mapping's deliveries (a worker thread; one at a time per mapping) ----------------
+    def _deliver(self, account: str, region: str, mapping: Any) -> None:
+        try:
+            while not self._stop.is_set() and mapping.enabled:
+                shard = shard_for(mapping.event_source_arn)
+                cursor = self.cursor(mapping.uuid)
+                if shard is None or cursor is None:
+                    return
+                batch = self._next_batch(shard, mapping, cursor)
+                if not batch:
+                    return
+                batch = self._discard_expired(shard, mapping, cursor, batch)
+                if not batch:
+                    continue
+                outcome = self._invoke(account, region, mapping, batch)
+                self._settle(shard, mapping, cursor, batch, outcome)
+        except Exception:  # a future would swallow it; the next poll tries again
+            log.exception("%s: stream delivery failed", mapping.uuid)
+        finally:
+            self._wake.set()  # trim what this delivery consumed; look for more
+
+    def _next_batch(self, shard: Any, mapping: Any, cursor: Cursor) -> list[StoredRecord]:
+        limit = cursor.owed[0] if cursor.owed else int(mapping.batch_size)
+        try:
+            batch = read(shard, cursor.position, limit)
+        except TrimmedError as trimmed:
+            log.error("%s: records lost to retention; resuming at %d", mapping.uuid, trimmed.oldest)
+            cursor.position, cursor.attempts, cursor.owed = trimmed.oldest, 0, []
+            batch = read(shard, cursor.position, limit)
+        window = float(mapping.max_batch_window or 0)
+        # A retried batch goes again as it was; only a fresh one waits to fill up.
+        if batch and len(batch) < limit and window > 0 and not cursor.owed and not cursor.attempts:
+            deadline = batch[0].arrived + window
+            with self._arrived:
+                while True:
+                    # Read under the condition: a write between a read and the wait is not missed.
+                    batch = read(shard, cursor.position, limit)
+                    remaining = deadline - time.time()
+                    if len(batch) >= limit or remaining <= 0 or self._stop.is_set():
+                        break
+                    self._arrived.wait(remaining)
+        return _cut_to_payload_limit(batch, mapping.event_source_arn)
+
+    def _discard_expired(
+        self, shard: Any, mapping: Any, cursor: Cursor, batch: list[StoredRecord]
+    ) -> list[StoredRecord]:
+        max_age = mapping.max_record_age
+        if max_age is None or int(max_age) < 0:
+            return batch
+        now = time.time()
+        expired = [r for r in batch if now - r.arrived > int(max_age)]
+        if not expired:
+            return batch
+        self._discard(shard, mapping, cursor, expired, "RecordAgeExceeded")
+        return []
+
+    def _invoke(
+        self, account: str, region: str, mapping: Any, batch: list[StoredRecord]
+    ) -> _Outcome:
+        from moto.awslambda.utils import get_backend
+
+        self._warn_unsupported(mapping)
+        arn = mapping.event_source_arn
+        event = {"Records": [lambda_record(r, arn) for r in batch]}
+        headers: dict[str, Any] = {}
+        try:
+            function = get_backend(account, region).get_function(mapping.function_arn)
+            payload = function.invoke(json.dumps(event, default=str), {}, headers)
+        except Exception:  # counts as a failed batch, like an invoke error
+            log.exception("stream batch to %s failed to invoke", mapping.function_arn)
+            return _Outcome(failed=None, function_error="Unhandled")
+        if "x-amz-function-error" in headers:
+            return _Outcome(failed=None, function_error=headers["x-amz-function-error"])
+        if "ReportBatchItemFailures" not in (mapping.function_response_types or []):
+            return _Outcome(failed=set())
+        text = payload.decode() if isinstance(payload, bytes) else str(payload)
+        sequence_numbers = {str(r.sequence_number) for r in batch}
+        return _Outcome(failed=failed_item_ids(text, sequence_numbers))
+
+    def _settle(
+        self,
+        shard: Any,
+        mapping: Any,
+        cursor: Cursor,
+        batch: list[StoredRecord],
+        outcome: _Outcome,
+    ) -> None:
+        if outcome.failed is not None and not outcome.failed:
+            _advance(cursor, batch)
+            return
+        cursor.last_error = outcome.function_error
+        if outcome.failed is None:
+            if mapping.bisect_on_error and len(batch) > 1:
+                # Splitting does not use up the retry quota.
+                half = (len(batch) + 1) // 2
+                cursor.owed[:1] = [half, len(batch) - half]
+                log.info("%s: batch of %d failed; bisecting", mapping.uuid, len(batch))
+                return
+            failed_from = 0
+        else:
+            # Everything before the lowest failed record counts as processed.
+            lowest = min(int(s) for s in outcome.failed)
+            failed_from = next(i for i, r in enumerate(batch) if r.sequence_number == lowest)
+        rest = batch[failed_from:]
+        if rest[0].sequence_number == cursor.position:
+            cursor.attempts += 1
+        else:
+            cursor.position, cursor.attempts = rest[0].sequence_number, 1
+        # The retry is the failed records again, not a fresh read that records written since
+        # would join (with bisect on, the batch is split at the failed record).
+        cursor.owed[:1] = [len(rest)]
+        max_retries = -1 if mapping.max_retry_attempts is None else int(mapping.max_retry_attempts)
+        if 0 <= max_retries < cursor.attempts:
+            self._discard(shard, mapping, cursor, rest, "RetryAttemptsExhausted")
+            return
+        delay = self._retry_backoff[min(cursor.attempts, len(self._retry_backoff)) - 1]
+        log.warning(
+            "%s: %d of %d records failed (attempt %d); retrying from %d",
+            mapping.uuid,
+            len(rest),
+            len(batch),
+            cursor.attempts,
+            cursor.position,
+        )
+        self._stop.wait(delay)
+
+    def _discard(
+        self,
+        shard: Any,
+        mapping: Any,
+        cursor: Cursor,
+        batch: list[StoredRecord],
+        condition: str,
+    ) -> None:
+        destination = ((mapping.destination_config or {}).get("OnFailure") or {}).get("Destination")
+        invoke_count = cursor.attempts if batch[0].sequence_number == cursor.position else 0
+        record = invocation_record(
+            mapping,
+            batch,
+            shard_id=shard.id,
+            condition=condition,
+            invoke_count=invoke_count,
+            function_error=cursor.last_error,
+        )
+        if destination:
+            try:
+                send_to_destination(destination, json.dumps(record))
+            except Exception:
+                log.exception("%s: on-failure destination %s failed", mapping.uuid, destination)
+        log.error(
+            "%s: discarded %d records %s..%s (%s)%s",
+            mapping.uuid,
+            len(batch),
+            batch[0].sequence_number,
+            batch[-1].sequence_number,
+            condition,
+            f"; invocation record sent to {destination}" if destination else "",
+        )
+        _advance(cursor, batch)
+
+    def _warn_unsupported(self, mapping: Any) -> None:
+        for name, value in (
+            ("FilterCriteria", mapping.filter_criteria),
+            ("TumblingWindowInSeconds", mapping.tumbling_window),
+        ):
+            if value and (mapping.uuid, name) not in self._warned:
+                self._warned.add((mapping.uuid, name))
+                log.warning("%s: %s is not applied by the local cloud", mapping.uuid, name)
+
+
+def _advance(cursor: Cursor, batch: list[StoredRecord]) -> None:
+    """The batch is done with (processed or discarded): move past it."""
+    cursor.position = batch[-1].sequence_number + 1
+    cursor.attempts, cursor.last_error = 0, None
+    done = len(batch)
+    while done and cursor.owed:
+        taken = min(done, cursor.owed[0])
+        cursor.owed[0] -= taken
+        done -= taken
+        if not cursor.owed[0]:
+            cursor.owed.pop(0)
+
+
+def _cut_to_payload_limit(batch: list[StoredRecord], stream_arn: str) -> list[StoredRecord]:
+    # Envelope and per-record overhead are small next to the images; the estimate errs high.
+    total = 16
+    for index, stored in enumerate(batch):
+        total += stored.size + len(stream_arn) + 400
+        if total > MAX_PAYLOAD_BYTES and index > 0:
+            return batch[:index]
+    return batch
