@@ -96,7 +96,9 @@ def submit_once(key: str, payment: Payment, context: Any) -> tuple[int, dict[str
         ) from None
     if _replayed[0]:
         # A replay answers like an identical resubmission: 200 with the payment as it is now.
-        return 200, Payments(settings()).get(result["payment_id"])
+        # Read strongly: the first answer may be a moment old, and an eventually consistent read
+        # could miss the payment it created.
+        return 200, Payments(settings()).get(result["payment_id"], consistent=True)
     return result["status"], result["payment"]
 
 

@@ -322,3 +322,18 @@ class TestDeeplyNestedBodies:
         limit = f"more than {validation.MAX_JSON_DEPTH} levels deep"
         assert limit in body["error"]["details"]["fields"]["body"]
         assert world.payments() == []
+
+
+def test_an_idempotent_replay_reads_the_payment_strongly_consistent(world, context):
+    headers = {"Idempotency-Key": "order-13"}
+    assert call(context, "POST", "/payments", body=PAYMENT, headers=headers)[0] == 202
+    reads: list[bool] = []
+
+    def remember(params, **_):
+        if params.get("TableName") == world.env["PAYMENTS_TABLE"]:
+            reads.append(params.get("ConsistentRead", False))
+
+    aws.client("dynamodb").meta.events.register("before-parameter-build.dynamodb.GetItem", remember)
+    status, body = call(context, "POST", "/payments", body=PAYMENT, headers=headers)
+    assert status == 200 and body["payment_id"]
+    assert reads == [True]
