@@ -1,4 +1,4 @@
-"""Command line: ``python -m localcloud {serve,up,down,status}``."""
+"""Command line: ``python -m localcloud {serve,up,down,status,schedule}``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="start in the background and deploy the stack")
     commands.add_parser("down", help="stop what `up` started and remove .local/")
     commands.add_parser("status", help="say whether the local cloud is up")
+    schedule = commands.add_parser("schedule", help="EventBridge Scheduler schedules")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
+    run = schedule_commands.add_parser("run", help="invoke a schedule's target now")
+    run.add_argument("name", help="the schedule's name, e.g. payments-sweeper-local")
+    run.add_argument("--group", default="default", help="its schedule group (default: default)")
+    schedule_commands.add_parser("list", help="the schedules and their expressions")
     args = parser.parse_args(argv)
     try:
         config = LocalCloudConfig.from_env()
@@ -32,12 +38,39 @@ def main(argv: list[str] | None = None) -> int:
             )
             run(config)
             return 0
+        if args.command == "schedule":
+            return _schedule(config, args)
         from localcloud import deploy
 
         return {"up": deploy.up, "down": deploy.down, "status": deploy.status}[args.command](config)
     except LocalCloudError as exc:
         print(f"localcloud: {exc}", file=sys.stderr)
         return 2
+
+
+def _schedule(config: LocalCloudConfig, args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from localcloud import scheduler
+
+    try:
+        if args.schedule_command == "run":
+            target = scheduler.fire_now(config.endpoint_url, config.region, args.name, args.group)
+            print(f"schedule {args.group}/{args.name}: invoked {target}")
+            return 0
+        client = scheduler.api_client(config.endpoint_url)("scheduler", config.region)
+        for page in client.get_paginator("list_schedules").paginate():
+            for summary in page["Schedules"]:
+                full = client.get_schedule(Name=summary["Name"], GroupName=summary["GroupName"])
+                print(
+                    f"{full['GroupName']}/{full['Name']}\t{full['State']}\t"
+                    f"{full['ScheduleExpression']}\t{full['Target']['Arn']}"
+                )
+        return 0
+    except (ClientError, BotoCoreError, scheduler.ScheduleError) as error:
+        raise LocalCloudError(
+            f"{error} (is the local cloud up at {config.endpoint_url}?)"
+        ) from error
 
 
 if __name__ == "__main__":

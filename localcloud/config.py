@@ -19,6 +19,19 @@ class LocalCloudError(RuntimeError):
     """A problem the user can fix; the CLI prints the message without a traceback."""
 
 
+def _scale(env: dict[str, str] | os._Environ[str], name: str) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1000:
+        raise LocalCloudError(f"{name}={raw!r} must be a number greater than 0 (e.g. 0.01)")
+    return value
+
+
 def _port(env: dict[str, str] | os._Environ[str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -34,6 +47,8 @@ class LocalCloudConfig:
     gateway_port: int = DEFAULT_GATEWAY_PORT
     region: str = DEFAULT_REGION
     state_dir: Path = REPO_ROOT / ".local"
+    # Multiplies the period of every rate(...) schedule (LOCALCLOUD_SCHEDULE_SCALE).
+    schedule_scale: float = 1.0
 
     @property
     def endpoint_url(self) -> str:
@@ -66,4 +81,10 @@ class LocalCloudConfig:
             )
         region = env.get("AWS_REGION", "").strip() or DEFAULT_REGION
         state_dir = Path(env.get("LOCALCLOUD_STATE_DIR", "").strip() or REPO_ROOT / ".local")
-        return cls(port=port, gateway_port=gateway_port, region=region, state_dir=state_dir)
+        return cls(
+            port=port,
+            gateway_port=gateway_port,
+            region=region,
+            state_dir=state_dir,
+            schedule_scale=_scale(env, "LOCALCLOUD_SCHEDULE_SCALE"),
+        )

@@ -35,6 +35,7 @@ def serve(config: LocalCloudConfig) -> None:
     from localcloud.dynamodb_streams import StreamPoller
     from localcloud.gateway import Gateway
     from localcloud.lambda_runner import LambdaRunner
+    from localcloud.scheduler import Scheduler
     from localcloud.sqs_poller import SqsPoller
 
     runner = LambdaRunner(
@@ -53,6 +54,8 @@ def serve(config: LocalCloudConfig) -> None:
     moto.start()
     poller.start()
     streams.start()
+    scheduler = Scheduler(endpoint_url=config.endpoint_url, scale=config.schedule_scale)
+    scheduler.start()
     gateway = Gateway(
         host=HOST,
         port=config.gateway_port,
@@ -61,9 +64,10 @@ def serve(config: LocalCloudConfig) -> None:
     )
     gateway.start()
     log.info(
-        "local cloud ready: AWS endpoint %s, REST gateway %s",
+        "local cloud ready: AWS endpoint %s, REST gateway %s%s",
         config.endpoint_url,
         config.gateway_url,
+        f", rate schedules x{config.schedule_scale:g}" if config.schedule_scale != 1 else "",
     )
 
     stopped = threading.Event()
@@ -75,6 +79,7 @@ def serve(config: LocalCloudConfig) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     stopped.wait()
+    scheduler.stop()
     poller.stop()
     streams.stop()
     gateway.stop()
