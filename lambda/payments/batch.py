@@ -46,7 +46,7 @@ from payments.repository import (
 )
 from payments.validation import BATCH_ID, BATCH_ID_PATTERN, Payment, validate_payment
 
-INCOMING_KEY = re.compile(rf"^incoming/(?P<batch_id>{BATCH_ID_PATTERN})\.csv$")
+INCOMING_KEY = re.compile(rf"\Aincoming/(?P<batch_id>{BATCH_ID_PATTERN})\.csv\Z", re.ASCII)
 REPORTS_PREFIX = "reports/"
 # 25 rows = 50 transaction items (payment + audit each), half of DynamoDB's 100-item limit, so
 # one conflicting row costs a retry of at most 24 others.
@@ -77,7 +77,7 @@ _R = TypeVar("_R")
 
 def batch_id_from_key(key: str) -> str | None:
     """``incoming/<batch_id>.csv`` -> batch_id; anything else is not a batch file."""
-    match = INCOMING_KEY.match(key)
+    match = INCOMING_KEY.fullmatch(key)
     return match.group("batch_id") if match else None
 
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from payments import events
@@ -133,7 +134,7 @@ class Reconciler:
         problems = report.mismatches
         if not history or history[0] != RECEIVED:
             problems.append(f"payment {pid}: history does not start with RECEIVED: {history}")
-        for before, after in zip(history, history[1:], strict=False):
+        for before, after in pairwise(history):
             if after not in ALLOWED.get(before, set()):
                 problems.append(f"payment {pid}: illegal step {before} -> {after} in history")
         if version != len(history):
@@ -154,14 +155,10 @@ class Reconciler:
         report.events_expected += len(expected_events)
         if published is not None:
             seen = published.get(pid, set())
-            if expected_events - seen:
-                problems.append(
-                    f"payment {pid}: audited but never published: {sorted(expected_events - seen)}"
-                )
-            if seen - expected_events:
-                problems.append(
-                    f"payment {pid}: published without an audit entry: {sorted(seen - expected_events)}"
-                )
+            if missing := sorted(expected_events - seen):
+                problems.append(f"payment {pid}: audited but never published: {missing}")
+            if extra := sorted(seen - expected_events):
+                problems.append(f"payment {pid}: published without an audit entry: {extra}")
         if payment.get("status") in FINAL_STATUSES:
             report.final += 1
             if payment.get("pending_shard") is not None:

@@ -7,6 +7,7 @@ from cdktf_cdktf_provider_aws.ssm_parameter import SsmParameter
 PUBLISHED = {
     "api_url", "batch_bucket_name", "payments_table_name", "processing_status_table_name",
     "audit_log_table_name", "processing_queue_url", "payment_events_topic_arn", "state_machine_arn",
+    "payment_events_subscriber_queue_url",
 }  # fmt: skip
 
 
