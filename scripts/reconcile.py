@@ -113,23 +113,25 @@ def run(args: argparse.Namespace) -> Report:
         config = Config(**{**config.__dict__, "stuck_after_seconds": args.stuck_after})
     queue_url = args.events_queue or queue_url
     reconciler = Reconciler(config)
-    if args.batch:
-        payments = [p for b in args.batch for p in reconciler.payments_of_batch(b)]
-        scope = f"batch(es) {', '.join(args.batch)}"
-    else:
-        until = args.until or datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        since = args.since or (datetime.now(UTC) - timedelta(hours=24)).isoformat().replace(
-            "+00:00", "Z"
-        )
-        payments = reconciler.payments_created(since, until)
-        scope = f"payments created from {since} to {until}"
+    payments: dict[str, dict[str, Any]] = {}
+    scopes = []
+    for batch_id in args.batch or ():
+        payments |= {p["payment_id"]: p for p in reconciler.payments_of_batch(batch_id)}
+        scopes.append(f"batch {batch_id}")
+    if args.since or args.until or not args.batch:
+        now = datetime.now(UTC)
+        until = args.until or now.isoformat().replace("+00:00", "Z")
+        since = args.since or (now - timedelta(hours=24)).isoformat().replace("+00:00", "Z")
+        payments |= {p["payment_id"]: p for p in reconciler.payments_created(since, until)}
+        scopes.append(f"payments created from {since} to {until}")
+    scope = "; ".join(scopes)
     published = None
     if not args.no_events:
         if not queue_url:
             raise SystemExit("reconcile: pass --events-queue URL (or --no-events to skip events)")
         published = read_events(sqs, queue_url)
     print(f"reconcile: {scope}")
-    return reconciler.check(payments, batch_ids=args.batch or (), published=published)
+    return reconciler.check(payments.values(), batch_ids=args.batch or (), published=published)
 
 
 def main(argv: list[str] | None = None) -> int:
