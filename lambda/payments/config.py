@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from payments import env
+from payments.contract import DEFAULT_SIGNATURE_TOLERANCE_SECONDS
 from payments.errors import ConfigurationError
 
 DEFAULT_MAX_PAYMENT_AMOUNT = Decimal("1000000")
@@ -21,6 +22,7 @@ DEFAULT_BATCH_CHUNK_ROWS = 5000
 MAX_BATCH_CHUNK_ROWS = 50_000
 DEFAULT_STUCK_AFTER_SECONDS = 30 * 60
 DEFAULT_WORKFLOW_TIMEOUT_SECONDS = 2 * 60 * 60
+DEFAULT_WEBHOOK_TOLERANCE_SECONDS = DEFAULT_SIGNATURE_TOLERANCE_SECONDS
 _ARN = re.compile(r"arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+", re.ASCII)
 _URL = re.compile(r"https?://\S+", re.ASCII)
 
@@ -37,6 +39,7 @@ class Config:
     state_machine_arn: str | None = None
     max_payment_amount: Decimal = DEFAULT_MAX_PAYMENT_AMOUNT
     webhook_secret_parameter: str | None = None
+    webhook_tolerance_seconds: int = DEFAULT_WEBHOOK_TOLERANCE_SECONDS
     batch_chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     cors_allowed_origin: str | None = None
     stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
@@ -64,6 +67,7 @@ _FIELD_OF = {
     env.STATE_MACHINE_ARN: "state_machine_arn",
     env.MAX_PAYMENT_AMOUNT: "max_payment_amount",
     env.WEBHOOK_SECRET_PARAMETER: "webhook_secret_parameter",
+    env.WEBHOOK_TOLERANCE_SECONDS: "webhook_tolerance_seconds",
     env.BATCH_CHUNK_ROWS: "batch_chunk_rows",
     env.CORS_ALLOWED_ORIGIN: "cors_allowed_origin",
     env.STUCK_AFTER_SECONDS: "stuck_after_seconds",
@@ -106,6 +110,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         state_machine_arn=arn(env.STATE_MACHINE_ARN),
         max_payment_amount=_max_amount(text(env.MAX_PAYMENT_AMOUNT)),
         webhook_secret_parameter=text(env.WEBHOOK_SECRET_PARAMETER),
+        webhook_tolerance_seconds=_seconds(
+            env.WEBHOOK_TOLERANCE_SECONDS,
+            text(env.WEBHOOK_TOLERANCE_SECONDS),
+            DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
+        ),
         batch_chunk_rows=_chunk_rows(text(env.BATCH_CHUNK_ROWS)),
         cors_allowed_origin=text(env.CORS_ALLOWED_ORIGIN),
         stuck_after_seconds=_seconds(

@@ -17,6 +17,13 @@ PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+# Answered by API Gateway itself (lib/api_spec.py GATEWAY_ERRORS), in the same error body.
+FORBIDDEN = "FORBIDDEN"
+THROTTLED = "THROTTLED"
+QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+BAD_GATEWAY = "BAD_GATEWAY"
+TIMEOUT = "TIMEOUT"
+CLIENT_ERROR = "CLIENT_ERROR"
 # Batch-only reasons.
 DUPLICATE = "DUPLICATE"
 INVALID_ENCODING = "INVALID_ENCODING"
@@ -35,6 +42,26 @@ HTTP_STATUS: dict[str, int] = {
     CONFIGURATION_ERROR: 500,
     SERVICE_UNAVAILABLE: 503,
 }
+
+# Every code an API client can read in an error body (the OpenAPI document's enum).
+API_CODES = (
+    VALIDATION_ERROR,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    CONFLICT,
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    THROTTLED,
+    QUOTA_EXCEEDED,
+    CLIENT_ERROR,
+    INTERNAL_ERROR,
+    CONFIGURATION_ERROR,
+    BAD_GATEWAY,
+    SERVICE_UNAVAILABLE,
+    TIMEOUT,
+)
 
 # What a client reads when a request fails on our side: stable, plain words and no details. The
 # exception's own text (AWS error strings with ARNs and principals, environment values) goes to

@@ -18,43 +18,46 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from payments import money
+from payments import contract, money
+
+# The limits and rules are the API contract's; callers read them here, beside the validators.
+from payments.contract import BATCH_ID_PATTERN as BATCH_ID_PATTERN
+from payments.contract import BATCH_ID_RULE as BATCH_ID_RULE
+from payments.contract import MAX_BODY_BYTES as MAX_BODY_BYTES
+from payments.contract import MAX_DESCRIPTION as MAX_DESCRIPTION
+from payments.contract import MAX_JSON_DEPTH as MAX_JSON_DEPTH
+from payments.contract import MAX_METADATA_KEYS as MAX_METADATA_KEYS
+from payments.contract import MAX_METADATA_VALUE as MAX_METADATA_VALUE
+from payments.contract import MAX_REASON as MAX_REASON
+from payments.contract import PAYMENT_ID_RULE as PAYMENT_ID_RULE
 from payments.errors import PAYLOAD_TOO_LARGE, PaymentError, ValidationError
 
-MAX_BODY_BYTES = 64 * 1024
-# A payment body needs two levels (the object and its metadata); the rest is headroom.
-MAX_JSON_DEPTH = 8
 _JSON_STRUCTURE = re.compile(r'[\\"\[\]{}]')
-# Patterns are anchored with \A...\Z, never ^...$: `$` also matches before a final "\n", so
-# "pay-1\n" would pass beside "pay-1". With \Z a caller's `.match()` is a full match too.
-# Classes are spelled out ([0-9], not \d, which admits every Unicode digit).
-PAYMENT_ID = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
-PAYMENT_ID_RULE = "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"
-# Unanchored so batch.INCOMING_KEY can embed it in the object key pattern.
-BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
-BATCH_ID = re.compile(rf"\A{BATCH_ID_PATTERN}\Z")
-BATCH_ID_RULE = "must be 1-128 characters of A-Z, a-z, 0-9, _ . -"
-_REFERENCE = re.compile(r"\A[A-Za-z0-9_.:@/+-]{1,128}\Z")
+
+
+def _full(pattern: str) -> re.Pattern[str]:
+    """A contract pattern as a full match: \\A...\\Z, never ^...$ (`$` also matches before a
+    final "\\n", so "pay-1\\n" would pass beside "pay-1"). With \\Z, `.match()` is full too."""
+    return re.compile(rf"\A(?:{pattern})\Z")
+
+
+PAYMENT_ID = _full(contract.PAYMENT_ID_PATTERN)
+BATCH_ID = _full(BATCH_ID_PATTERN)
+IDEMPOTENCY_KEY = _full(contract.IDEMPOTENCY_KEY_PATTERN)
+_REFERENCE = _full(contract.REFERENCE_PATTERN)
 # Checked before lower-casing: str.lower() maps some non-ASCII letters to ASCII (KELVIN SIGN -> k).
-_PAYMENT_METHOD = re.compile(r"\A[A-Za-z][A-Za-z0-9_]{0,31}\Z")
-_METADATA_KEY = re.compile(r"\A[A-Za-z0-9_.-]{1,40}\Z")
+_PAYMENT_METHOD = _full(contract.PAYMENT_METHOD_PATTERN)
+_METADATA_KEY = _full(contract.METADATA_KEY_PATTERN)
 # What a CSV cell may be padded with: ASCII blanks only (str.strip() would also eat NBSP & co).
 _CSV_BLANKS = " \t"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-MAX_DESCRIPTION = 500
-MAX_METADATA_KEYS = 20
-MAX_METADATA_VALUE = 500
+_CONTROL = re.compile(f"[{contract.CONTROL_RANGES}]")
 
-REQUIRED_FIELDS = ("amount", "currency")
-OPTIONAL_FIELDS = (
-    "payment_id",
-    "customer_id",
-    "merchant_id",
-    "payment_method",
-    "description",
-    "metadata",
+REQUIRED_FIELDS = contract.REQUIRED_PAYMENT_FIELDS
+PAYMENT_FIELDS = frozenset(contract.SCHEMAS["PaymentRequest"]["properties"])
+OPTIONAL_FIELDS = tuple(
+    name for name in contract.SCHEMAS["PaymentRequest"]["properties"] if name not in REQUIRED_FIELDS
 )
-PAYMENT_FIELDS = frozenset(REQUIRED_FIELDS + OPTIONAL_FIELDS)
+FRAUD_SIGNAL_FIELDS = frozenset(contract.FRAUD_SIGNAL_FIELDS)
 # Columns a CSV file may carry into a payment; metadata has no flat form, other columns are
 # ignored (DESIGN section 3).
 CSV_FIELDS = (
@@ -229,7 +232,7 @@ def validate_payment(
         if not isinstance(value, str):
             errors[name] = "must be a string"
         elif not _REFERENCE.fullmatch(value):
-            errors[name] = "must be 1-128 characters of letters, digits and _ . : @ / + -"
+            errors[name] = contract.REFERENCE_RULE
         else:
             optional[name] = value
     method = data.get("payment_method")
@@ -272,7 +275,7 @@ class FraudSignal:
 
 def validate_fraud_signal(data: Mapping[str, Any]) -> FraudSignal:
     errors: dict[str, str] = {}
-    for name in sorted(set(data) - {"payment_id", "risk_score", "reason"}):
+    for name in sorted(set(data) - FRAUD_SIGNAL_FIELDS):
         errors[name] = "is not a known field"
     payment_id = data.get("payment_id")
     if payment_id is None:
@@ -284,13 +287,13 @@ def validate_fraud_signal(data: Mapping[str, Any]) -> FraudSignal:
         errors["risk_score"] = "is required"
     elif isinstance(score, bool | str | float) or not isinstance(score, int | Decimal):
         errors["risk_score"] = "must be a number from 0 to 100"
-    elif not 0 <= Decimal(score) <= 100:
-        errors["risk_score"] = "must be from 0 to 100"
+    elif not 0 <= Decimal(score) <= contract.MAX_RISK_SCORE:
+        errors["risk_score"] = f"must be from 0 to {contract.MAX_RISK_SCORE}"
     reason = data.get("reason")
     if reason is None:
         errors["reason"] = "is required"
-    elif not isinstance(reason, str) or not 1 <= len(reason) <= MAX_DESCRIPTION:
-        errors["reason"] = f"must be a string of 1-{MAX_DESCRIPTION} characters"
+    elif not isinstance(reason, str) or not 1 <= len(reason) <= MAX_REASON:
+        errors["reason"] = f"must be a string of 1-{MAX_REASON} characters"
     if errors:
         raise ValidationError(errors)
     return FraudSignal(payment_id=payment_id, risk_score=Decimal(score), reason=reason)

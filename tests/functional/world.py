@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -300,9 +301,12 @@ def api_event(
     }
 
 
-def sign(body: bytes | str, secret: str = WEBHOOK_SECRET) -> str:
+def sign(body: bytes | str, secret: str = WEBHOOK_SECRET, *, at: int | None = None) -> str:
+    """The fraud provider's ``X-Signature``: HMAC-SHA256 of ``"<t>.<body>"``, signed now."""
     raw = body.encode() if isinstance(body, str) else body
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    timestamp = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
