@@ -9,12 +9,15 @@ export PIPENV_VERBOSITY := -1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CHECKPOINT_DISABLE := 1
 export TF_CLI_CONFIG_FILE := $(CURDIR)/build/terraform.rc
+# Redocly CLI (make docs): no usage reports or update checks (CI reaches no other host).
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
 PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e lint bench bench-synth local-up local-down demo reconcile clean
+.PHONY: help install layer synth test test-fast test-e2e lint docs bench bench-synth local-up local-down demo reconcile clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -52,6 +55,11 @@ test-e2e: install ## deploys to the local cloud and tests through its gateway (s
 lint: install ## ruff
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+
+docs: install ## the API reference: docs/openapi.yaml from the contract, linted, rendered to build/docs/api.html
+	$(PYTHON) -m lib.openapi
+	npx redocly lint --format=stylish docs/openapi.yaml
+	npx redocly build-docs docs/openapi.yaml --inlineBundle --title "Payments API" -o build/docs/api.html
 
 bench: install ## runtime benchmarks: AWS calls, rows/s, memory, cold start
 	$(PYTHON) scripts/bench.py

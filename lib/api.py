@@ -47,7 +47,9 @@ from lib.api_spec import (
     CORS_ALLOW_HEADERS,
     GATEWAY_ERRORS,
     MODELS,
+    OTHER_METHODS,
     ROUTES,
+    key_required_on,
     methods_of,
     resource_paths,
 )
@@ -152,8 +154,8 @@ class Api(Construct):
                 authorization="NONE",
                 api_key_required=route.api_key_required,
                 request_validator_id=validator.id,
-                request_models={"application/json": models[route.model].name}
-                if route.model
+                request_models={"application/json": models[route.request].name}
+                if route.request
                 else None,
                 request_parameters={f"method.request.path.{p}": True for p in path_params} or None,
             )
@@ -170,6 +172,7 @@ class Api(Construct):
             deployed += [method, integration]
         for path in resource_paths():
             if methods_of(path):
+                deployed += self._other_methods(path, resources[path], handler)
                 deployed += self._cors_preflight(path, resources[path], cors_origin, validator)
         for response_type, error in GATEWAY_ERRORS.items():
             deployed.append(
@@ -191,6 +194,7 @@ class Api(Construct):
             "gateway_errors": {k: dataclasses.asdict(v) for k, v in GATEWAY_ERRORS.items()},
             "cors_origin": settings.cors_origin,
             "cors_allow_headers": CORS_ALLOW_HEADERS,
+            "other_methods": OTHER_METHODS,
             "handler": settings.name("api"),
         }
         self.definition_hash = hashlib.sha256(
@@ -284,6 +288,34 @@ class Api(Construct):
             # <execution arn>/<stage>/<method>/<path>: this API only, any of its stages.
             source_arn=f"{self.rest_api.execution_arn}/*/*",
         )
+
+    def _other_methods(
+        self, path: str, resource: ApiGatewayResource, handler: LambdaFunction
+    ) -> list:
+        """``ANY``: every method the path does not serve goes to the handler, which answers 405
+        with ``Allow`` (API Gateway prefers the explicit methods and OPTIONS)."""
+        logical = f"{OTHER_METHODS.lower()}-{_logical(path)}"
+        method = ApiGatewayMethod(
+            self,
+            f"method-{logical}",
+            rest_api_id=self.rest_api.id,
+            resource_id=resource.id,
+            http_method=OTHER_METHODS,
+            authorization="NONE",
+            # Like the path's own routes: no key, no way to reach the function.
+            api_key_required=key_required_on(path),
+        )
+        integration = ApiGatewayIntegration(
+            self,
+            f"integration-{logical}",
+            rest_api_id=self.rest_api.id,
+            resource_id=resource.id,
+            http_method=method.http_method,
+            integration_http_method="POST",
+            type="AWS_PROXY",
+            uri=handler.invoke_arn,
+        )
+        return [method, integration]
 
     def _cors_preflight(
         self,

@@ -72,11 +72,19 @@ class TestRoutes:
 
     def test_exactly_the_six_routes_of_the_contract_plus_cors_preflights(self, each):
         methods = _methods(each)
-        routes = {k for k in methods if k[0] != "OPTIONS"}
+        routes = {k for k in methods if k[0] not in ("OPTIONS", "ANY")}
         assert routes == set(ROUTE_TABLE)
         assert {path for method, path in methods if method == "OPTIONS"} == {
             p for _, p in ROUTE_TABLE
         }
+
+    def test_other_methods_reach_the_handler_for_its_405_with_the_paths_key_rule(self, each):
+        methods = _methods(each)
+        paths = {p for _, p in ROUTE_TABLE}
+        assert {path for method, path in methods if method == "ANY"} == paths
+        for path in paths:
+            needs_key = any(key for (_, p), key in ROUTE_TABLE.items() if p == path)
+            assert methods[("ANY", path)]["api_key_required"] is needs_key
 
     @pytest.mark.parametrize(("route", "key_required"), ROUTE_TABLE.items())
     def test_api_key_on_every_route_but_health(self, each, route, key_required):
@@ -88,7 +96,7 @@ class TestRoutes:
             for i in each.resources(ApiGatewayIntegration.TF_RESOURCE_TYPE).values()
             if i["type"] != "MOCK"
         ]
-        assert len(integrations) == len(ROUTE_TABLE)
+        assert len(integrations) == len(ROUTE_TABLE) + len({p for _, p in ROUTE_TABLE})
         for integration in integrations:
             assert integration["type"] == "AWS_PROXY"
             assert integration["integration_http_method"] == "POST"
@@ -99,9 +107,9 @@ class TestRoutes:
         for route in ROUTES:
             method = methods[(route.method, route.path)]
             assert method["request_validator_id"]
-            if route.model:
+            if route.request:
                 (model,) = method["request_models"].values()
-                assert model.startswith(f"${{aws_api_gateway_model.api_model-{route.model}_")
+                assert model.startswith(f"${{aws_api_gateway_model.api_model-{route.request}_")
 
     def test_api_gateway_may_invoke_the_handler_only_from_this_api(self, each):
         permission = next(
