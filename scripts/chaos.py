@@ -1,0 +1,257 @@
+"""``make chaos``: payments under injected faults on the local cloud; 0 lost, 0 duplicated, 0 stuck.
+
+Run against a local cloud started in chaos mode (``LOCALCLOUD_CHAOS``, see docs/LOCALCLOUD.md):
+a set fraction of the AWS calls the functions make fail (throttling, 500, a timeout *after* the
+write committed) and now and then a function's worker is killed mid-invocation. Then:
+
+1. API clients (a few threads) send ``--api-payments`` logical payments, half with a
+   ``payment_id`` and half with only an ``Idempotency-Key``; on a 5xx, a 429, a 409 "in
+   progress" or a lost connection a client retries the very same request, as a real one would.
+2. ``--batches`` CSV files of ``--rows`` rows each (a few bad and duplicate rows among them) are
+   uploaded, and one is uploaded again.
+3. Drain: wait until the queue is idle, run the sweeper (``python -m localcloud schedule run``),
+   wait again, until every payment is final or ``--timeout`` passes.
+4. Count and reconcile: each answered request has exactly one stored payment equal to what the
+   2xx answered; the API stored no payment nobody asked for; every batch completed with counters
+   that add up; nothing is non-final; every audit entry's event reached the subscriber queue.
+
+Prints the counts; exits 1 when any of lost / duplicated / stuck / mismatched is not 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+
+from localcloud.client import HttpResponse, LocalCloud  # noqa: E402
+
+FINAL = {"COMPLETED", "FAILED"}
+RETRYABLE = {429, 500, 502, 503, 504}
+MAX_ATTEMPTS = 12
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+@dataclass
+class Answer:
+    """What the platform answered a logical request with (its first 2xx), or why not."""
+
+    request: dict[str, Any]
+    key: str | None
+    status: int | None = None
+    payment: dict[str, Any] | None = None
+    attempts: int = 0
+    retried_statuses: list[int] = field(default_factory=list)
+
+
+def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
+    headers = {"Idempotency-Key": answer.key} if answer.key else {}
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        answer.attempts = attempt
+        try:
+            response: HttpResponse = cloud.request(
+                "POST", "/payments", body=answer.request, headers=headers
+            )
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            answer.retried_statuses.append(0)
+        else:
+            if response.status in (200, 202):
+                answer.status, answer.payment = response.status, response.json()
+                return answer
+            in_progress = response.status == 409 and "in progress" in response.body.decode()
+            if response.status not in RETRYABLE and not in_progress:
+                answer.status = response.status
+                return answer
+            answer.retried_statuses.append(response.status)
+        time.sleep(min(0.1 * 2**attempt, 3) * rng.uniform(0.5, 1.5))
+    return answer
+
+
+def batch_file(batch_id: str, rows: int, rng: random.Random) -> tuple[bytes, int]:
+    """A CSV of ``rows`` data rows: mostly good, some rejected, some repeated; and how many of
+    them should be accepted."""
+    lines = ["payment_id,amount,currency"]
+    accepted = 0
+    for i in range(rows):
+        kind = rng.random()
+        if kind < 0.02 and i:
+            lines.append(lines[-1])  # a duplicate of the previous row
+        elif kind < 0.04:
+            lines.append(f"{batch_id}-{i},-1.00,USD")  # rejected: not positive
+        else:
+            lines.append(f"{batch_id}-{i},{rng.randint(1, 99999)}.{rng.randint(0, 99):02d},USD")
+            accepted += 1
+    return ("\n".join(lines) + "\n").encode(), accepted
+
+
+def run_sweeper(cloud: LocalCloud) -> None:
+    name = f"payments-sweeper-{cloud.stack['stage_name']}"
+    subprocess.run(
+        [sys.executable, "-m", "localcloud", "schedule", "run", name],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api-payments", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=2000, help="data rows per batch file")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to drain")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    cloud = LocalCloud()
+    run = uuid.uuid4().hex[:8]
+    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    started = time.monotonic()
+    say(f"chaos run {run} (seed {seed}): {args.api_payments} API payments from {args.clients} "
+        f"clients, {args.batches} batches x {args.rows} rows")  # fmt: skip
+
+    # -- batches first, so their rows are processed while the API traffic arrives ------------
+    expected_batches: dict[str, tuple[int, int]] = {}
+    for b in range(args.batches):
+        batch_id = f"chaos-{run}-{b}"
+        body, accepted = batch_file(batch_id, args.rows, rng)
+        cloud.upload_batch(batch_id, body)
+        if b == 0:  # the same file again: a new version whose stored rows are duplicates
+            cloud.upload_batch(batch_id, body)
+            accepted = 0
+        expected_batches[batch_id] = (args.rows, accepted)
+
+    # -- API payments through retrying clients -------------------------------------------------
+    answers = []
+    for i in range(args.api_payments):
+        amount = str(Decimal(rng.randint(1, 5_000_000)) / 100)
+        request: dict[str, Any] = {"amount": amount, "currency": rng.choice(["USD", "EUR", "GBP"])}
+        key = None
+        if i % 2:
+            key = f"chaos-{run}-{i}"
+        else:
+            request["payment_id"] = f"chaos-{run}-api-{i}"
+        answers.append(Answer(request=request, key=key))
+    lock = threading.Lock()
+    client_rngs = [random.Random(seed + n) for n in range(args.clients)]
+
+    def client(n: int) -> None:
+        for index in range(n, len(answers), args.clients):
+            send(cloud, answers[index], client_rngs[n])
+        with lock:
+            say(f"  client {n} done")
+
+    with ThreadPoolExecutor(max_workers=args.clients) as pool:
+        list(pool.map(client, range(args.clients)))
+    sent_seconds = time.monotonic() - started
+    unanswered = [a for a in answers if a.status not in (200, 202)]
+    retries = sum(a.attempts - 1 for a in answers)
+    say(f"API: {len(answers)} requests in {sent_seconds:.0f}s, {retries} retries, "
+        f"{len(unanswered)} without a 2xx")  # fmt: skip
+
+    # -- drain ------------------------------------------------------------------------------
+    from payments.reconcile import Reconciler
+
+    reconcile = _reconcile_module()
+    config = reconcile._local_cloud()[0]
+    reconciler = Reconciler(config)
+    deadline = time.monotonic() + args.timeout
+    sweeps = 0
+    while True:
+        payments = reconciler.payments_created(since, "9999")
+        open_ = [p for p in payments if p["status"] not in FINAL]
+        batches = {b: cloud.request("GET", f"/batches/{b}").json() for b in expected_batches}
+        running = [b for b, v in batches.items() if v.get("status") not in FINAL]
+        say(f"  {time.monotonic() - started:5.0f}s: {len(payments)} payments, "
+            f"{len(open_)} not final, {len(running)} batches running")  # fmt: skip
+        if not open_ and not running:
+            break
+        if time.monotonic() > deadline:
+            break
+        if not running and sweeps < 10:
+            run_sweeper(cloud)
+            sweeps += 1
+        time.sleep(10)
+
+    # -- count ------------------------------------------------------------------------------
+    by_id = {p["payment_id"]: p for p in payments}
+    lost, differs = [], []
+    for answer in answers:
+        if answer.payment is None:
+            continue
+        stored = by_id.get(answer.payment["payment_id"])
+        if stored is None:
+            lost.append(answer.payment["payment_id"])
+        elif (Decimal(stored["amount"]), stored["currency"]) != (
+            Decimal(answer.payment["amount"]),
+            answer.payment["currency"],
+        ):
+            differs.append(stored["payment_id"])
+    answered_ids = {a.payment["payment_id"] for a in answers if a.payment}
+    api_stored = [p for p in payments if p.get("source") == "api"]
+    duplicated = [p["payment_id"] for p in api_stored if p["payment_id"] not in answered_ids]
+    stuck = [p["payment_id"] for p in payments if p["status"] not in FINAL]
+    batch_problems = []
+    for batch_id, (rows, accepted) in expected_batches.items():
+        view = batches[batch_id]
+        counted = view["accepted"] + view["rejected"] + view["duplicates"]
+        if view["status"] != "COMPLETED" or view["total_rows"] != rows or counted != rows:
+            batch_problems.append(f"{batch_id}: {view['status']} {view['total_rows']}/{counted}")
+        elif batch_id != f"chaos-{run}-0" and view["accepted"] != accepted:
+            batch_problems.append(f"{batch_id}: accepted {view['accepted']} != {accepted}")
+    queue = cloud.stack["payment_events_subscriber_queue_url"]
+    published = reconcile.read_events(cloud.client("sqs"), queue)
+    report = reconciler.check(payments, batch_ids=list(expected_batches), published=published)
+
+    say()
+    say(f"== chaos {run} (seed {seed}) after {time.monotonic() - started:.0f}s ==")
+    say(f"API requests answered 2xx:     {len(answers) - len(unanswered)} / {len(answers)}")
+    say(f"client retries:                {retries}")
+    say(f"batch rows:                    {sum(r for r, _ in expected_batches.values())}")
+    say(f"payments stored:               {len(payments)}")
+    say(f"lost (answered, not stored):   {len(lost)}")
+    say(f"stored differs from answer:    {len(differs)}")
+    say(f"duplicated (stored, unasked):  {len(duplicated)}")
+    say(f"stuck (not final):             {len(stuck)}")
+    say(f"batch problems:                {len(batch_problems)}")
+    say(f"events seen / expected:        {report.events_seen} / {report.events_expected}")
+    say(f"reconcile mismatches:          {len(report.mismatches)}")
+    for line in (batch_problems + report.mismatches)[:30]:
+        say(f"  - {line}")
+    bad = lost or differs or duplicated or stuck or batch_problems or report.mismatches
+    bad = bad or unanswered
+    say("CHAOS PASSED" if not bad else "CHAOS FAILED")
+    return 1 if bad else 0
+
+
+def _reconcile_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("reconcile_script", ROOT / "scripts/reconcile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+if __name__ == "__main__":
+    sys.exit(main())
