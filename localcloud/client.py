@@ -120,12 +120,23 @@ class LocalCloud:
                     return lambda_function_arn(uri)
         raise LookupError("the REST API has no Lambda integration")
 
-    def signed_webhook(self, payload: dict[str, Any], secret: bytes | None = None) -> HttpResponse:
+    def signed_webhook(
+        self, payload: dict[str, Any], secret: bytes | None = None, *, at: int | None = None
+    ) -> HttpResponse:
+        """POST /fraud-webhook signed as the provider signs: ``X-Signature: t=<unix>,v1=<hex>``,
+        the HMAC-SHA256 of ``"<t>.<body>"`` (``at`` overrides the time, e.g. to go stale)."""
         raw = json.dumps(payload).encode()
-        digest = hmac.new(secret or self.webhook_secret(), raw, hashlib.sha256).hexdigest()
         return self.request(
-            "POST", "/fraud-webhook", raw=raw, headers={"X-Signature": f"sha256={digest}"}
+            "POST", "/fraud-webhook", raw=raw, headers={"X-Signature": self.sign(raw, secret, at)}
         )
+
+    def sign(self, raw: bytes, secret: bytes | None = None, at: int | None = None) -> str:
+        timestamp = int(time.time()) if at is None else at
+        key = (
+            secret or self.webhook_secret().split(b",")[0]
+        )  # "current,previous": sign with current
+        digest = hmac.new(key, f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+        return f"t={timestamp},v1={digest}"
 
     # -- S3 -----------------------------------------------------------------------------------
     def upload_batch(self, batch_id: str, content: bytes) -> str:

@@ -44,6 +44,8 @@ log = logging.getLogger("localcloud.gateway")
 REFRESH_INTERVAL_SECONDS = 1.0
 # API Gateway's maximum integration timeout.
 INTEGRATION_TIMEOUT_SECONDS = 29
+# API Gateway's payload limit: a larger body is refused (413) before anything else looks at it.
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 
 # Default gateway responses: (status, message) as API Gateway sends them.
 DEFAULT_RESPONSES = {
@@ -54,6 +56,9 @@ DEFAULT_RESPONSES = {
     "INTEGRATION_FAILURE": (500, "Internal server error"),
     "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
     "UNSUPPORTED_MEDIA_TYPE": (415, "Unsupported Media Type"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    # A Lambda proxy function that failed or answered malformed: 502, as the DEFAULT_5XX type.
+    "DEFAULT_5XX": (502, "Internal server error"),
 }
 # Which DEFAULT_4XX / DEFAULT_5XX response a type falls back to.
 _FAMILY = {status // 100: f"DEFAULT_{status // 100}XX" for status, _ in DEFAULT_RESPONSES.values()}
@@ -238,15 +243,18 @@ class Gateway:
                 return "localcloud-gateway"
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                try:
-                    response = gateway.handle(
-                        self.command, self.path, list(self.headers.items()), body
-                    )
-                except Exception:  # a gateway bug must still answer the client
-                    log.exception("gateway failure on %s %s", self.command, self.path)
-                    response = _json_response(500, {"message": "Internal server error"})
+                raw_length = (self.headers.get("Content-Length") or "0").strip()
+                length = int(raw_length) if raw_length.isdigit() else -1
+                if length < 0:
+                    # Unreadable framing: answer and drop the connection (what follows is junk).
+                    self.close_connection = True
+                    response = _json_response(400, _error_body("BAD_REQUEST", "Bad Request"))
+                elif length > MAX_PAYLOAD_BYTES:
+                    # Not read: the connection is closed after the answer instead.
+                    self.close_connection = True
+                    response = self._answer(None)
+                else:
+                    response = self._answer(self.rfile.read(length) if length else b"")
                 self.send_response(response.status)
                 for name, value in response.headers:
                     self.send_header(name, value)
@@ -254,6 +262,15 @@ class Gateway:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(response.body)
+
+            def _answer(self, body: bytes | None) -> Response:
+                try:
+                    return gateway.handle(self.command, self.path, list(self.headers.items()), body)
+                except Exception:  # a gateway bug must still answer the client
+                    log.exception("gateway failure on %s %s", self.command, self.path)
+                    return _json_response(
+                        500, _error_body("INTERNAL_ERROR", "Internal server error")
+                    )
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
 
@@ -273,8 +290,9 @@ class Gateway:
 
     # -- request handling ---------------------------------------------------------------------
     def handle(
-        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes
+        self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> Response:
+        """Answer one request; ``body`` None means it was over ``MAX_PAYLOAD_BYTES`` (unread)."""
         url = urlsplit(raw_path)
         path = unquote(url.path)
         if path == "/_localcloud/health":
@@ -289,6 +307,8 @@ class Gateway:
                 request_id,
             )
         api, stage_name, resource_path = located
+        if body is None:
+            return self._gateway_response(api, "REQUEST_TOO_LARGE", request_id)
         stage = api.stages[stage_name]
         match = _match_route(api, resource_path, method)
         if match is None:
@@ -359,6 +379,9 @@ class Gateway:
             document = json.loads(body or b"null")
         except ValueError as exc:
             return f"[Invalid JSON: {exc}]"
+        except RecursionError:
+            # A body nested a few thousand levels deep: the parser recurses once per level.
+            return "[Invalid JSON: nested too deeply]"
         try:
             _schema_validator(schema_text)(document)
         except fastjsonschema.JsonSchemaException as exc:
@@ -453,14 +476,14 @@ class Gateway:
         payload = result["Payload"].read()
         if result.get("FunctionError"):
             log.warning("function %s failed: %s", function_arn, payload[:500])
-            return _json_response(502, {"message": "Internal server error"}, request_id)
+            return self._gateway_response(api, "DEFAULT_5XX", request_id)
         try:
             proxy = json.loads(payload)
             status = int(proxy["statusCode"])
         except (ValueError, KeyError, TypeError):
             # API Gateway's answer to a malformed Lambda proxy response.
             log.warning("malformed proxy response from %s: %s", function_arn, payload[:500])
-            return _json_response(502, {"message": "Internal server error"}, request_id)
+            return self._gateway_response(api, "DEFAULT_5XX", request_id)
         headers: list[tuple[str, str]] = []
         seen = set()
         for name, values in (proxy.get("multiValueHeaders") or {}).items():
@@ -599,6 +622,11 @@ def _mock_response(integration: dict[str, Any], request_id: str) -> Response:
     if body and not any(n.lower() == "content-type" for n, _ in headers):
         headers.append(("Content-Type", "application/json"))
     return Response(int(chosen.get("statusCode") or status), headers, body.encode())
+
+
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    """The REST contract's error body, for answers the gateway gives outside any API's own."""
+    return {"error": {"code": code, "message": message, "details": {}}}
 
 
 def _json_response(

@@ -19,6 +19,10 @@ from typing import Any
 
 from payments import errors
 
+# The contract's version (the OpenAPI document's info.version): the minor grows with additions,
+# the major with anything a client would have to change for.
+API_VERSION = "1.1.0"
+
 # -- limits -----------------------------------------------------------------------------------
 MAX_BODY_BYTES = 64 * 1024
 # A payment body needs two levels (the object and its metadata); the rest is headroom.

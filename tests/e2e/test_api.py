@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 
 import pytest
@@ -213,12 +214,27 @@ class TestFraudWebhook:
     def test_unsigned_or_badly_signed_webhook_is_refused(self, cloud: LocalCloud) -> None:
         raw = json.dumps({"payment_id": "x", "risk_score": 1, "reason": "r"}).encode()
         unsigned = cloud.request("POST", "/fraud-webhook", raw=raw)
-        wrong = hmac.new(b"not-the-secret", raw, hashlib.sha256).hexdigest()
-        badly = cloud.request(
-            "POST", "/fraud-webhook", raw=raw, headers={"X-Signature": f"sha256={wrong}"}
+        wrong = cloud.sign(raw, b"not-the-secret")
+        badly = cloud.request("POST", "/fraud-webhook", raw=raw, headers={"X-Signature": wrong})
+        body_only = hmac.new(cloud.webhook_secret(), raw, hashlib.sha256).hexdigest()
+        old_format = cloud.request(
+            "POST", "/fraud-webhook", raw=raw, headers={"X-Signature": f"sha256={body_only}"}
         )
-        assert unsigned.status == 401
-        assert badly.status == 401
+        for response in (unsigned, badly, old_format):
+            assert_error(response, 401, "UNAUTHORIZED")
+
+    def test_a_replayed_signature_older_than_five_minutes_is_refused(
+        self, cloud: LocalCloud
+    ) -> None:
+        payment_id = new_id("stale")
+        cloud.request(
+            "POST", "/payments", body={"payment_id": payment_id, "amount": "8", "currency": "USD"}
+        )
+        signal = {"payment_id": payment_id, "risk_score": 99, "reason": "replayed"}
+        stale = cloud.signed_webhook(signal, at=int(time.time()) - 301)
+        error = assert_error(stale, 401, "UNAUTHORIZED")
+        assert "300 seconds" in error["message"]
+        assert cloud.signed_webhook(signal).status == 202
 
     def test_unknown_payment_is_not_found(self, cloud: LocalCloud) -> None:
         response = cloud.signed_webhook(

@@ -375,6 +375,35 @@ class TestResponses:
         assert reply.status == 400
         assert reply.json()["detail"].startswith("[Invalid JSON")
 
+    @pytest.mark.parametrize("depth", [5_000, 100_000])
+    def test_a_deeply_nested_body_is_an_invalid_body_not_a_500(self, call, depth):
+        reply = call("POST", f"/{STAGE}/payments", body=b"[" * depth + b"]" * depth)
+        assert reply.status == 400
+        answer = reply.json()
+        assert (answer["type"], answer["detail"]) == (
+            "BAD_REQUEST_BODY",
+            "[Invalid JSON: nested too deeply]",
+        )
+
+    def test_a_body_over_the_payload_limit_is_a_413_before_the_key_or_the_route(
+        self, call, monkeypatch
+    ):
+        monkeypatch.setattr(gateway_module, "MAX_PAYLOAD_BYTES", 64)
+        reply = call("POST", f"/{STAGE}/payments", body=b"{}" + b" " * 100, key=None)
+        assert (reply.status, reply.json()) == (413, {"message": "Request Too Long"})
+
+    def test_a_malformed_content_length_is_a_400_with_the_error_body(self, gateway):
+        connection = http.client.HTTPConnection("127.0.0.1", gateway, timeout=30)
+        try:
+            connection.putrequest("POST", f"/{STAGE}/payments")
+            connection.putheader("Content-Length", "ten")
+            connection.endheaders()
+            response = connection.getresponse()
+            assert response.status == 400
+            assert json.loads(response.read())["error"]["code"] == "BAD_REQUEST"
+        finally:
+            connection.close()
+
     def test_api_key_is_checked_before_the_body(self, call):
         reply = call("POST", f"/{STAGE}/payments", body=b"{}", key=None)
         assert (reply.status, reply.json()) == (403, {"message": "Forbidden"})
