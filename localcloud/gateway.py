@@ -272,7 +272,9 @@ class Gateway:
                         500, _error_body("INTERNAL_ERROR", "Internal server error")
                     )
 
+            # TRACE too: an API's ANY method takes every method, and its function answers.
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+            do_TRACE = _serve
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.info("%s %s", self.address_string(), fmt % args)

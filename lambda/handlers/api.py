@@ -168,6 +168,12 @@ for _route in contract.ROUTES:
 def not_found(_: Exception) -> Response:
     path, method = app.current_event.path, app.current_event.http_method.upper()
     allowed = contract.allowed_methods(path)
+    matched = contract.match(method, path)
+    if matched:
+        # A path parameter with characters Powertools' router does not match (control or
+        # non-ASCII characters) still names a route: its operation refuses the id with a 400.
+        route, params = matched
+        return _OPERATIONS[route.operation_id](**params)
     if allowed:
         return _json(
             405,

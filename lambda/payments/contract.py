@@ -440,14 +440,29 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def _bind(route: Route, path: str) -> dict[str, str] | None:
+    """The path parameters if ``path`` (``/payments/p-1``) has ``route``'s shape, else None."""
+    template, segments = route.path.strip("/").split("/"), path.strip("/").split("/")
+    if len(template) != len(segments):
+        return None
+    params = {}
+    for part, segment in zip(template, segments, strict=True):
+        if part.startswith("{"):
+            params[part[1:-1]] = segment
+        elif part != segment:
+            return None
+    return params
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route serving ``method`` on a concrete path, with its path parameters."""
+    for route in ROUTES:
+        params = _bind(route, path)
+        if route.method == method and params is not None:
+            return route, params
+    return None
+
+
 def allowed_methods(path: str) -> list[str]:
     """The methods the contract serves on a concrete path (``/payments/p-1``), for a 405."""
-    segments = path.strip("/").split("/")
-    methods = set()
-    for route in ROUTES:
-        template = route.path.strip("/").split("/")
-        if len(template) == len(segments) and all(
-            t.startswith("{") or t == s for t, s in zip(template, segments, strict=True)
-        ):
-            methods.add(route.method)
-    return sorted(methods)
+    return sorted({route.method for route in ROUTES if _bind(route, path) is not None})

@@ -76,6 +76,8 @@ def test_schemathesis_finds_nothing(cloud: LocalCloud, tmp_path) -> None:
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(REPO_ROOT / "tests" / "e2e" / "schemathesis.toml"),
         "run",
         str(DOCUMENT),
         "--url",

@@ -120,6 +120,15 @@ def test_every_answer_has_a_documented_status_and_schema(api, context):
     assert documented - seen <= {("GET", "/batches/{batch_id}", 200)}
 
 
+@pytest.mark.parametrize("path", ["/payments/\x13\xad\x82", "/batches/\x8e\xef\xbc"])
+def test_an_id_with_characters_the_router_does_not_match_is_400_not_405(api, context, path):
+    """Found by Schemathesis: Powertools' router did not match the id, and the 404 handler
+    answered 405 GET-not-allowed on a GET route."""
+    response = api.handler(api_event("GET", path), context)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "VALIDATION_ERROR"
+
+
 def test_a_wrong_method_is_405_with_allow_from_the_contract(api, context):
     response = api.handler(api_event("DELETE", "/payments/c-1"), context)
     assert response["statusCode"] == 405
