@@ -441,7 +441,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--large-rows", type=int, default=1_000_000)
     parser.add_argument("--sample-chunks", type=int, default=5)
-    parser.add_argument("--cold-repeats", type=int, default=7)
+    parser.add_argument("--cold-repeats", type=int, default=9)
     parser.add_argument(
         "--quick",
         action="store_true",

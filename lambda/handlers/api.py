@@ -11,7 +11,16 @@ import base64
 import os
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from handlers.lean_imports import without_package_init
+
+# Powertools' event_handler/__init__ imports every resolver it has (AppSync with asyncio, Bedrock,
+# VPC Lattice, ...), a tenth of this function's cold start; only the REST resolver is used.
+with without_package_init("aws_lambda_powertools.event_handler"):
+    from aws_lambda_powertools.event_handler.api_gateway import (
+        APIGatewayRestResolver,
+        CORSConfig,
+        Response,
+    )
 from aws_lambda_powertools.logging import correlation_paths
 from payments import aws, contract, env, errors
 from payments.errors import NotFoundError, PaymentError, ValidationError
