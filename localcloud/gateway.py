@@ -272,9 +272,12 @@ class Gateway:
                         500, _error_body("INTERNAL_ERROR", "Internal server error")
                     )
 
-            # TRACE too: an API's ANY method takes every method, and its function answers.
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
-            do_TRACE = _serve
+            def __getattr__(self, name: str) -> Any:
+                # Every method token (TRACE, QUERY, ...), not only those http.server knows,
+                # which it would answer with a 501 page: an API's ANY method takes them all.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.info("%s %s", self.address_string(), fmt % args)

@@ -392,6 +392,12 @@ class TestResponses:
         reply = call("POST", f"/{STAGE}/payments", body=b"{}" + b" " * 100, key=None)
         assert (reply.status, reply.json()) == (413, {"message": "Request Too Long"})
 
+    @pytest.mark.parametrize("method", ["TRACE", "QUERY"])
+    def test_any_method_token_reaches_the_route_not_a_501_page(self, call, method):
+        reply = call(method, f"/{STAGE}/payments", key=None)
+        assert reply.status == 403  # routed: /payments has no such method (missing token)
+        assert reply.json() == {"message": "Missing Authentication Token"}
+
     def test_a_malformed_content_length_is_a_400_with_the_error_body(self, gateway):
         connection = http.client.HTTPConnection("127.0.0.1", gateway, timeout=30)
         try:
