@@ -172,7 +172,7 @@ class Api(Construct):
             deployed += [method, integration]
         for path in resource_paths():
             if methods_of(path):
-                deployed += self._other_methods(path, resources[path], handler)
+                deployed += self._other_methods(path, resources[path], handler, validator)
                 deployed += self._cors_preflight(path, resources[path], cors_origin, validator)
         for response_type, error in GATEWAY_ERRORS.items():
             deployed.append(
@@ -290,7 +290,11 @@ class Api(Construct):
         )
 
     def _other_methods(
-        self, path: str, resource: ApiGatewayResource, handler: LambdaFunction
+        self,
+        path: str,
+        resource: ApiGatewayResource,
+        handler: LambdaFunction,
+        validator: ApiGatewayRequestValidator,
     ) -> list:
         """``ANY``: every method the path does not serve goes to the handler, which answers 405
         with ``Allow`` (API Gateway prefers the explicit methods and OPTIONS)."""
@@ -304,6 +308,7 @@ class Api(Construct):
             authorization="NONE",
             # Like the path's own routes: no key, no way to reach the function.
             api_key_required=key_required_on(path),
+            request_validator_id=validator.id,
         )
         integration = ApiGatewayIntegration(
             self,
