@@ -413,7 +413,7 @@ def _lambda_config_round_trip() -> None:
 
 
 def isolate_dynamodb_transactions() -> Callable[[], None]:
-    """Give moto's writes DynamoDB's isolation, and its transactions all-or-nothing stream records.
+    """Give moto's DynamoDB requests isolation, and its transactions all-or-nothing stream records.
 
     To make TransactWriteItems undoable, moto deep-copies every table a transaction touches (once
     per transact item) and, when one condition fails, puts those copies back. On a threaded server
@@ -424,17 +424,24 @@ def isolate_dynamodb_transactions() -> Callable[[], None]:
     before it is cancelled, and an UpdateItem that creates an item writes two records (the bare
     key, then the item).
 
-    Here writes (TransactWriteItems, PutItem, UpdateItem, DeleteItem, and BatchWriteItem, which
-    moto runs as puts and deletes) run one at a time under one lock; a transaction journals the
-    items it is about to touch and a cancelled one restores only those; its stream records are
-    held back until it commits, in order, and dropped when it is cancelled; an UpdateItem writes
-    one record. Returns a function that undoes the patch (the functional tests use it).
+    Reads race with writes too: moto updates items in place and iterates the live item dicts, so
+    a query of a sparse index that meets an UpdateItem removing the index key fails with a
+    KeyError (HTTP 500), and a scan or query during a PutItem of a new key can fail with
+    "dictionary changed size during iteration".
+
+    Here DynamoDB requests run one at a time under one lock (the GIL serializes moto's pure-Python
+    work anyway), and so do the backend's writes for callers that skip the request layer; a
+    transaction journals the items it is about to touch and a cancelled one restores only those;
+    its stream records are held back until it commits, in order, and dropped when it is
+    cancelled; an UpdateItem writes one record. Returns a function that undoes the patch (the
+    functional tests use it).
     """
     import copy
 
     import moto.dynamodb.models as models
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import StreamShard, Table
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
     local = threading.local()
@@ -442,6 +449,7 @@ def isolate_dynamodb_transactions() -> Callable[[], None]:
     saved = {name: getattr(DynamoDBBackend, name) for name in names}
     saved_add = StreamShard.add
     saved_copy = models.copy
+    saved_call_action = DynamoHandler.call_action
 
     class TablesNotCopied:
         """``copy`` as moto's transaction code sees it: a journaled transaction copies no table."""
@@ -475,6 +483,10 @@ def isolate_dynamodb_transactions() -> Callable[[], None]:
             stack[-1].append((self, old, new))
         else:
             saved_add(self, old, new)
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return saved_call_action(self)
 
     def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
         with lock:
@@ -520,12 +532,14 @@ def isolate_dynamodb_transactions() -> Callable[[], None]:
     DynamoDBBackend.delete_item = delete_item
     StreamShard.add = add
     models.copy = TablesNotCopied()
+    DynamoHandler.call_action = call_action
 
     def undo() -> None:
         for name, method in saved.items():
             setattr(DynamoDBBackend, name, method)
         StreamShard.add = saved_add
         models.copy = saved_copy
+        DynamoHandler.call_action = saved_call_action
 
     return undo
 

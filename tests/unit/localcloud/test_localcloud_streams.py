@@ -537,6 +537,69 @@ class TestTransactions:
             *(f"plain-{i}" for i in range(100)),
         ]
 
+    def test_a_query_never_sees_an_update_half_way(self, cloud, monkeypatch):
+        from moto.dynamodb.models.table import Table
+
+        ddb = cloud.client("dynamodb")
+        ddb.create_table(
+            TableName="sparse",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "pending", "AttributeType": "S"},
+                {"AttributeName": "since", "AttributeType": "S"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "pending-index",
+                    "KeySchema": [
+                        {"AttributeName": "pending", "KeyType": "HASH"},
+                        {"AttributeName": "since", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for i in range(3):
+            item = {"pk": {"S": f"p-{i}"}, "pending": {"S": "yes"}, "since": {"S": str(i)}}
+            ddb.put_item(TableName="sparse", Item=item)
+        # The query stops between selecting the index's items and sorting them; an update that
+        # removes the index key from one of them gets a second to run meanwhile.
+        in_query, updated = threading.Event(), threading.Event()
+        sort = Table.sorted_items
+
+        def paused_sort(self, *args, **kwargs):
+            if self.name == "sparse" and not in_query.is_set():
+                in_query.set()
+                updated.wait(1.0)
+            return sort(self, *args, **kwargs)
+
+        monkeypatch.setattr(Table, "sorted_items", paused_sort)
+        outcome: dict[str, object] = {}
+
+        def query() -> None:
+            try:
+                outcome["items"] = cloud.client("dynamodb").query(
+                    TableName="sparse",
+                    IndexName="pending-index",
+                    KeyConditionExpression="pending = :p",
+                    ExpressionAttributeValues={":p": {"S": "yes"}},
+                )["Items"]
+            except ClientError as error:
+                outcome["error"] = error
+
+        reader = threading.Thread(target=query)
+        reader.start()
+        assert in_query.wait(5)
+        cloud.client("dynamodb").update_item(
+            TableName="sparse", Key={"pk": {"S": "p-1"}}, UpdateExpression="REMOVE pending"
+        )
+        updated.set()
+        reader.join()
+        assert "error" not in outcome
+        assert len(outcome["items"]) == 3  # the update came after the query
+
 
 class TestStreamsApi:
     def test_get_records_reads_every_write_with_ascending_sequence_numbers(self, cloud):
