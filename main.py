@@ -19,12 +19,19 @@ def main() -> int:
 
     from cdktf import App
 
+    from lib.account import ACCOUNT_STACK_NAME, AccountStack
     from lib.functions import LayerMissingError
     from lib.stack import STACK_NAME, PaymentsStack
 
     app = App()
     try:
-        stack = PaymentsStack(app, STACK_NAME, settings=settings)
+        # One stack per app, so a plain `cdktf deploy` needs no stack name: the environment of
+        # ENVIRONMENT_SUFFIX, or (PAYMENTS_STACK=account) what an account holds once per region.
+        stack = (
+            AccountStack(app, ACCOUNT_STACK_NAME, settings=settings)
+            if settings.stack == "account"
+            else PaymentsStack(app, STACK_NAME, settings=settings)
+        )
     except LayerMissingError as error:
         print(f"build error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ import hashlib
 import json
 
 from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.api_gateway_account import ApiGatewayAccount
 from cdktf_cdktf_provider_aws.api_gateway_api_key import ApiGatewayApiKey
 from cdktf_cdktf_provider_aws.api_gateway_deployment import ApiGatewayDeployment
 from cdktf_cdktf_provider_aws.api_gateway_gateway_response import ApiGatewayGatewayResponse
@@ -53,7 +52,6 @@ from lib.api_spec import (
     methods_of,
     resource_paths,
 )
-from lib.iam import AwsAccount, service_role, statement
 from lib.logs import encrypted_log_group
 from lib.settings import Settings
 
@@ -91,7 +89,6 @@ class Api(Construct):
         id_: str,
         *,
         settings: Settings,
-        account: AwsAccount,
         kms_key_arn: str,
         handler: LambdaFunction,
     ) -> None:
@@ -209,7 +206,6 @@ class Api(Construct):
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
             depends_on=deployed,
         )
-        logging_role = self._account_logging_role(settings, account)
         access_logs = encrypted_log_group(
             self,
             "access-logs",
@@ -236,7 +232,10 @@ class Api(Construct):
                 destination_arn=access_logs.arn,
                 format=json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")),
             ),
-            depends_on=[logging_role, execution_logs],
+            # Access and execution logs are written with the account's API Gateway CloudWatch
+            # role, which the payments-account stack sets once per account and region
+            # (lib/account.py); an environment never owns that account-wide setting.
+            depends_on=[execution_logs],
         )
         ApiGatewayMethodSettings(
             self,
@@ -380,42 +379,6 @@ class Api(Construct):
             depends_on=[integration],
         )
         return [method, integration, method_response, integration_response]
-
-    def _account_logging_role(self, settings: Settings, account: AwsAccount) -> ApiGatewayAccount:
-        """API Gateway writes access and execution logs with the account's CloudWatch role.
-
-        The role is a per-region account setting: the last environment deployed in an account
-        sets it, which is harmless because every environment's role grants the same.
-        """
-        log_groups = [
-            account.arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
-            account.arn("logs", "log-group:/aws/apigateway/*"),
-        ]
-        role = service_role(
-            self,
-            "cloudwatch-role",
-            name=settings.name("apigateway-logs"),
-            service="apigateway.amazonaws.com",
-            account=account,
-            statements=[
-                statement(
-                    sid="WriteApiLogs",
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogGroups",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                        "logs:GetLogEvents",
-                        "logs:FilterLogEvents",
-                    ],
-                    resources=[*log_groups, *(f"{arn}:*" for arn in log_groups)],
-                )
-            ],
-        )
-        return ApiGatewayAccount(
-            self, "account", cloudwatch_role_arn=role.arn, depends_on=[role.policy]
-        )
 
     @property
     def url(self) -> str:

@@ -222,6 +222,7 @@ class Functions(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
         }
+        reserved = profile.reserved_concurrency()
         self.functions: dict[str, LambdaFunction] = {}
         self.log_groups: dict[str, CloudwatchLogGroup] = {}
         for key, spec in FUNCTIONS.items():
@@ -296,9 +297,9 @@ class Functions(Construct):
                 logging_config=LambdaFunctionLoggingConfig(
                     log_format="JSON", log_group=log_group.name
                 ),
-                reserved_concurrent_executions=(
-                    profile.processor_reserved_concurrency if key == PROCESSOR else None
-                ),
+                # Every function is bounded (lib/settings.py, Concurrency): the API's executions
+                # are reserved, so a batch burst cannot starve it of account concurrency.
+                reserved_concurrent_executions=reserved[key],
                 dead_letter_config=(
                     LambdaFunctionDeadLetterConfig(target_arn=r.batch_trigger_dlq_arn)
                     if key == BATCH_TRIGGER

@@ -56,7 +56,16 @@ class AwsAccount(Construct):
         super().__init__(scope, id_)
         self.region = region
         self.account_id = DataAwsCallerIdentity(self, "caller").account_id
-        self.partition = DataAwsPartition(self, "partition").partition
+        partition = DataAwsPartition(self, "partition")
+        self.partition = partition.partition
+        # amazonaws.com, amazonaws.com.cn, c2s.ic.gov, ...: service endpoints and principals.
+        self.dns_suffix = partition.dns_suffix
+        # com.amazonaws, cn.com.amazonaws, gov.ic.c2s, ...: VPC endpoint service names.
+        self.reverse_dns_prefix = partition.reverse_dns_prefix
+
+    def service_endpoint(self, service: str) -> str:
+        """``<service>.<region>.<dns suffix>``: how kms:ViaService and regional principals read."""
+        return f"{service}.{self.region}.{self.dns_suffix}"
 
     def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
         region = self.region if regional else ""

@@ -57,7 +57,7 @@ class Keys(Construct):
         super().__init__(scope, id_)
         root = f"arn:{account.partition}:iam::{account.account_id}:root"
         same_account = {"kms:CallerAccount": account.account_id}
-        via = [f"{svc}.{settings.region}.amazonaws.com" for svc in _VIA_SERVICES]
+        via = [account.service_endpoint(svc) for svc in _VIA_SERVICES]
         # A key policy is a resource policy whose Resource "*" means "this key"; nothing
         # narrower exists. It is therefore a JSON string, not an aws_iam_policy_document:
         # checkov's identity-policy checks would read "*" as "every resource in the account".
@@ -74,7 +74,7 @@ class Keys(Construct):
                 _allow(
                     "CloudWatchLogsEncryptsThisAccountsLogGroups",
                     _USE_ACTIONS,
-                    {"Service": f"logs.{settings.region}.amazonaws.com"},
+                    {"Service": account.service_endpoint("logs")},
                     {
                         "ArnLike": {
                             "kms:EncryptionContext:aws:logs:arn": account.arn("logs", "log-group:*")

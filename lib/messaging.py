@@ -19,6 +19,8 @@ from lib.settings import Settings
 PROCESSING_DLQ = "processing-dlq"
 BATCH_TRIGGER_DLQ = "batch-trigger-dlq"
 OUTBOX_DLQ = "outbox-dlq"
+SUBSCRIBER = "payment-events-subscriber"
+SUBSCRIBER_DLQ = "payment-events-subscriber-dlq"
 DAY_SECONDS = 86_400
 MAX_RECEIVE_COUNT = 3
 # AWS guidance for SQS event sources: visibility timeout at least six times the function
@@ -44,22 +46,45 @@ class Messaging(Construct):
         kms_key_arn: str,
     ) -> None:
         super().__init__(scope, id_)
+        self._settings = settings
+        self._account = account
         dlq_retention = settings.profile.dlq_retention_days * DAY_SECONDS
         self.dead_letter_queue_names: list[str] = []
 
-        def dead_letter_queue(base: str) -> SqsQueue:
+        def dead_letter_queue(
+            base: str,
+            *,
+            source: str | None = None,
+            retention: int = dlq_retention,
+            statements: tuple[DataAwsIamPolicyDocumentStatement, ...] = (),
+        ) -> SqsQueue:
+            """A DLQ that only its own source queue may redrive into (``byQueue``); one that
+            Lambda or SNS writes to directly names no source queue at all (``denyAll``)."""
             self.dead_letter_queue_names.append(settings.name(base))
+            redrive_allow = (
+                {
+                    "redrivePermission": "byQueue",
+                    "sourceQueueArns": [account.arn("sqs", settings.name(source))],
+                }
+                if source
+                else {"redrivePermission": "denyAll"}
+            )
             queue = SqsQueue(
                 self,
                 base,
                 name=settings.name(base),
-                message_retention_seconds=dlq_retention,
+                message_retention_seconds=retention,
                 kms_master_key_id=kms_key_arn,
+                # Compact, as SQS itself returns it, so a re-plan sees no whitespace change.
+                redrive_allow_policy=_compact(redrive_allow),
             )
-            self._queue_policy(base, queue)
+            self._queue_policy(base, queue, *statements)
             return queue
 
-        self.dlq = dead_letter_queue(PROCESSING_DLQ)
+        def redrive_to(dlq: SqsQueue) -> str:
+            return _compact({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
+
+        self.dlq = dead_letter_queue(PROCESSING_DLQ, source="processing")
         self.processing_queue = SqsQueue(
             self,
             "processing",
@@ -71,11 +96,7 @@ class Messaging(Construct):
             # looks: a day less than the DLQ, at most four days.
             message_retention_seconds=min(dlq_retention - DAY_SECONDS, 4 * DAY_SECONDS),
             kms_master_key_id=kms_key_arn,
-            # Compact, as SQS itself returns it, so a re-plan sees no whitespace-only change.
-            redrive_policy=json.dumps(
-                {"deadLetterTargetArn": self.dlq.arn, "maxReceiveCount": MAX_RECEIVE_COUNT},
-                separators=(",", ":"),
-            ),
+            redrive_policy=redrive_to(self.dlq),
         )
         self._queue_policy("processing", self.processing_queue)
         # S3 invokes batch-trigger asynchronously; events Lambda gives up on land here.
@@ -110,29 +131,28 @@ class Messaging(Construct):
                 ],
             ),
         )
+        # A downstream consumer that keeps failing on an event parks it here; an event SNS cannot
+        # deliver into the subscriber queue at all (its policy or key broken) too: the
+        # subscription's redrive policy. Both kinds are moved back with SQS's message-move task
+        # (README, "Redrive runbook").
+        self.subscriber_dlq = dead_letter_queue(
+            SUBSCRIBER_DLQ,
+            source=SUBSCRIBER,
+            retention=SUBSCRIBER_RETENTION_SECONDS,
+            statements=(self._from_payment_events("SnsUndeliverableEvents", SUBSCRIBER_DLQ),),
+        )
         self.subscriber_queue = SqsQueue(
             self,
-            "payment-events-subscriber",
-            name=settings.name("payment-events-subscriber"),
+            SUBSCRIBER,
+            name=settings.name(SUBSCRIBER),
             message_retention_seconds=SUBSCRIBER_RETENTION_SECONDS,
             kms_master_key_id=kms_key_arn,
+            redrive_policy=redrive_to(self.subscriber_dlq),
         )
         subscriber_policy = self._queue_policy(
             "subscriber",
             self.subscriber_queue,
-            statement(
-                sid="PaymentEventsTopicOnly",
-                actions=["sqs:SendMessage"],
-                resources=[self.subscriber_queue.arn],
-                principals={"Service": ["sns.amazonaws.com"]},
-                conditions=[
-                    Condition(
-                        test="ArnEquals",
-                        variable="aws:SourceArn",
-                        values=[self.payment_events.arn],
-                    )
-                ],
-            ),
+            self._from_payment_events("PaymentEventsTopicOnly", SUBSCRIBER),
         )
         SnsTopicSubscription(
             self,
@@ -142,7 +162,24 @@ class Messaging(Construct):
             endpoint=self.subscriber_queue.arn,
             # Consumers read the event JSON itself, not SNS's envelope around it.
             raw_message_delivery=True,
+            redrive_policy=_compact({"deadLetterTargetArn": self.subscriber_dlq.arn}),
             depends_on=[subscriber_policy],
+        )
+
+    def _from_payment_events(self, sid: str, base: str) -> DataAwsIamPolicyDocumentStatement:
+        """SNS may send into the queue named ``base``, for the payment-events topic only."""
+        return statement(
+            sid=sid.replace("-", ""),
+            actions=["sqs:SendMessage"],
+            resources=[self._account.arn("sqs", self._settings.name(base))],
+            principals={"Service": ["sns.amazonaws.com"]},
+            conditions=[
+                Condition(
+                    test="ArnEquals",
+                    variable="aws:SourceArn",
+                    values=[self.payment_events.arn],
+                )
+            ],
         )
 
     def _queue_policy(
@@ -164,3 +201,7 @@ class Messaging(Construct):
             [deny_insecure_transport(actions=["sns:Publish"], resources=[topic.arn]), *statements],
         )
         return SnsTopicPolicy(self, f"{id_}-policy", arn=topic.arn, policy=document.json)
+
+
+def _compact(document: dict) -> str:
+    return json.dumps(document, separators=(",", ":"))

@@ -7,6 +7,7 @@ either returns a frozen ``Settings`` or raises ``ConfigError`` with one readable
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,31 @@ REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
 BUCKET_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 
 
+# PAYMENTS_STACK: which stack the app holds. ``environment`` (the default) is the payments
+# platform of one ENVIRONMENT_SUFFIX; ``account`` is what exists once per account and region
+# (lib/account.py), deployed before the first environment.
+STACKS = ("environment", "account")
+
+# Documented default quotas (Service Quotas; API Gateway and Lambda developer guides). API
+# Gateway's account-level throttle is per region and shared by every stage of every API in it;
+# regions opened since 2020 start lower. Lambda keeps 100 concurrent executions unreserved.
+DEFAULT_API_ACCOUNT_RATE = 10_000
+DEFAULT_API_ACCOUNT_BURST = 5_000
+LOW_QUOTA_REGIONS = frozenset(
+    {"af-south-1", "eu-south-1", "ap-southeast-3", "me-central-1", "eu-south-2", "eu-central-2"}
+)
+LOW_QUOTA_API_ACCOUNT_RATE = 2_500
+LOW_QUOTA_API_ACCOUNT_BURST = 1_250
+DEFAULT_LAMBDA_ACCOUNT_CONCURRENCY = 1_000
+LAMBDA_UNRESERVED_MINIMUM = 100
+# One stage may use at most this share of the account's API throttle, so that the other stages
+# in the same account and region (staging, PR environments) can never throttle it, and it them.
+API_STAGE_SHARE_OF_ACCOUNT = 0.5
+# Little's law sizing of the API function's reservation: requests/s x seconds per request. The
+# handler answers in tens of milliseconds (one transaction and one SendMessage).
+API_SECONDS_PER_REQUEST = 0.05
+
+
 class ConfigError(ValueError):
     """A deployment setting is missing or malformed; the message names the variable."""
 
@@ -36,6 +62,23 @@ class ApiQuota:
     rate_limit: int
     burst_limit: int
     daily_quota: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Concurrency:
+    """Reserved concurrency per function: a floor for the API and a cap for everything else, so
+    a batch upload can never take the executions the API needs (and vice versa).
+
+    ``processor`` also caps the processing queue's event source mapping (its pollers beyond the
+    reservation would only be throttled and push messages towards the DLQ); ``sweeper`` is 1 so
+    sweeps never overlap.
+    """
+
+    processor: int
+    batch_tasks: int
+    batch_trigger: int
+    publisher: int
+    sweeper: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,15 +95,31 @@ class Profile:
     deletion_protection: bool
     force_destroy: bool
     vpc_enabled: bool
+    concurrency: Concurrency
     max_payment_amount: Decimal = Decimal("1000000")
-    # Reserved concurrency of the payment processor protects DynamoDB and downstream consumers.
-    processor_reserved_concurrency: int = -1
     api_p99_latency_ms: int = 2000
     # The sweeper runs every ``sweep_rate_minutes`` and re-queues payments that have not changed
     # for ``stuck_after_minutes``: longer than a healthy queue ever holds one (a 1M-row file
     # drains in well under that), so it only finds work a fault left behind.
     sweep_rate_minutes: int = 5
     stuck_after_minutes: int = 30
+
+    @property
+    def api_reserved_concurrency(self) -> int:
+        """What the API's rate limit keeps busy (Little's law), at least 5."""
+        return max(5, math.ceil(self.api.rate_limit * API_SECONDS_PER_REQUEST))
+
+    def reserved_concurrency(self) -> dict[str, int]:
+        """Function key (lib/functions.py) -> reserved concurrent executions."""
+        c = self.concurrency
+        return {
+            "api": self.api_reserved_concurrency,
+            "batch-trigger": c.batch_trigger,
+            "batch-tasks": c.batch_tasks,
+            "processor": c.processor,
+            "publisher": c.publisher,
+            "sweeper": c.sweeper,
+        }
 
 
 PROFILES: Mapping[str, Profile] = {
@@ -75,6 +134,7 @@ PROFILES: Mapping[str, Profile] = {
         deletion_protection=False,
         force_destroy=True,
         vpc_enabled=False,
+        concurrency=Concurrency(processor=5, batch_tasks=2, batch_trigger=2, publisher=2),
     ),
     "staging": Profile(
         name="staging",
@@ -87,11 +147,13 @@ PROFILES: Mapping[str, Profile] = {
         deletion_protection=False,
         force_destroy=True,
         vpc_enabled=False,
-        processor_reserved_concurrency=20,
+        concurrency=Concurrency(processor=20, batch_tasks=5, batch_trigger=2, publisher=5),
     ),
     "production": Profile(
         name="production",
-        api=ApiQuota(rate_limit=10_000, burst_limit=5_000, daily_quota=1_000_000),
+        # Half the default account throttle (10,000 / 5,000): staging or PR stacks sharing the
+        # account and region can never throttle production (see API_STAGE_SHARE_OF_ACCOUNT).
+        api=ApiQuota(rate_limit=5_000, burst_limit=2_500, daily_quota=1_000_000),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=90,
         dlq_retention_days=14,
@@ -101,12 +163,65 @@ PROFILES: Mapping[str, Profile] = {
         deletion_protection=True,
         force_destroy=False,
         vpc_enabled=True,
-        processor_reserved_concurrency=50,
+        concurrency=Concurrency(processor=50, batch_tasks=10, batch_trigger=5, publisher=10),
         api_p99_latency_ms=1000,
         sweep_rate_minutes=2,
         stuck_after_minutes=15,
     ),
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccountQuotas:
+    """The account's regional quotas this environment must fit in (Service Quotas values)."""
+
+    api_rate_limit: int
+    api_burst_limit: int
+    lambda_concurrency: int
+
+    @classmethod
+    def defaults(cls, region: str) -> AccountQuotas:
+        low = region in LOW_QUOTA_REGIONS
+        return cls(
+            api_rate_limit=LOW_QUOTA_API_ACCOUNT_RATE if low else DEFAULT_API_ACCOUNT_RATE,
+            api_burst_limit=LOW_QUOTA_API_ACCOUNT_BURST if low else DEFAULT_API_ACCOUNT_BURST,
+            lambda_concurrency=DEFAULT_LAMBDA_ACCOUNT_CONCURRENCY,
+        )
+
+
+def validate_quotas(profile: Profile, quotas: AccountQuotas) -> None:
+    """Raise ConfigError when the profile cannot fit the account's quotas.
+
+    A stage throttled above its share of the account's API throttle competes with every other
+    stage in the account and region; reserved concurrency beyond what Lambda lets an account
+    reserve fails at deploy time, halfway through an apply.
+    """
+    api = profile.api
+    for what, stage, account, variable in (
+        ("rate", api.rate_limit, quotas.api_rate_limit, "API_GATEWAY_ACCOUNT_RATE_LIMIT"),
+        ("burst", api.burst_limit, quotas.api_burst_limit, "API_GATEWAY_ACCOUNT_BURST_LIMIT"),
+    ):
+        allowed = int(account * API_STAGE_SHARE_OF_ACCOUNT)
+        if stage > allowed:
+            raise ConfigError(
+                f"the {profile.name} profile's API {what} limit {stage:,} exceeds "
+                f"{API_STAGE_SHARE_OF_ACCOUNT:.0%} of the account's regional API Gateway {what} "
+                f"quota {account:,} ({variable}); other stages in the account could throttle "
+                f"it: raise the quota and set {variable}, or deploy to another account"
+            )
+    reserved = sum(profile.reserved_concurrency().values())
+    allowed = quotas.lambda_concurrency - LAMBDA_UNRESERVED_MINIMUM
+    if reserved > allowed:
+        raise ConfigError(
+            f"the {profile.name} profile reserves {reserved:,} concurrent Lambda executions, "
+            f"more than the {allowed:,} an account with LAMBDA_ACCOUNT_CONCURRENCY="
+            f"{quotas.lambda_concurrency:,} can reserve (Lambda keeps "
+            f"{LAMBDA_UNRESERVED_MINIMUM} unreserved): raise the quota and set "
+            "LAMBDA_ACCOUNT_CONCURRENCY"
+        )
+
+
+DEFAULT_QUOTAS = AccountQuotas.defaults(DEFAULT_REGION)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +244,8 @@ class Settings:
     cost_center: str = "payments"
     data_classification: str = "confidential"
     cors_origin: str = "https://payments.example.com"
+    stack: str = STACKS[0]
+    quotas: AccountQuotas = DEFAULT_QUOTAS
 
     @property
     def environment(self) -> str:
@@ -187,14 +304,48 @@ class Settings:
             raise ConfigError(
                 f"CORS_ALLOWED_ORIGIN={origin!r} must be an origin such as https://app.example.com"
             )
+        stack = env.get("PAYMENTS_STACK", "").strip() or STACKS[0]
+        if stack not in STACKS:
+            raise ConfigError(
+                f"PAYMENTS_STACK={stack!r} is not a stack: use one of {', '.join(STACKS)}"
+            )
+        region = region or DEFAULT_REGION
+        quotas = _quotas(env, region)
+        validate_quotas(PROFILES[profile_name], quotas)
         return cls(
             suffix=suffix,
             profile=PROFILES[profile_name],
-            region=region or DEFAULT_REGION,
+            region=region,
             state=state,
             endpoint_url=endpoint,
+            stack=stack,
+            quotas=quotas,
             **extra,
         )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive whole number (the account's quota)")
+    return int(raw)
+
+
+def _quotas(env: Mapping[str, str], region: str) -> AccountQuotas:
+    defaults = AccountQuotas.defaults(region)
+    return AccountQuotas(
+        api_rate_limit=_positive_int(
+            env, "API_GATEWAY_ACCOUNT_RATE_LIMIT", defaults.api_rate_limit
+        ),
+        api_burst_limit=_positive_int(
+            env, "API_GATEWAY_ACCOUNT_BURST_LIMIT", defaults.api_burst_limit
+        ),
+        lambda_concurrency=_positive_int(
+            env, "LAMBDA_ACCOUNT_CONCURRENCY", defaults.lambda_concurrency
+        ),
+    )
 
 
 def _state_backend(env: Mapping[str, str], *, suffix: str, region: str) -> StateBackend | None:

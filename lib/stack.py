@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdktf import LocalBackend, S3Backend, TerraformOutput, TerraformStack
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from cdktf import TerraformOutput, TerraformStack
 from constructs import Construct
 
 from lib.api import Api
@@ -21,12 +20,11 @@ from lib.runtime import BUILD_DIR
 from lib.settings import Settings
 from lib.storage import Storage
 from lib.tables import Tables
+from lib.terraform import REQUIRED_TERRAFORM, aws_provider, configure_backend
 from lib.triggers import Triggers
 from lib.workflow import Workflow, state_machine_arn
 
 STACK_NAME = "payments"
-# S3-native state locking (use_lockfile) arrived in Terraform 1.10.
-REQUIRED_TERRAFORM = ">= 1.10"
 
 
 class PaymentsStack(TerraformStack):
@@ -35,8 +33,10 @@ class PaymentsStack(TerraformStack):
     ) -> None:
         super().__init__(scope, id_)
         self.add_override("terraform.required_version", REQUIRED_TERRAFORM)
-        self.backend_notice = _backend(self, settings)
-        _provider(self, settings)
+        self.backend_notice = configure_backend(
+            self, settings, key=settings.state.key if settings.state else ""
+        )
+        aws_provider(self, settings)
 
         account = AwsAccount(self, "account", region=settings.region)
         keys = Keys(self, "keys", settings=settings, account=account)
@@ -85,6 +85,7 @@ class PaymentsStack(TerraformStack):
             account=account,
             kms_key_arn=keys.arn,
             tasks_function_arn=functions.functions[BATCH_TASKS].arn,
+            tasks_timeout=FUNCTIONS[BATCH_TASKS].timeout,
             status_table_arn=tables.processing_status.arn,
             status_table_name=tables.processing_status.name,
             audit_table_arn=tables.audit_log.arn,
@@ -109,7 +110,6 @@ class PaymentsStack(TerraformStack):
             self,
             "api",
             settings=settings,
-            account=account,
             kms_key_arn=keys.arn,
             handler=functions.api,
         )
@@ -153,56 +153,3 @@ class PaymentsStack(TerraformStack):
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value)
         TerraformOutput(self, "api_key_value", value=api.api_key.value, sensitive=True)
-
-
-def _backend(stack: TerraformStack, settings: Settings) -> str | None:
-    """S3 state per suffix when a state bucket is configured; else local state, said aloud."""
-    if settings.state is None:
-        # Relative to the stack's directory in cdktf.out, never an absolute path of this machine.
-        LocalBackend(stack, path=f"terraform.{stack.node.id}.tfstate")
-        return (
-            "notice: TERRAFORM_STATE_BUCKET is not set, so Terraform state stays in a local file "
-            "(set TERRAFORM_STATE_BUCKET and TERRAFORM_STATE_BUCKET_REGION for shared S3 state)"
-        )
-    local_cloud = (
-        {
-            "use_path_style": True,
-            "skip_credentials_validation": True,
-            "skip_metadata_api_check": True,
-            "skip_region_validation": True,
-        }
-        if settings.endpoint_url
-        else {}
-    )
-    backend = S3Backend(
-        stack,
-        bucket=settings.state.bucket,
-        key=settings.state.key,
-        region=settings.state.region,
-        encrypt=True,
-        **local_cloud,
-    )
-    # cdktf 0.21 predates the S3 backend's native lock file, so set it as a raw override.
-    backend.add_override("use_lockfile", True)
-    return None
-
-
-def _provider(stack: TerraformStack, settings: Settings) -> AwsProvider:
-    # The local cloud is reached through AWS_ENDPOINT_URL, which the provider reads itself; it
-    # has no real account, credentials or instance metadata, and no virtual-hosted S3 names.
-    local_cloud = (
-        {
-            "skip_credentials_validation": True,
-            "skip_metadata_api_check": "true",
-            "s3_use_path_style": True,
-        }
-        if settings.endpoint_url
-        else {}
-    )
-    return AwsProvider(
-        stack,
-        "aws",
-        region=settings.region,
-        default_tags=[AwsProviderDefaultTags(tags=settings.default_tags())],
-        **local_cloud,
-    )

@@ -88,7 +88,7 @@ class Triggers(Construct):
             # S3 test-invokes the function when the notification is saved.
             depends_on=[permission],
         )
-        reserved = settings.profile.processor_reserved_concurrency
+        reserved = settings.profile.concurrency.processor
         LambdaEventSourceMapping(
             self,
             "processing-queue-to-processor",
@@ -99,9 +99,7 @@ class Triggers(Construct):
             function_response_types=["ReportBatchItemFailures"],
             # Pollers beyond the reserved concurrency would only be throttled and push messages
             # towards the DLQ; cap them at the function's reservation.
-            scaling_config=LambdaEventSourceMappingScalingConfig(maximum_concurrency=reserved)
-            if reserved >= 2
-            else None,
+            scaling_config=LambdaEventSourceMappingScalingConfig(maximum_concurrency=reserved),
         )
         LambdaEventSourceMapping(
             self,

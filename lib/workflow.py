@@ -29,6 +29,9 @@ from lib.logs import encrypted_log_group
 from lib.settings import Settings
 
 STATE_MACHINE = "batch"
+# A Lambda task waits a minute longer than the function may run, so the function's own timeout
+# error (retried or caught) surfaces before the task's.
+TASK_TIMEOUT_MARGIN_SECONDS = 60
 
 
 def state_machine_arn(settings: Settings, account: AwsAccount) -> str:
@@ -71,6 +74,7 @@ class Workflow(Construct):
         account: AwsAccount,
         kms_key_arn: str,
         tasks_function_arn: str,
+        tasks_timeout: int,
         status_table_arn: str,
         status_table_name: str,
         audit_table_arn: str,
@@ -129,6 +133,8 @@ class Workflow(Construct):
             tasks_function_arn=tasks_function_arn,
             status_table_name=status_table_name,
             audit_table_name=audit_table_name,
+            partition=account.partition,
+            task_timeout_seconds=tasks_timeout + TASK_TIMEOUT_MARGIN_SECONDS,
         )
         self.state_machine = SfnStateMachine(
             self,

@@ -50,10 +50,34 @@ _RETRY = [{"ErrorEquals": _TRANSIENT, "IntervalSeconds": 2, "MaxAttempts": 6, "B
 _CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}]
 
 
-def _invoke(function_arn: str, task: str, next_state: str) -> dict[str, Any]:
+def _integration(partition: str, service: str, action: str) -> str:
+    """A service integration's ARN: ``arn:<partition>:states:::<service>:<action>`` (GovCloud and
+    the ISO regions have their own partitions; ``aws`` everywhere else)."""
+    return f"arn:{partition}:states:::{service}:{action}"
+
+
+# A DynamoDB step answers in milliseconds; one that hangs is failed (and caught) after a minute
+# instead of holding the execution until the workflow's two-hour timeout.
+DYNAMODB_TASK_TIMEOUT_SECONDS = 60
+# Default for the Lambda tasks when the stack passes none: the batch-tasks function's timeout
+# (300 s) plus a minute, so Lambda's own timeout error surfaces first.
+LAMBDA_TASK_TIMEOUT_SECONDS = 360
+
+
+def _invoker(function_arn: str, partition: str, timeout: int):
+    def invoke(task: str, next_state: str) -> dict[str, Any]:
+        return _invoke(function_arn, task, next_state, partition, timeout)
+
+    return invoke
+
+
+def _invoke(
+    function_arn: str, task: str, next_state: str, partition: str, timeout: int
+) -> dict[str, Any]:
     return {
         "Type": "Task",
-        "Resource": "arn:aws:states:::lambda:invoke",
+        "Resource": _integration(partition, "lambda", "invoke"),
+        "TimeoutSeconds": timeout,
         "Parameters": {"FunctionName": function_arn, "Payload": {"task": task, "state.$": "$"}},
         "OutputPath": "$.Payload",
         "Retry": _RETRY,
@@ -63,22 +87,29 @@ def _invoke(function_arn: str, task: str, next_state: str) -> dict[str, Any]:
 
 
 def batch_workflow_definition(
-    *, tasks_function_arn: str, status_table_name: str, audit_table_name: str
+    *,
+    tasks_function_arn: str,
+    status_table_name: str,
+    audit_table_name: str,
+    partition: str = "aws",
+    task_timeout_seconds: int = LAMBDA_TASK_TIMEOUT_SECONDS,
 ) -> dict[str, Any]:
-    """The state machine definition as a dict (the stack serializes it)."""
+    """The state machine definition as a dict (the stack serializes it with the partition of
+    the account it deploys into)."""
+    invoke = _invoker(tasks_function_arn, partition, task_timeout_seconds)
     return {
         "Comment": "Process one uploaded CSV batch file chunk by chunk",
         "StartAt": "Register",
         "TimeoutSeconds": WORKFLOW_TIMEOUT_SECONDS,
         "States": {
-            "Register": _invoke(tasks_function_arn, "register", "Registered"),
+            "Register": invoke("register", "Registered"),
             # A superseded run or a rejected file is done (the task recorded the outcome).
             "Registered": {
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "Succeeded"}],
                 "Default": "ProcessChunk",
             },
-            "ProcessChunk": _invoke(tasks_function_arn, "process_chunk", "MoreRows"),
+            "ProcessChunk": invoke("process_chunk", "MoreRows"),
             "MoreRows": {
                 "Type": "Choice",
                 "Choices": [
@@ -87,14 +118,15 @@ def batch_workflow_definition(
                 ],
                 "Default": "ProcessChunk",
             },
-            "Finalize": _invoke(tasks_function_arn, "finalize", "Succeeded"),
+            "Finalize": invoke("finalize", "Succeeded"),
             "Succeeded": {"Type": "Succeed"},
             # The batch record is written by the workflow itself, so a failure is recorded even
             # when the Lambda function is what failed. The run condition stops a superseded run
             # from failing a newer upload of the same batch_id.
             "MarkFailed": {
                 "Type": "Task",
-                "Resource": "arn:aws:states:::dynamodb:updateItem",
+                "Resource": _integration(partition, "dynamodb", "updateItem"),
+                "TimeoutSeconds": DYNAMODB_TASK_TIMEOUT_SECONDS,
                 "Parameters": {
                     "TableName": status_table_name,
                     "Key": {
@@ -146,7 +178,8 @@ def batch_workflow_definition(
             # retry finds it written (the condition) and carries on.
             "AuditFailure": {
                 "Type": "Task",
-                "Resource": "arn:aws:states:::dynamodb:putItem",
+                "Resource": _integration(partition, "dynamodb", "putItem"),
+                "TimeoutSeconds": DYNAMODB_TASK_TIMEOUT_SECONDS,
                 "Parameters": {
                     "TableName": audit_table_name,
                     "Item": {

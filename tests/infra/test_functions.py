@@ -12,9 +12,18 @@ from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
 from cdktf_cdktf_provider_aws.lambda_layer_version import LambdaLayerVersion
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 
-from lib.functions import BATCH_TRIGGER, FUNCTIONS, PROCESSOR, LayerMissingError
+from lib.functions import (
+    API,
+    BATCH_TASKS,
+    BATCH_TRIGGER,
+    FUNCTIONS,
+    PROCESSOR,
+    SWEEPER,
+    LayerMissingError,
+)
 from lib.packaging import write_deterministic_zip
 from lib.runtime import ENV, LAMBDA_DIR
+from lib.settings import API_SECONDS_PER_REQUEST
 
 # docs/CONTRACT.md "Functions": the env vars each function gets (names from lambda/payments/env.py).
 CONTRACT_ENV = {
@@ -164,13 +173,26 @@ class TestFunctions:
         role_names = {r["name"] for r in each.resources(IamRole.TF_RESOURCE_TYPE).values()}
         assert {each.settings.name(key) for key in FUNCTIONS} <= role_names
 
-    def test_only_the_processor_reserves_concurrency_as_the_profile_says(self, each):
+    def test_every_function_is_bounded_by_its_profiles_reservation(self, each):
         functions = _functions(each)
-        assert functions[PROCESSOR]["reserved_concurrent_executions"] == (
-            each.profile.processor_reserved_concurrency
+        expected = each.profile.reserved_concurrency()
+        assert set(expected) == set(FUNCTIONS)
+        for key, function in functions.items():
+            assert function["reserved_concurrent_executions"] == expected[key] >= 1, key
+
+    def test_the_api_reserves_more_than_the_batch_path_may_take(self, each):
+        reserved = each.profile.reserved_concurrency()
+        assert reserved[API] >= reserved[BATCH_TASKS] and reserved[API] >= reserved[BATCH_TRIGGER]
+
+    def test_api_reservation_is_sized_from_the_profiles_rate_limit(self, dev, production):
+        assert (
+            production.profile.reserved_concurrency()[API] > dev.profile.reserved_concurrency()[API]
         )
-        others = [f for key, f in functions.items() if key != PROCESSOR]
-        assert all("reserved_concurrent_executions" not in f for f in others)
+        rate = production.profile.api.rate_limit
+        assert production.profile.reserved_concurrency()[API] == rate * API_SECONDS_PER_REQUEST
+
+    def test_sweeps_never_overlap(self, each):
+        assert _functions(each)[SWEEPER]["reserved_concurrent_executions"] == 1
 
     def test_the_async_batch_trigger_has_a_dead_letter_queue(self, each):
         functions = _functions(each)

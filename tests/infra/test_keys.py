@@ -8,6 +8,15 @@ from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
 
 
+def _is_endpoint(value: str | list, service: str, region: str) -> bool:
+    """``<service>.<region>.<dns suffix>``, the suffix the partition's (not amazonaws.com)."""
+    return (
+        isinstance(value, str)
+        and value.startswith(f"{service}.{region}.${{data.aws_partition.")
+        and value.endswith(".dns_suffix}")
+    )
+
+
 def _key_policy(synth) -> dict:
     return json.loads(synth.one(KmsKey.TF_RESOURCE_TYPE)["policy"])
 
@@ -29,7 +38,7 @@ class TestKeys:
         logs = [
             s
             for s in statements
-            if s["Principal"].get("Service") == f"logs.{each.settings.region}.amazonaws.com"
+            if _is_endpoint(s["Principal"].get("Service", ""), "logs", each.settings.region)
         ]
         assert len(logs) == 1
         assert "kms:EncryptionContext:aws:logs:arn" in logs[0]["Condition"]["ArnLike"]
@@ -43,7 +52,7 @@ class TestKeys:
         via = statement["Condition"]["StringEquals"]["kms:ViaService"]
         region = each.settings.region
         for service in ("dynamodb", "sqs", "sns", "s3", "states"):
-            assert f"{service}.{region}.amazonaws.com" in via
+            assert [v for v in via if _is_endpoint(v, service, region)]
         assert "kms:CallerAccount" in statement["Condition"]["StringEquals"]
 
     def test_the_account_manages_the_key_but_uses_it_for_data_only_through_services(self, each):

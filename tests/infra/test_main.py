@@ -27,6 +27,11 @@ CASES = {
         ["TERRAFORM_STATE_BUCKET="],
     ),
     "malformed region": ({"AWS_REGION": "mars-1"}, ["AWS_REGION="]),
+    "unknown stack": ({"PAYMENTS_STACK": "shared"}, ["PAYMENTS_STACK=", "environment, account"]),
+    "production beyond a low-quota region's API throttle": (
+        {"ENVIRONMENT": "production", "AWS_REGION": "eu-south-1"},
+        ["API_GATEWAY_ACCOUNT_RATE_LIMIT"],
+    ),
 }
 _INHERITED = ("PATH", "HOME", "LANG", "SYSTEMROOT")
 # A real process pays the ~5 s provider load before it reads the environment, so one case runs
@@ -35,7 +40,8 @@ _INHERITED = ("PATH", "HOME", "LANG", "SYSTEMROOT")
 SUBPROCESS_CASES = ("state bucket without any region",)
 _SETTINGS_VARS = (
     "ENVIRONMENT", "ENVIRONMENT_SUFFIX", "AWS_REGION", "TERRAFORM_STATE_BUCKET",
-    "TERRAFORM_STATE_BUCKET_REGION", "AWS_ENDPOINT_URL", "CORS_ALLOWED_ORIGIN",
+    "TERRAFORM_STATE_BUCKET_REGION", "AWS_ENDPOINT_URL", "CORS_ALLOWED_ORIGIN", "PAYMENTS_STACK",
+    "API_GATEWAY_ACCOUNT_RATE_LIMIT", "API_GATEWAY_ACCOUNT_BURST_LIMIT", "LAMBDA_ACCOUNT_CONCURRENCY",
 )  # fmt: skip
 
 

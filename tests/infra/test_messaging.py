@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 from cdktf_cdktf_provider_aws.lambda_event_source_mapping import LambdaEventSourceMapping
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
@@ -60,7 +61,7 @@ class TestQueues:
 
     def test_every_queue_is_encrypted_with_the_cmk(self, each):
         queues = each.resources(SqsQueue.TF_RESOURCE_TYPE).values()
-        assert len(queues) == 5
+        assert len(queues) == 6
         assert all("aws_kms_key" in q["kms_master_key_id"] for q in queues)
 
     def test_dlq_retention_differs_between_production_and_dev(self, production, dev):
@@ -79,12 +80,13 @@ class TestQueues:
         mapping = _mapping(each, "functions_processor_")
         assert "messaging_processing_" in mapping["event_source_arn"]
 
-    def test_pollers_are_capped_at_the_processors_reserved_concurrency(self, production, dev):
-        mapping = _mapping(production, "functions_processor_")
+    def test_pollers_are_capped_at_the_processors_reserved_concurrency(self, each):
+        mapping = _mapping(each, "functions_processor_")
         assert mapping["scaling_config"] == {
-            "maximum_concurrency": production.profile.processor_reserved_concurrency
+            "maximum_concurrency": each.profile.concurrency.processor
         }
-        assert "scaling_config" not in _mapping(dev, "functions_processor_")
+        # SQS event source mappings accept 2 to 1,000.
+        assert 2 <= each.profile.concurrency.processor <= 1000
 
 
 def _mapping(synth, function_marker: str) -> dict:
@@ -94,6 +96,63 @@ def _mapping(synth, function_marker: str) -> dict:
         if function_marker in m["function_name"]
     ]
     return mapping
+
+
+class TestNothingIsLostDownstream:
+    DLQS: ClassVar[dict[str, str | None]] = {
+        "processing-dlq": "processing",
+        "payment-events-subscriber-dlq": "payment-events-subscriber",
+        # Lambda (async DLQ, stream on-failure destination) writes these; no queue redrives in.
+        "batch-trigger-dlq": None,
+        "outbox-dlq": None,
+    }
+
+    def test_every_dlq_has_a_redrive_allow_policy_naming_only_its_source(self, each):
+        for base, source in self.DLQS.items():
+            allow = json.loads(_queue(each, base)["redrive_allow_policy"])
+            if source is None:
+                assert allow == {"redrivePermission": "denyAll"}, base
+                continue
+            assert allow["redrivePermission"] == "byQueue"
+            (arn,) = allow["sourceQueueArns"]
+            assert arn.endswith(f":{each.settings.name(source)}"), base
+            assert arn.startswith("arn:${data.aws_partition.")
+
+    def test_a_queue_without_a_dlq_is_itself_a_dlq(self, each):
+        for queue in each.resources(SqsQueue.TF_RESOURCE_TYPE).values():
+            base = queue["name"].removeprefix("payments-").removesuffix(f"-{each.settings.suffix}")
+            assert ("redrive_policy" in queue) != (base in self.DLQS), base
+
+    def test_the_subscriber_queue_parks_poison_events_after_three_receives(self, each):
+        redrive = json.loads(_queue(each, "payment-events-subscriber")["redrive_policy"])
+        assert redrive["maxReceiveCount"] == 3
+        assert "payment-events-subscriber-dlq" in redrive["deadLetterTargetArn"]
+
+    def test_subscriber_dlq_keeps_events_as_long_as_the_subscriber_queue(self, each):
+        assert (
+            _queue(each, "payment-events-subscriber-dlq")["message_retention_seconds"]
+            >= _queue(each, "payment-events-subscriber")["message_retention_seconds"]
+        )
+
+    def test_events_sns_cannot_deliver_go_to_the_subscriber_dlq(self, each):
+        subscription = each.one(SnsTopicSubscription.TF_RESOURCE_TYPE)
+        redrive = json.loads(subscription["redrive_policy"])
+        assert "payment-events-subscriber-dlq" in redrive["deadLetterTargetArn"]
+        policy = next(
+            p
+            for p in each.resources(SqsQueuePolicy.TF_RESOURCE_TYPE).values()
+            if "payment-events-subscriber-dlq" in p["queue_url"]
+        )
+        (allow,) = [s for s in _document(each, policy)["statement"] if s["effect"] == "Allow"]
+        assert allow["principals"] == [{"type": "Service", "identifiers": ["sns.amazonaws.com"]}]
+        assert allow["condition"][0]["values"][0].startswith("${aws_sns_topic.messaging_payment-")
+
+    def test_every_dlq_is_alarmed(self, staging):
+        alarms = {
+            a["alarm_name"] for a in staging.resources("aws_cloudwatch_metric_alarm").values()
+        }
+        for base in self.DLQS:
+            assert f"{staging.settings.name(base)}-not-empty" in alarms
 
 
 class TestOutbox:

@@ -9,7 +9,7 @@ from cdktf import TerraformStack
 from cdktf import Testing as CdktfTesting
 
 from lib.settings import Settings
-from lib.stack import _backend, _provider
+from lib.terraform import aws_provider, configure_backend
 
 NAME_ATTRIBUTES = (
     "name", "function_name", "bucket", "alarm_name", "dashboard_name", "layer_name", "stage_name",
@@ -97,8 +97,8 @@ class TestLocalCloudProvider:
     def _synth(self, env: dict[str, str]) -> dict:
         stack = TerraformStack(CdktfTesting.app(), "probe")
         settings = Settings.from_env(env)
-        _provider(stack, settings)
-        _backend(stack, settings)
+        aws_provider(stack, settings)
+        configure_backend(stack, settings, key=settings.state.key)
         return json.loads(CdktfTesting.synth(stack))
 
     def test_local_endpoint_switches_to_path_style_and_skips_account_checks(self):

@@ -8,6 +8,9 @@ from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.sfn_state_machine import SfnStateMachine
 
+from lib.functions import BATCH_TASKS, FUNCTIONS
+from lib.workflow_definition import batch_workflow_definition
+
 
 class TestWorkflow:
     def test_standard_state_machine_named_with_the_suffix(self, each):
@@ -65,3 +68,38 @@ class TestWorkflow:
         assert any(
             d.startswith("aws_iam_role_policy.workflow_role-policy") for d in machine["depends_on"]
         )
+
+
+class TestDefinition:
+    def _definition(self, synth) -> dict:
+        return json.loads(synth.one(SfnStateMachine.TF_RESOURCE_TYPE)["definition"])
+
+    def test_every_integration_arn_is_built_from_the_partition(self, each):
+        tasks = [s for s in self._definition(each)["States"].values() if s["Type"] == "Task"]
+        assert len(tasks) == 5
+        for task in tasks:
+            assert task["Resource"].startswith("arn:${data.aws_partition.account_partition_")
+            assert ":states:::" in task["Resource"]
+        assert "arn:aws:" not in each.one(SfnStateMachine.TF_RESOURCE_TYPE)["definition"]
+
+    def test_every_task_has_a_timeout_below_the_workflows(self, each):
+        definition = self._definition(each)
+        for name, state in definition["States"].items():
+            if state["Type"] == "Task":
+                assert 0 < state["TimeoutSeconds"] < definition["TimeoutSeconds"], name
+
+    def test_lambda_tasks_outlast_the_functions_own_timeout(self, each):
+        for state in self._definition(each)["States"].values():
+            if state["Type"] == "Task" and ":lambda:invoke" in state["Resource"]:
+                assert state["TimeoutSeconds"] > FUNCTIONS[BATCH_TASKS].timeout
+
+    def test_the_definition_defaults_to_the_commercial_partition(self):
+        definition = batch_workflow_definition(
+            tasks_function_arn="fn", status_table_name="s", audit_table_name="a"
+        )
+        assert definition["States"]["Register"]["Resource"] == "arn:aws:states:::lambda:invoke"
+        gov = batch_workflow_definition(
+            tasks_function_arn="fn", status_table_name="s", audit_table_name="a",
+            partition="aws-us-gov",
+        )  # fmt: skip
+        assert gov["States"]["MarkFailed"]["Resource"].startswith("arn:aws-us-gov:states:::")
