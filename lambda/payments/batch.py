@@ -179,7 +179,7 @@ class Batches:
             "batch_id": batch_id,
             "status": BATCH_PROCESSING,
             "run": run,
-            "sequencer": sequencer_order(event.get("sequencer")),
+            "sequencer": sequencer_order(event.get("sequencer")) or None,
             "bucket": bucket,
             "key": key,
             "version_id": event.get("version_id"),
@@ -203,6 +203,11 @@ class Batches:
             "superseded": False,
             "done": False,
         }
+        existing = self.repo.get_batch_summary(batch_id)
+        if existing is not None and existing.get("run") == run:
+            # A retry of this very Register (its answer was lost, or it timed out after its
+            # write): carry on from what the run recorded, never reset it.
+            return self._resume(state, existing)
         try:
             header = csv_reader.read_header(
                 self._open(bucket, key, event.get("version_id"), 0, HEADER_PROBE_BYTES - 1)
@@ -221,6 +226,21 @@ class Batches:
             "columns": list(header.columns),
             "offset": header.data_offset,
             "line": header.next_line,
+        }
+
+    def _resume(self, state: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+        if summary.get("status") != BATCH_PROCESSING:
+            return {**state, "done": True, "failed": summary.get("status") == BATCH_FAILED}
+        header = csv_reader.read_header(
+            self._open(
+                state["bucket"], state["key"], state["version_id"], 0, HEADER_PROBE_BYTES - 1
+            )
+        )
+        return {
+            **state,
+            "columns": list(header.columns),
+            "offset": to_int(summary.get("next_offset")),
+            "line": to_int(summary.get("next_line")),
         }
 
     def fail(self, batch_id: str, run: str, code: str, reason: str) -> bool:

@@ -240,26 +240,28 @@ class Repository:
 
     # -- batches ----------------------------------------------------------------------------
     def register_batch(self, item: Mapping[str, Any]) -> bool:
-        """Start a run of a batch unless a newer upload (a greater ``sequencer``) has one.
+        """Start a run of a batch unless that run or a newer upload (a greater ``sequencer``)
+        is already registered (False).
 
         S3 events arrive out of order and a throttled trigger is retried minutes later; the
-        object's ``sequencer`` orders its uploads, so an older run is refused (False) instead of
-        replacing the newer one. Registering the same run again (a retry) is allowed.
+        object's ``sequencer`` orders its uploads, so an older run is refused instead of
+        replacing the newer one. The caller handles a retried registration of the same run
+        (it reads the summary first), so this never resets a run that has made progress.
         """
+        values = {":run": {"S": item["run"]}}
+        newer = ""
+        if item.get("sequencer"):
+            # An upload without a sequencer (unknown order) is taken as the newest.
+            newer = " AND (attribute_not_exists(sequencer) OR sequencer < :sequencer)"
+            values[":sequencer"] = {"S": item["sequencer"]}
         try:
             self._call(
                 "put_item",
                 TableName=self.config.processing_status_table,
                 Item=serialize({"pk": batch_pk(item["batch_id"]), "sk": SUMMARY_SK, **item}),
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR #run = :run OR "
-                    "attribute_not_exists(sequencer) OR sequencer < :sequencer"
-                ),
+                ConditionExpression=f"attribute_not_exists(pk) OR (#run <> :run{newer})",
                 ExpressionAttributeNames={"#run": "run"},
-                ExpressionAttributeValues={
-                    ":run": {"S": item["run"]},
-                    ":sequencer": {"S": item["sequencer"]},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":

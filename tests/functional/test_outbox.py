@@ -306,3 +306,23 @@ class TestBatchRuns:
         view = Batches(load()).batch_view("m")
         assert view["rejected"] == 30 and len(view["rejected_rows"]) == 30
         assert len(items) == 30 and {i["run"] for i in items} == {state["run"]}
+
+
+class TestRegisterRetries:
+    def test_a_retried_register_resumes_the_run_instead_of_resetting_it(self, world):
+        body = b"payment_id,amount,currency\n" + b"".join(b"r%d,1,USD\n" % i for i in range(9))
+        first = register(world, "rr", body, "0001")
+        cfg = load()
+        batches = Batches(type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": 4}))
+        after_one = batches.process_chunk(first)
+        again = batches.register(
+            {k: first[k] for k in ("bucket", "key", "batch_id")}
+            | {"version_id": first["run"], "sequencer": "0001"}
+        )
+        assert (again["offset"], again["line"]) == (after_one["offset"], after_one["line"])
+        state = again
+        while not state["done"]:
+            state = batches.process_chunk(state)
+        batches.finalize(state)
+        view = batches.batch_view("rr")
+        assert (view["status"], view["total_rows"], view["accepted"]) == ("COMPLETED", 9, 9)
