@@ -22,11 +22,17 @@ LAYER := build/layers/dependencies.zip
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-install: .venv/.synced node_modules/.installed build/terraform.rc $(LAYER) ## Python (pipenv), cdktf CLI (npm), Terraform mirror config, Lambda layer
+install: .venv/.synced tools/checkov/.venv/.synced node_modules/.installed build/terraform.rc $(LAYER) ## Python (pipenv), checkov, cdktf CLI (npm), Terraform mirror config, Lambda layer
 
 .venv/.synced: Pipfile.lock
 	@command -v pipenv >/dev/null || python3 -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
 	pipenv sync --dev
+	@touch $@
+
+# checkov in an environment of its own: its 3.3 releases pin boto3 1.35, the runtime pins 1.43.
+tools/checkov/.venv/.synced: tools/checkov/Pipfile.lock
+	@command -v pipenv >/dev/null || python3 -m pip install --quiet "pipenv==$(PIPENV_VERSION)"
+	cd tools/checkov && PIPENV_PIPFILE=$(CURDIR)/tools/checkov/Pipfile pipenv sync
 	@touch $@
 
 node_modules/.installed: package-lock.json

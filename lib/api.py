@@ -52,7 +52,7 @@ from lib.api_spec import (
     methods_of,
     resource_paths,
 )
-from lib.logs import encrypted_log_group
+from lib.logs import api_access_log_group_name, api_execution_log_group_name, encrypted_log_group
 from lib.settings import Settings
 
 ACCESS_LOG_FORMAT = {
@@ -68,6 +68,17 @@ ACCESS_LOG_FORMAT = {
     "responseLatency": "$context.responseLatency",
     "errorType": "$context.error.responseType",
     "xrayTraceId": "$context.xrayTraceId",
+    # What an incident needs beyond the status: why API Gateway or the integration failed, the
+    # id AWS Support asks for (it cannot be forged by the caller, unlike requestId), the client,
+    # the TLS version it negotiated and whether the web ACL failed to evaluate the request.
+    "extendedRequestId": "$context.extendedRequestId",
+    "errorMessage": "$context.error.message",
+    "integrationErrorMessage": "$context.integrationErrorMessage",
+    "integrationStatus": "$context.integration.status",
+    "userAgent": "$context.identity.userAgent",
+    "tlsVersion": "$context.tlsVersion",
+    "wafError": "$context.waf.error",
+    "wafStatus": "$context.waf.status",
 }
 
 
@@ -209,7 +220,7 @@ class Api(Construct):
         access_logs = encrypted_log_group(
             self,
             "access-logs",
-            name=f"/aws/apigateway/{settings.name('api')}",
+            name=api_access_log_group_name(settings),
             settings=settings,
             kms_key_arn=kms_key_arn,
         )
@@ -217,7 +228,7 @@ class Api(Construct):
         execution_logs = encrypted_log_group(
             self,
             "execution-logs",
-            name=f"API-Gateway-Execution-Logs_{api_id}/{settings.suffix}",
+            name=api_execution_log_group_name(settings, api_id),
             settings=settings,
             kms_key_arn=kms_key_arn,
         )

@@ -1,7 +1,9 @@
 """A WAF web ACL in front of the REST API stage.
 
 API keys and the usage plan limit known callers; the web ACL stops what reaches the stage before
-any key check: common exploits, known-bad inputs (Log4Shell and friends) and floods from one IP.
+any key check: addresses AWS threat intelligence knows as bad, anonymizing proxies and Tor, common
+exploits, known-bad inputs (Log4Shell and friends), floods from one IP and a tighter one on the
+fraud webhook.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
 )
 from constructs import Construct
 
-from lib.logs import encrypted_log_group
+from lib.logs import encrypted_log_group, waf_log_group_name
 from lib.settings import Settings
 
 # The common rule set blocks requests without a User-Agent; server-to-server payment clients
 # often send none, so that one rule only counts.
 COUNT_ONLY_RULES = ("NoUserAgent_HEADER",)
+# The anonymous-IP group also blocks cloud hosting providers, where payment clients and the
+# fraud provider run; VPNs, proxies and Tor stay blocked.
+ANONYMOUS_COUNT_ONLY_RULES = ("HostingProviderIPList",)
 RATE_WINDOW_SECONDS = 300
+WEBHOOK_PATH = "/fraud-webhook"
 
 
 def _visibility(metric: str) -> dict[str, Any]:
@@ -61,6 +67,27 @@ def _managed(name: str, priority: int, *, count_only: tuple[str, ...] = ()) -> W
     )
 
 
+def _rate_limit(
+    metric: str, name: str, priority: int, limit: int, *, scope_down: dict | None = None
+) -> Wafv2WebAclRule:
+    """Block one IP beyond ``limit`` requests in the rate window (optionally on matching
+    requests only)."""
+    statement: dict[str, Any] = {
+        "limit": limit,
+        "aggregate_key_type": "IP",
+        "evaluation_window_sec": RATE_WINDOW_SECONDS,
+    }
+    if scope_down:
+        statement["scope_down_statement"] = scope_down
+    return Wafv2WebAclRule(
+        name=name,
+        priority=priority,
+        action=Wafv2WebAclRuleAction(block=Wafv2WebAclRuleActionBlock()),
+        statement={"rate_based_statement": statement},
+        visibility_config=Wafv2WebAclRuleVisibilityConfig(**_visibility(metric)),
+    )
+
+
 class Firewall(Construct):
     def __init__(
         self,
@@ -73,9 +100,7 @@ class Firewall(Construct):
     ) -> None:
         super().__init__(scope, id_)
         name = settings.name("api")
-        # One IP may send at most what the whole usage plan allows in the window; anything more
-        # is a flood, never a client.
-        ip_limit = settings.profile.api.rate_limit * RATE_WINDOW_SECONDS
+        profile = settings.profile
         self.web_acl = Wafv2WebAcl(
             self,
             "web-acl",
@@ -84,31 +109,37 @@ class Firewall(Construct):
             default_action=Wafv2WebAclDefaultAction(allow=Wafv2WebAclDefaultActionAllow()),
             visibility_config=Wafv2WebAclVisibilityConfig(**_visibility(name)),
             rule=[
-                _managed("AWSManagedRulesCommonRuleSet", 1, count_only=COUNT_ONLY_RULES),
-                _managed("AWSManagedRulesKnownBadInputsRuleSet", 2),
-                Wafv2WebAclRule(
-                    name="per-ip-flood",
-                    priority=3,
-                    action=Wafv2WebAclRuleAction(block=Wafv2WebAclRuleActionBlock()),
-                    statement={
-                        "rate_based_statement": {
-                            "limit": ip_limit,
-                            "aggregate_key_type": "IP",
-                            "evaluation_window_sec": RATE_WINDOW_SECONDS,
+                # Cheapest and most certain first: known-bad addresses, then floods, then the
+                # request inspections.
+                _managed("AWSManagedRulesAmazonIpReputationList", 1),
+                _managed(
+                    "AWSManagedRulesAnonymousIpList", 2, count_only=ANONYMOUS_COUNT_ONLY_RULES
+                ),
+                _rate_limit(f"{name}-per-ip-flood", "per-ip-flood", 3, profile.waf_requests_per_ip),
+                _rate_limit(
+                    f"{name}-webhook-flood",
+                    "webhook-flood",
+                    4,
+                    profile.waf_webhook_requests_per_ip,
+                    scope_down={
+                        "byte_match_statement": {
+                            "search_string": WEBHOOK_PATH,
+                            "field_to_match": {"uri_path": {}},
+                            # The stage name precedes the path: /<stage>/fraud-webhook.
+                            "positional_constraint": "ENDS_WITH",
+                            "text_transformation": [{"priority": 0, "type": "LOWERCASE"}],
                         }
                     },
-                    visibility_config=Wafv2WebAclRuleVisibilityConfig(
-                        **_visibility(f"{name}-per-ip-flood")
-                    ),
                 ),
+                _managed("AWSManagedRulesCommonRuleSet", 5, count_only=COUNT_ONLY_RULES),
+                _managed("AWSManagedRulesKnownBadInputsRuleSet", 6),
             ],
         )
         Wafv2WebAclAssociation(self, "stage", resource_arn=stage_arn, web_acl_arn=self.web_acl.arn)
         logs = encrypted_log_group(
             self,
             "logs",
-            # WAF only delivers to log groups whose name starts with aws-waf-logs-.
-            name=f"aws-waf-logs-{name}",
+            name=waf_log_group_name(settings),
             settings=settings,
             kms_key_arn=kms_key_arn,
         )

@@ -32,7 +32,7 @@ from lib.iam import (
     service_role,
     statement,
 )
-from lib.logs import encrypted_log_group
+from lib.logs import encrypted_log_group, lambda_log_group_name
 from lib.packaging import source_code_hash, write_deterministic_zip
 from lib.runtime import ENV, LAMBDA_DIR, LAYER_ZIP
 from lib.settings import METRICS_NAMESPACE, SERVICE, Settings
@@ -230,7 +230,7 @@ class Functions(Construct):
             log_group = encrypted_log_group(
                 self,
                 f"{key}-logs",
-                name=f"/aws/lambda/{name}",
+                name=lambda_log_group_name(settings, key),
                 settings=settings,
                 kms_key_arn=r.kms_key_arn,
             )

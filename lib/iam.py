@@ -17,6 +17,7 @@ from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
     DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
 )
+from cdktf_cdktf_provider_aws.data_aws_iam_session_context import DataAwsIamSessionContext
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
@@ -55,7 +56,10 @@ class AwsAccount(Construct):
     def __init__(self, scope: Construct, id_: str, *, region: str) -> None:
         super().__init__(scope, id_)
         self.region = region
-        self.account_id = DataAwsCallerIdentity(self, "caller").account_id
+        caller = DataAwsCallerIdentity(self, "caller")
+        self.account_id = caller.account_id
+        # The role behind the deploying session (an assumed-role ARN is no valid principal).
+        self.deployer_arn = DataAwsIamSessionContext(self, "deployer", arn=caller.arn).issuer_arn
         partition = DataAwsPartition(self, "partition")
         self.partition = partition.partition
         # amazonaws.com, amazonaws.com.cn, c2s.ic.gov, ...: service endpoints and principals.

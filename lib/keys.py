@@ -27,10 +27,13 @@ _USE_ACTIONS = (
     "kms:GenerateDataKeyWithoutPlaintext",
     "kms:DescribeKey",
 )
+# What the account itself keeps: enough to read the key and replace its policy, so the key can
+# never become unmanageable (AWS's lockout safety check asks for PutKeyPolicy), and nothing
+# else: administration is the admin role's, data use goes through the services.
+_ACCOUNT_RECOVERY_ACTIONS = ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy")
 # Named actions instead of kms:* so that no policy of the stack has a service-wide wildcard.
-# Management only, unconditionally: were the data actions or CreateGrant (a grant can hand out
-# Decrypt) here too, they would make the kms:ViaService restriction below meaningless, and a
-# function's stolen credentials could decrypt data keys outside SQS, SNS, S3 or DynamoDB.
+# Management only, for the key administrator: were the data actions or CreateGrant (a grant can
+# hand out Decrypt) here too, they would make the kms:ViaService restriction below meaningless.
 _ADMIN_ACTIONS = (
     "kms:CreateAlias",
     "kms:Describe*",
@@ -51,35 +54,60 @@ _ADMIN_ACTIONS = (
 
 
 class Keys(Construct):
-    """One CMK per environment with yearly rotation and an alias naming the environment."""
+    """One CMK per environment with yearly rotation and an alias naming the environment.
 
-    def __init__(self, scope: Construct, id_: str, *, settings: Settings, account: AwsAccount):
+    Separation of duties: the account root can only read the key and replace its policy; the key
+    administrator (``KMS_ADMIN_ROLE_ARN``, else the role that deploys) manages it but cannot
+    use it; the environment's roles use it only through the platform's services; CloudWatch Logs
+    only for this environment's log groups; grants only for AWS resources.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: Settings,
+        account: AwsAccount,
+        log_group_names: Sequence[str],
+    ):
         super().__init__(scope, id_)
         root = f"arn:{account.partition}:iam::{account.account_id}:root"
+        administrator = settings.key_admin_role_arn or account.deployer_arn
         same_account = {"kms:CallerAccount": account.account_id}
         via = [account.service_endpoint(svc) for svc in _VIA_SERVICES]
+        log_groups = [account.arn("logs", f"log-group:{name}") for name in log_group_names]
         # A key policy is a resource policy whose Resource "*" means "this key"; nothing
         # narrower exists. It is therefore a JSON string, not an aws_iam_policy_document:
         # checkov's identity-policy checks would read "*" as "every resource in the account".
         policy = {
             "Version": "2012-10-17",
             "Statement": [
-                _allow("AccountAdministersKey", _ADMIN_ACTIONS, {"AWS": root}),
+                _allow("AccountCanAlwaysRecoverTheKey", _ACCOUNT_RECOVERY_ACTIONS, {"AWS": root}),
+                _allow("KeyAdministrator", _ADMIN_ACTIONS, {"AWS": administrator}),
                 _allow(
                     "AccountRolesUseKeyThroughServices",
-                    (*_USE_ACTIONS, "kms:CreateGrant"),
+                    _USE_ACTIONS,
                     {"AWS": root},
                     {"StringEquals": {**same_account, "kms:ViaService": via}},
                 ),
+                # DynamoDB, SQS, Lambda and Step Functions create grants for the resources they
+                # encrypt; a grant for anything else could hand Decrypt to anyone.
                 _allow(
-                    "CloudWatchLogsEncryptsThisAccountsLogGroups",
+                    "GrantsOnlyForAwsResources",
+                    ("kms:CreateGrant",),
+                    {"AWS": root},
+                    {
+                        "StringEquals": {**same_account, "kms:ViaService": via},
+                        "Bool": {"kms:GrantIsForAWSResource": "true"},
+                    },
+                ),
+                _allow(
+                    "CloudWatchLogsEncryptsThisEnvironmentsLogGroups",
                     _USE_ACTIONS,
                     {"Service": account.service_endpoint("logs")},
-                    {
-                        "ArnLike": {
-                            "kms:EncryptionContext:aws:logs:arn": account.arn("logs", "log-group:*")
-                        }
-                    },
+                    # ArnLike: the execution logs' group name holds the REST API's id as "*".
+                    {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
                 ),
                 _allow(
                     "ServicesPublishIntoEncryptedTopicsAndQueues",

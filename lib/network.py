@@ -6,8 +6,11 @@ and X-Ray through interface endpoints; there is no NAT gateway and no internet g
 
 from __future__ import annotations
 
-from cdktf import Fn
-from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones
+from cdktf import Fn, Precondition, TerraformResourceLifecycle
+from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
+    DataAwsAvailabilityZones,
+    DataAwsAvailabilityZonesFilter,
+)
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.route_table import RouteTable
@@ -22,7 +25,7 @@ from constructs import Construct
 
 from lib.functions import VpcPlacement
 from lib.iam import AwsAccount, service_role, statement
-from lib.logs import encrypted_log_group
+from lib.logs import encrypted_log_group, flow_log_group_name
 from lib.settings import Settings
 
 VPC_CIDR = "10.40.0.0/16"
@@ -61,14 +64,32 @@ class Network(Construct):
         DefaultSecurityGroup(
             self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{name}-default"}
         )
-        zones = DataAwsAvailabilityZones(self, "zones", state="available")
+        # Pinned by name: the subnets never move when AWS adds a zone, and a plan fails early
+        # if one of the pinned zones is not available to the account.
+        zones = DataAwsAvailabilityZones(
+            self,
+            "zones",
+            state="available",
+            filter=[DataAwsAvailabilityZonesFilter(name="zone-name", values=list(settings.zones))],
+        )
         self.subnets = [
             Subnet(
                 self,
                 f"private-{index}",
                 vpc_id=self.vpc.id,
                 cidr_block=Fn.cidrsubnet(VPC_CIDR, SUBNET_NEWBITS, index),
-                availability_zone=Fn.element(zones.names, index),
+                availability_zone=settings.zones[index],
+                lifecycle=TerraformResourceLifecycle(
+                    precondition=[
+                        Precondition(
+                            condition=Fn.contains(zones.names, settings.zones[index]),
+                            error_message=(
+                                f"{settings.zones[index]} is not an available zone of this "
+                                "account: set AVAILABILITY_ZONES"
+                            ),
+                        )
+                    ]
+                ),
                 map_public_ip_on_launch=False,
                 tags={"Name": f"{name}-private-{index}"},
             )
@@ -144,7 +165,7 @@ class Network(Construct):
         flow_logs = encrypted_log_group(
             self,
             "flow-logs",
-            name=f"/aws/vpc/flow-logs/{name}",
+            name=flow_log_group_name(settings),
             settings=settings,
             kms_key_arn=kms_key_arn,
         )

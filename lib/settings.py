@@ -25,6 +25,7 @@ DEFAULT_REGION = "us-east-1"
 # characters plus the suffix, so 20 characters keeps every name valid.
 SUFFIX_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,18}[a-z0-9])?$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d$")
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 BUCKET_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 
 
@@ -32,6 +33,12 @@ BUCKET_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?$")
 # platform of one ENVIRONMENT_SUFFIX; ``account`` is what exists once per account and region
 # (lib/account.py), deployed before the first environment.
 STACKS = ("environment", "account")
+
+# S3 Glacier Flexible Retrieval bills an object for at least 90 days.
+GLACIER_MINIMUM_DAYS = 90
+
+# VPC mode spreads the functions over three Availability Zones.
+ZONE_COUNT = 3
 
 # Documented default quotas (Service Quotas; API Gateway and Lambda developer guides). API
 # Gateway's account-level throttle is per region and shared by every stage of every API in it;
@@ -103,6 +110,16 @@ class Profile:
     # drains in well under that), so it only finds work a fault left behind.
     sweep_rate_minutes: int = 5
     stuck_after_minutes: int = 30
+    # WAF: requests one client IP may send in five minutes (a payment client sustaining 10/s
+    # sends 3,000), and the fraud provider's webhook, which calls once per flagged payment.
+    waf_requests_per_ip: int = 3_000
+    waf_webhook_requests_per_ip: int = 300
+
+    @property
+    def noncurrent_version_expiration_days(self) -> int:
+        """Replaced batch files and reports: past Glacier's 90-day minimum storage, and at least
+        as long as the logs that mention them are kept."""
+        return max(self.glacier_transition_days + GLACIER_MINIMUM_DAYS, self.log_retention_days)
 
     @property
     def api_reserved_concurrency(self) -> int:
@@ -167,6 +184,8 @@ PROFILES: Mapping[str, Profile] = {
         api_p99_latency_ms=1000,
         sweep_rate_minutes=2,
         stuck_after_minutes=15,
+        waf_requests_per_ip=15_000,
+        waf_webhook_requests_per_ip=1_000,
     ),
 }
 
@@ -246,6 +265,16 @@ class Settings:
     cors_origin: str = "https://payments.example.com"
     stack: str = STACKS[0]
     quotas: AccountQuotas = DEFAULT_QUOTAS
+    # VPC mode's three zones, pinned by name: an unfiltered zone lookup would move subnets when
+    # AWS opens a zone (AVAILABILITY_ZONES overrides; default <region>a, b and c).
+    availability_zones: tuple[str, ...] = ()
+    # The role that administers the environment's KMS key (KMS_ADMIN_ROLE_ARN); without it, the
+    # role that deploys. Neither may use the key for data.
+    key_admin_role_arn: str | None = None
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return self.availability_zones or tuple(f"{self.region}{z}" for z in "abc")
 
     @property
     def environment(self) -> str:
@@ -312,6 +341,22 @@ class Settings:
         region = region or DEFAULT_REGION
         quotas = _quotas(env, region)
         validate_quotas(PROFILES[profile_name], quotas)
+        zones = tuple(z.strip() for z in env.get("AVAILABILITY_ZONES", "").split(",") if z.strip())
+        if zones and (
+            len(zones) != ZONE_COUNT
+            or len(set(zones)) != ZONE_COUNT
+            or not all(re.fullmatch(re.escape(region) + r"[a-z]", z) for z in zones)
+        ):
+            raise ConfigError(
+                f"AVAILABILITY_ZONES={','.join(zones)!r} must name {ZONE_COUNT} different zones "
+                f"of {region}, such as {region}a,{region}b,{region}c"
+            )
+        admin = env.get("KMS_ADMIN_ROLE_ARN", "").strip() or None
+        if admin and not ROLE_ARN_PATTERN.match(admin):
+            raise ConfigError(
+                f"KMS_ADMIN_ROLE_ARN={admin!r} is not an IAM role ARN such as "
+                "arn:aws:iam::123456789012:role/key-admins"
+            )
         return cls(
             suffix=suffix,
             profile=PROFILES[profile_name],
@@ -320,6 +365,8 @@ class Settings:
             endpoint_url=endpoint,
             stack=stack,
             quotas=quotas,
+            availability_zones=zones,
+            key_admin_role_arn=admin,
             **extra,
         )
 

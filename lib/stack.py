@@ -13,6 +13,7 @@ from lib.firewall import Firewall
 from lib.functions import BATCH_TASKS, FUNCTIONS, SWEEPER, FunctionResources, Functions
 from lib.iam import AwsAccount
 from lib.keys import Keys
+from lib.logs import environment_log_group_names
 from lib.messaging import Messaging
 from lib.monitoring import MonitoredResources, Monitoring
 from lib.network import Network
@@ -22,7 +23,7 @@ from lib.storage import Storage
 from lib.tables import Tables
 from lib.terraform import REQUIRED_TERRAFORM, aws_provider, configure_backend
 from lib.triggers import Triggers
-from lib.workflow import Workflow, state_machine_arn
+from lib.workflow import STATE_MACHINE, Workflow, state_machine_arn
 
 STACK_NAME = "payments"
 
@@ -39,7 +40,15 @@ class PaymentsStack(TerraformStack):
         aws_provider(self, settings)
 
         account = AwsAccount(self, "account", region=settings.region)
-        keys = Keys(self, "keys", settings=settings, account=account)
+        keys = Keys(
+            self,
+            "keys",
+            settings=settings,
+            account=account,
+            log_group_names=environment_log_group_names(
+                settings, function_keys=list(FUNCTIONS), state_machine=STATE_MACHINE
+            ),
+        )
         network = (
             Network(self, "network", settings=settings, account=account, kms_key_arn=keys.arn)
             if settings.profile.vpc_enabled

@@ -202,6 +202,13 @@ class Storage(Construct):
                                 noncurrent_days=glacier_days, storage_class="GLACIER"
                             )
                         ],
+                        # A replaced upload or report is kept for investigations, then goes:
+                        # versioning would otherwise keep every version forever.
+                        noncurrent_version_expiration=[
+                            S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                                noncurrent_days=profile.noncurrent_version_expiration_days
+                            )
+                        ],
                     )
                     for prefix in (INCOMING_PREFIX, REPORTS_PREFIX)
                 ),

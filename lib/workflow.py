@@ -25,7 +25,7 @@ from lib.iam import (
     service_role,
     statement,
 )
-from lib.logs import encrypted_log_group
+from lib.logs import encrypted_log_group, workflow_log_group_name
 from lib.settings import Settings
 
 STATE_MACHINE = "batch"
@@ -85,9 +85,7 @@ class Workflow(Construct):
         self.log_group = encrypted_log_group(
             self,
             "logs",
-            # The /aws/vendedlogs/ prefix keeps the log-group resource policy Step Functions
-            # writes small (AWS recommends it for vended logs).
-            name=f"/aws/vendedlogs/states/{name}",
+            name=workflow_log_group_name(settings, STATE_MACHINE),
             settings=settings,
             kms_key_arn=kms_key_arn,
         )

@@ -214,6 +214,21 @@ class TestStage:
             "${aws_cloudwatch_log_group.api_access-logs_"
         )
 
+    def test_access_logs_carry_what_an_incident_needs(self, each):
+        stage = each.one(ApiGatewayStage.TF_RESOURCE_TYPE)
+        fields = json.loads(stage["access_log_settings"]["format"])
+        for variable in (
+            "$context.integrationErrorMessage",
+            "$context.error.message",
+            "$context.extendedRequestId",
+            "$context.identity.userAgent",
+            "$context.tlsVersion",
+            "$context.waf.error",
+        ):
+            assert variable in fields.values(), variable
+        # Never the request body or the API key's value: only its id.
+        assert not [v for v in fields.values() if "body" in v or "apiKey}" in v]
+
     def test_method_settings_enable_metrics_info_logs_and_the_profiles_throttling(self, each):
         settings = each.one(ApiGatewayMethodSettings.TF_RESOURCE_TYPE)
         assert settings["method_path"] == "*/*"

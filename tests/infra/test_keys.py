@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from cdktf import Testing as CdktfTesting
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
 from cdktf_cdktf_provider_aws.kms_key import KmsKey
+
+from lib.settings import ConfigError, Settings
+from lib.stack import STACK_NAME, PaymentsStack
 
 
 def _is_endpoint(value: str | list, service: str, region: str) -> bool:
@@ -15,6 +21,24 @@ def _is_endpoint(value: str | list, service: str, region: str) -> bool:
         and value.startswith(f"{service}.{region}.${{data.aws_partition.")
         and value.endswith(".dns_suffix}")
     )
+
+
+class _Synth:
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+
+    def resources(self, resource_type: str) -> dict:
+        return self.doc["resource"][resource_type]
+
+    def one(self, resource_type: str) -> dict:
+        (only,) = self.resources(resource_type).values()
+        return only
+
+
+def _synth_with(env: dict[str, str], build_dir) -> _Synth:
+    settings = Settings.from_env(env)
+    stack = PaymentsStack(CdktfTesting.app(), STACK_NAME, settings=settings, build_dir=build_dir)
+    return _Synth(json.loads(CdktfTesting.synth(stack)))
 
 
 def _key_policy(synth) -> dict:
@@ -33,7 +57,7 @@ class TestKeys:
             KmsAlias.TF_RESOURCE_TYPE, {"name": f"alias/payments-{each.settings.suffix}"}
         )
 
-    def test_cloudwatch_logs_of_this_region_may_encrypt_only_log_groups_of_this_account(self, each):
+    def test_cloudwatch_logs_of_this_region_is_the_logs_principal(self, each):
         statements = _key_policy(each)["Statement"]
         logs = [
             s
@@ -55,16 +79,65 @@ class TestKeys:
             assert [v for v in via if _is_endpoint(v, service, region)]
         assert "kms:CallerAccount" in statement["Condition"]["StringEquals"]
 
-    def test_the_account_manages_the_key_but_uses_it_for_data_only_through_services(self, each):
-        unconditional = [
+    def _statement(self, synth, sid: str) -> dict:
+        return next(s for s in _key_policy(synth)["Statement"] if s["Sid"] == sid)
+
+    def test_the_account_root_can_only_recover_the_key(self, each):
+        root = [
             s
             for s in _key_policy(each)["Statement"]
-            if "AWS" in s["Principal"] and "Condition" not in s
+            if s["Principal"].get("AWS", "").endswith(":root") and "Condition" not in s
         ]
-        (admin,) = unconditional
+        (recovery,) = root
+        assert sorted(recovery["Action"]) == [
+            "kms:DescribeKey",
+            "kms:GetKeyPolicy",
+            "kms:PutKeyPolicy",
+        ]
+
+    def test_a_named_administrator_manages_the_key_but_cannot_use_it(self, each):
+        admin = self._statement(each, "KeyAdministrator")
+        assert "Condition" not in admin
+        assert not admin["Principal"]["AWS"].endswith(":root")
         assert "kms:Put*" in admin["Action"] and "kms:ScheduleKeyDeletion" in admin["Action"]
         data = ("Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "CreateGrant", "Create*")
         assert not [a for a in admin["Action"] if a.removeprefix("kms:").startswith(data)]
+
+    def test_the_administrator_is_the_deploying_role_unless_settings_name_one(self, each):
+        admin = self._statement(each, "KeyAdministrator")
+        assert admin["Principal"]["AWS"].startswith("${data.aws_iam_session_context.")
+        assert admin["Principal"]["AWS"].endswith(".issuer_arn}")
+
+    def test_kms_admin_role_arn_names_the_administrator(self, build_dir):
+        role = "arn:aws:iam::123456789012:role/payments-key-admins"
+        synth = _synth_with({"KMS_ADMIN_ROLE_ARN": role}, build_dir)
+        assert self._statement(synth, "KeyAdministrator")["Principal"]["AWS"] == role
+
+    def test_malformed_admin_role_is_a_clear_error(self):
+        for bad in ("payments-key-admins", "arn:aws:iam::123456789012:user/alice"):
+            with pytest.raises(ConfigError, match="KMS_ADMIN_ROLE_ARN="):
+                Settings.from_env({"KMS_ADMIN_ROLE_ARN": bad})
+
+    def test_grants_only_for_aws_resources(self, each):
+        grants = self._statement(each, "GrantsOnlyForAwsResources")
+        assert grants["Action"] == ["kms:CreateGrant"]
+        assert grants["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
+        use = self._statement(each, "AccountRolesUseKeyThroughServices")
+        assert "kms:CreateGrant" not in use["Action"]
+
+    def test_logs_may_use_the_key_for_this_environments_log_groups_only(self, each):
+        logs = self._statement(each, "CloudWatchLogsEncryptsThisEnvironmentsLogGroups")
+        groups = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+        created = {g["name"] for g in each.resources(CloudwatchLogGroup.TF_RESOURCE_TYPE).values()}
+        names = {g.split(":log-group:", 1)[1] for g in groups}
+        # Every group the stack creates is covered (the execution logs by their API id as *) ...
+        for name in created:
+            assert name in names or name.startswith("API-Gateway-Execution-Logs_"), name
+        # ... and nothing wider: no other environment's groups, no account-wide wildcard.
+        assert all(each.settings.suffix in n for n in names)
+        assert [n for n in names if "*" in n] == [
+            f"API-Gateway-Execution-Logs_*/{each.settings.suffix}"
+        ]
 
     def test_no_statement_has_a_wildcard_principal_or_action(self, each):
         for statement in _key_policy(each)["Statement"]:

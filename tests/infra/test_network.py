@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.subnet import Subnet
@@ -9,6 +10,8 @@ from cdktf_cdktf_provider_aws.vpc import Vpc
 from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+
+from lib.settings import ConfigError, Settings
 
 
 class TestNetwork:
@@ -68,3 +71,30 @@ class TestNetwork:
             FlowLog.TF_RESOURCE_TYPE,
             {"traffic_type": "ALL", "log_destination_type": "cloud-watch-logs"},
         )
+
+
+class TestPinnedZones:
+    def test_subnets_sit_in_the_pinned_zones(self, production):
+        subnets = production.resources(Subnet.TF_RESOURCE_TYPE).values()
+        assert sorted(s["availability_zone"] for s in subnets) == sorted(production.settings.zones)
+        assert production.settings.zones == tuple(f"{production.settings.region}{z}" for z in "abc")
+
+    def test_zone_lookup_is_filtered_by_zone_name(self, production):
+        (zones,) = production.data("aws_availability_zones").values()
+        (name_filter,) = zones["filter"]
+        assert name_filter["name"] == "zone-name"
+        assert sorted(name_filter["values"]) == sorted(production.settings.zones)
+
+    def test_a_pinned_zone_the_account_lacks_fails_the_plan(self, production):
+        for subnet in production.resources(Subnet.TF_RESOURCE_TYPE).values():
+            (precondition,) = subnet["lifecycle"]["precondition"]
+            assert "contains(data.aws_availability_zones." in precondition["condition"]
+            assert "AVAILABILITY_ZONES" in precondition["error_message"]
+
+    def test_zones_can_be_chosen_and_are_checked(self):
+        zones = "us-west-1b,us-west-1c,us-west-1d"
+        settings = Settings.from_env({"AWS_REGION": "us-west-1", "AVAILABILITY_ZONES": zones})
+        assert settings.zones == tuple(zones.split(","))
+        for bad in ("us-west-1b,us-west-1c", "us-east-1a,us-east-1b,us-east-1c", "a,a,a"):
+            with pytest.raises(ConfigError, match="AVAILABILITY_ZONES="):
+                Settings.from_env({"AWS_REGION": "us-west-1", "AVAILABILITY_ZONES": bad})

@@ -89,6 +89,17 @@ class TestBatchBucket:
                 {"noncurrent_days": days, "storage_class": "GLACIER"}
             ]
 
+    def test_replaced_uploads_and_reports_expire_after_their_glacier_minimum(self, each):
+        lifecycle = each.one(S3BucketLifecycleConfiguration.TF_RESOURCE_TYPE, "batch-lifecycle")
+        days = each.profile.noncurrent_version_expiration_days
+        for rule in lifecycle["rule"]:
+            if "-to-glacier" not in rule["id"]:
+                continue
+            assert rule["noncurrent_version_expiration"] == [{"noncurrent_days": days}]
+            (transition,) = rule["noncurrent_version_transition"]
+            assert days >= transition["noncurrent_days"] + 90
+        assert days >= each.profile.log_retention_days
+
     def test_incomplete_multipart_uploads_are_aborted_on_both_buckets(self, each):
         for id_part in ("batch-lifecycle", "access-logs-lifecycle"):
             rule = _rules(each, id_part)["abort-incomplete-multipart-uploads"]
