@@ -181,6 +181,8 @@ class Functions(Construct):
             ENV.ENVIRONMENT: settings.environment,
             "POWERTOOLS_SERVICE_NAME": SERVICE,
             "POWERTOOLS_LOG_LEVEL": LOG_LEVEL,
+            # Embedded metrics: business figures (processor, batch-tasks) and sweeps (sweeper).
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
         max_amount = {ENV.MAX_PAYMENT_AMOUNT: str(profile.max_payment_amount)}
         env: dict[str, dict[str, str]] = {
@@ -219,7 +221,6 @@ class Functions(Construct):
                 ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
                 ENV.STUCK_AFTER_SECONDS: str(profile.stuck_after_minutes * 60),
                 ENV.WORKFLOW_TIMEOUT_SECONDS: str(WORKFLOW_TIMEOUT_SECONDS),
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
         }
         reserved = profile.reserved_concurrency()

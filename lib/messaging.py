@@ -19,6 +19,8 @@ from lib.settings import Settings
 PROCESSING_DLQ = "processing-dlq"
 BATCH_TRIGGER_DLQ = "batch-trigger-dlq"
 OUTBOX_DLQ = "outbox-dlq"
+PROCESSING_QUEUE = "processing"
+PAYMENT_EVENTS = "payment-events"
 SUBSCRIBER = "payment-events-subscriber"
 SUBSCRIBER_DLQ = "payment-events-subscriber-dlq"
 DAY_SECONDS = 86_400
@@ -84,11 +86,11 @@ class Messaging(Construct):
         def redrive_to(dlq: SqsQueue) -> str:
             return _compact({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
 
-        self.dlq = dead_letter_queue(PROCESSING_DLQ, source="processing")
+        self.dlq = dead_letter_queue(PROCESSING_DLQ, source=PROCESSING_QUEUE)
         self.processing_queue = SqsQueue(
             self,
-            "processing",
-            name=settings.name("processing"),
+            PROCESSING_QUEUE,
+            name=settings.name(PROCESSING_QUEUE),
             visibility_timeout_seconds=PROCESSING_VISIBILITY_TIMEOUT,
             receive_wait_time_seconds=RECEIVE_WAIT_SECONDS,
             # A message keeps its first enqueue time in the DLQ, so the DLQ must keep messages
@@ -105,8 +107,8 @@ class Messaging(Construct):
         self.outbox_dlq = dead_letter_queue(OUTBOX_DLQ)
         self.payment_events = SnsTopic(
             self,
-            "payment-events",
-            name=settings.name("payment-events"),
+            PAYMENT_EVENTS,
+            name=settings.name(PAYMENT_EVENTS),
             kms_master_key_id=kms_key_arn,
         )
         self._topic_policy("payment-events", self.payment_events)

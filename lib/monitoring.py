@@ -28,6 +28,25 @@ API_5XX_THRESHOLD = 10
 # Latency must stay high for three consecutive five-minute periods: one slow cold start is not
 # an incident.
 LATENCY_PERIODS = 3
+LAMBDA_THROTTLES_THRESHOLD = 5
+# A function whose p99 run nears its timeout is about to start timing out.
+DURATION_SHARE_OF_TIMEOUT = 0.8
+# A healthy processing queue drains in seconds; five minutes of age is work not being done.
+PROCESSING_AGE_SECONDS = 300
+# Downstream consumers may lag, but an event an hour old means one has stopped.
+SUBSCRIBER_AGE_SECONDS = 3600
+# Conflicts are retried by the SDK and the runtime; this many in five minutes, twice in a row,
+# means writers keep losing to each other (a hot item, a runaway retry).
+TRANSACTION_CONFLICTS_THRESHOLD = 50
+# The DynamoDB operations the functions and the workflow call (SystemErrors is per operation).
+DYNAMODB_OPERATIONS = (
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem",
+    "TransactWriteItems",
+)  # fmt: skip
+PER_MINUTE = 60
+# Embedded metrics of lambda/handlers/processor.py and batch_tasks.py.
+PAYMENT_METRICS = ("PaymentsCompleted", "PaymentsFailed")
+BATCH_ROW_METRICS = ("BatchRows", "BatchRowsAccepted", "BatchRowsRejected", "BatchRowsDuplicate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +59,14 @@ class MonitoredResources:
     state_machine_arn: str
     alarms_topic_arn: str
     sweeper_function_name: str
+    # Function name -> timeout in seconds (duration alarms).
+    function_timeouts: Mapping[str, int]
+    batch_trigger_function_name: str
+    processor_function_name: str
+    batch_tasks_function_name: str
+    processing_queue_name: str
+    subscriber_queue_name: str
+    payment_events_topic_name: str
 
 
 @dataclass(frozen=True)
@@ -105,17 +132,118 @@ class Monitoring(Construct):
                     evaluation_periods=2,
                     threshold=1,
                 )
+            for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
+                self._alarm(
+                    f"{settings.name('batch')}-{_kebab(metric)}",
+                    _Metric("AWS/States", metric, {"StateMachineArn": r.state_machine_arn}),
+                    period=FIVE_MINUTES,
+                    threshold=1,
+                )
             self._alarm(
-                f"{settings.name('batch')}-executions-failed",
-                _Metric("AWS/States", "ExecutionsFailed", {"StateMachineArn": r.state_machine_arn}),
+                f"{settings.name('batch')}-execution-throttled",
+                _Metric(
+                    "AWS/States", "ExecutionThrottled", {"StateMachineArn": r.state_machine_arn}
+                ),
                 period=FIVE_MINUTES,
                 threshold=1,
             )
+            self._stuck_and_lost_work(r)
         self.dashboard = CloudwatchDashboard(
             self,
             "dashboard",
             dashboard_name=settings.name("overview"),
             dashboard_body=json.dumps(_dashboard(settings.region, r, api_dims)),
+        )
+
+    def _stuck_and_lost_work(self, r: MonitoredResources) -> None:
+        """Work that waits, is throttled, times out, or never arrives."""
+        for name, timeout in r.function_timeouts.items():
+            function = {"FunctionName": name}
+            self._alarm(
+                f"{name}-throttles",
+                _Metric("AWS/Lambda", "Throttles", function),
+                period=TEN_MINUTES,
+                threshold=LAMBDA_THROTTLES_THRESHOLD,
+            )
+            self._alarm(
+                f"{name}-p99-duration",
+                _Metric("AWS/Lambda", "Duration", function),
+                statistic=None,
+                extended_statistic="p99",
+                period=FIVE_MINUTES,
+                evaluation_periods=LATENCY_PERIODS,
+                threshold=int(timeout * 1000 * DURATION_SHARE_OF_TIMEOUT),
+            )
+        # S3 invokes batch-trigger asynchronously: an event Lambda could not even put in the
+        # DLQ, or dropped (too old, too many retries), is an upload nobody will process.
+        trigger = {"FunctionName": r.batch_trigger_function_name}
+        for metric in ("DeadLetterErrors", "AsyncEventsDropped"):
+            self._alarm(
+                f"{r.batch_trigger_function_name}-{_kebab(metric)}",
+                _Metric("AWS/Lambda", metric, trigger),
+                period=FIVE_MINUTES,
+                threshold=1,
+            )
+        for queue, age in (
+            (r.processing_queue_name, PROCESSING_AGE_SECONDS),
+            (r.subscriber_queue_name, SUBSCRIBER_AGE_SECONDS),
+        ):
+            self._alarm(
+                f"{queue}-oldest-message-age",
+                _Metric("AWS/SQS", "ApproximateAgeOfOldestMessage", {"QueueName": queue}),
+                statistic="Maximum",
+                period=FIVE_MINUTES,
+                evaluation_periods=2,
+                threshold=age,
+            )
+        topic = {"TopicName": r.payment_events_topic_name}
+        for metric in ("NumberOfNotificationsFailed", "NumberOfNotificationsRedrivenToDlq"):
+            self._alarm(
+                f"{r.payment_events_topic_name}-{_kebab(metric.removeprefix('NumberOf'))}",
+                _Metric("AWS/SNS", metric, topic),
+                period=FIVE_MINUTES,
+                threshold=1,
+            )
+        for table in r.table_names:
+            self._system_errors_alarm(table)
+            self._alarm(
+                f"{table}-transaction-conflicts",
+                _Metric("AWS/DynamoDB", "TransactionConflict", {"TableName": table}),
+                period=FIVE_MINUTES,
+                evaluation_periods=2,
+                threshold=TRANSACTION_CONFLICTS_THRESHOLD,
+            )
+
+    def _system_errors_alarm(self, table: str) -> None:
+        # SystemErrors (DynamoDB's own 500s) is published per table and operation, and only for
+        # periods that had some: the sum over the operations this platform calls, gaps as 0.
+        queries = [
+            CloudwatchMetricAlarmMetricQuery(
+                id=f"op{index}",
+                return_data=False,
+                metric=CloudwatchMetricAlarmMetricQueryMetric(
+                    namespace="AWS/DynamoDB",
+                    metric_name="SystemErrors",
+                    dimensions={"TableName": table, "Operation": operation},
+                    period=FIVE_MINUTES,
+                    stat="Sum",
+                ),
+            )
+            for index, operation in enumerate(DYNAMODB_OPERATIONS)
+        ]
+        self._add(
+            f"{table}-system-errors",
+            metric_query=[
+                *queries,
+                CloudwatchMetricAlarmMetricQuery(
+                    id="errors",
+                    expression=" + ".join(f"FILL({q.id}, 0)" for q in queries),
+                    label="DynamoDB system errors",
+                    return_data=True,
+                ),
+            ],
+            evaluation_periods=1,
+            threshold=1,
         )
 
     def _alarm(
@@ -192,7 +320,24 @@ class Monitoring(Construct):
         )
 
 
-def _widget(title: str, region: str, metrics: list[list], *, stat: str = "Sum") -> dict:
+def _business(metric: str, function_name: str) -> list[str]:
+    """A Powertools embedded metric: the service and the emitting function as dimensions."""
+    return [METRICS_NAMESPACE, metric, "service", SERVICE, "FunctionName", function_name]
+
+
+def _kebab(metric: str) -> str:
+    """``ExecutionsTimedOut`` -> ``executions-timed-out`` (alarm names read like the others)."""
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in metric).lstrip("-")
+
+
+def _widget(
+    title: str,
+    region: str,
+    metrics: list[list],
+    *,
+    stat: str = "Sum",
+    period: int = FIVE_MINUTES,
+) -> dict:
     return {
         "type": "metric",
         "width": 12,
@@ -201,7 +346,7 @@ def _widget(title: str, region: str, metrics: list[list], *, stat: str = "Sum") 
             "title": title,
             "region": region,
             "stat": stat,
-            "period": FIVE_MINUTES,
+            "period": period,
             "view": "timeSeries",
             "metrics": metrics,
         },
@@ -246,8 +391,83 @@ def _dashboard(region: str, r: MonitoredResources, api_dims: Mapping[str, str]) 
                 region,
                 [
                     ["AWS/States", m, "StateMachineArn", r.state_machine_arn]
-                    for m in ("ExecutionsSucceeded", "ExecutionsFailed")
+                    for m in (
+                        "ExecutionsSucceeded",
+                        "ExecutionsFailed",
+                        "ExecutionsTimedOut",
+                        "ExecutionsAborted",
+                    )
                 ],
+            ),
+            _widget(
+                "Queue depth",
+                region,
+                [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q]
+                    for q in (r.processing_queue_name, r.subscriber_queue_name)
+                ],
+                stat="Maximum",
+            ),
+            _widget(
+                "Oldest message age (s)",
+                region,
+                [
+                    ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", q]
+                    for q in (r.processing_queue_name, r.subscriber_queue_name)
+                ],
+                stat="Maximum",
+            ),
+            _widget(
+                "Table capacity consumed",
+                region,
+                [
+                    ["AWS/DynamoDB", m, "TableName", t]
+                    for t in r.table_names
+                    for m in ("ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits")
+                ],
+            ),
+            _widget(
+                "Lambda throttles",
+                region,
+                [["AWS/Lambda", "Throttles", "FunctionName", n] for n in r.function_names],
+            ),
+            # Business figures: embedded metrics the handlers emit (Powertools Metrics).
+            _widget(
+                "Payments completed / failed per minute",
+                region,
+                [
+                    [
+                        METRICS_NAMESPACE,
+                        m,
+                        "service",
+                        SERVICE,
+                        "FunctionName",
+                        r.processor_function_name,
+                    ]
+                    for m in ("PaymentsCompleted", "PaymentsFailed")
+                ],
+                period=PER_MINUTE,
+            ),
+            _widget(
+                "Batch rows per minute",
+                region,
+                [
+                    [
+                        METRICS_NAMESPACE,
+                        m,
+                        "service",
+                        SERVICE,
+                        "FunctionName",
+                        r.batch_tasks_function_name,
+                    ]
+                    for m in (
+                        "BatchRows",
+                        "BatchRowsAccepted",
+                        "BatchRowsRejected",
+                        "BatchRowsDuplicate",
+                    )
+                ],
+                period=PER_MINUTE,
             ),
         ]
     }

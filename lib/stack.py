@@ -10,11 +10,19 @@ from constructs import Construct
 from lib.api import Api
 from lib.config import Config, webhook_secret_parameter_arn, webhook_secret_parameter_name
 from lib.firewall import Firewall
-from lib.functions import BATCH_TASKS, FUNCTIONS, SWEEPER, FunctionResources, Functions
+from lib.functions import (
+    BATCH_TASKS,
+    BATCH_TRIGGER,
+    FUNCTIONS,
+    PROCESSOR,
+    SWEEPER,
+    FunctionResources,
+    Functions,
+)
 from lib.iam import AwsAccount
 from lib.keys import Keys
 from lib.logs import environment_log_group_names
-from lib.messaging import Messaging
+from lib.messaging import PAYMENT_EVENTS, PROCESSING_QUEUE, SUBSCRIBER, Messaging
 from lib.monitoring import MonitoredResources, Monitoring
 from lib.network import Network
 from lib.runtime import BUILD_DIR
@@ -149,6 +157,15 @@ class PaymentsStack(TerraformStack):
                 state_machine_arn=workflow.state_machine.arn,
                 alarms_topic_arn=messaging.alarms.arn,
                 sweeper_function_name=settings.name(SWEEPER),
+                function_timeouts={
+                    settings.name(key): spec.timeout for key, spec in FUNCTIONS.items()
+                },
+                batch_trigger_function_name=settings.name(BATCH_TRIGGER),
+                processor_function_name=settings.name(PROCESSOR),
+                batch_tasks_function_name=settings.name(BATCH_TASKS),
+                processing_queue_name=settings.name(PROCESSING_QUEUE),
+                subscriber_queue_name=settings.name(SUBSCRIBER),
+                payment_events_topic_name=settings.name(PAYMENT_EVENTS),
             ),
         )
         outputs |= {

@@ -4,13 +4,20 @@ A message that fails (throttling, a transaction conflict that keeps losing, a ma
 reported in ``batchItemFailures``; SQS redelivers only that one and, after ``maxReceiveCount``,
 moves it to the DLQ. The others in the batch are deleted. A redelivered message finds its
 transitions already made and changes nothing; their events come from the audit log's outbox.
+
+Business figures go out as embedded metrics (Powertools Metrics, no log parsing):
+``PaymentsCompleted`` and ``PaymentsFailed`` per message that ends final (a rare redelivery of a
+finished payment counts again), dimensioned by the function's name like the sweeper's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -24,6 +31,10 @@ from payments.validation import PAYMENT_ID
 from handlers.common import logger, settings
 
 processor = BatchProcessor(event_type=EventType.SQS)
+# The stack sets POWERTOOLS_METRICS_NAMESPACE; the fallback keeps tests and local runs valid.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Payments")
+metrics.set_default_dimensions(FunctionName=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "processor"))
+FINAL_METRICS = {"COMPLETED": "PaymentsCompleted", "FAILED": "PaymentsFailed"}
 
 
 def record_handler(record: SQSRecord) -> str:
@@ -35,10 +46,13 @@ def record_handler(record: SQSRecord) -> str:
         raise ValidationError({"payment_id": "is not a valid payment id"})
     status = Payments(settings()).process(payment_id)
     logger.info("payment processed", payment_id=payment_id, status=status)
+    if status in FINAL_METRICS:
+        metrics.add_metric(name=FINAL_METRICS[status], unit=MetricUnit.Count, value=1)
     return status
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -51,7 +51,8 @@ def test_checkov_finds_no_failed_check_in_the_plan(
     plan_json.write_text(shown.stdout)
     result = subprocess.run(
         [
-            str(REPO_ROOT / ".venv" / "bin" / "checkov"),
+            # checkov lives in its own environment (tools/checkov, `make install`).
+            str(REPO_ROOT / "tools" / "checkov" / ".venv" / "bin" / "checkov"),
             "-f",
             str(plan_json),
             "--framework",

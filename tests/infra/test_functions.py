@@ -40,9 +40,10 @@ CONTRACT_ENV = {
     "publisher": {ENV.ENVIRONMENT, ENV.PAYMENT_EVENTS_TOPIC_ARN},
     "sweeper": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE,
                 ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL, ENV.STUCK_AFTER_SECONDS,
-                ENV.WORKFLOW_TIMEOUT_SECONDS, "POWERTOOLS_METRICS_NAMESPACE"},
+                ENV.WORKFLOW_TIMEOUT_SECONDS},
 }  # fmt: skip
-POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
+# Every function may emit embedded metrics (processor, batch-tasks, sweeper do) into one namespace.
+POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE"}
 _DATA_KEY = {"kms:Decrypt", "kms:GenerateDataKey"}
 # docs/CONTRACT.md "IAM actions the runtime calls": per function, resource -> actions. batch-trigger
 # also sends to its dead-letter queue, an SSE-KMS queue, which Lambda does with the function's role.

@@ -34,7 +34,12 @@ class TestAlarms:
 
     def test_any_message_in_a_dlq_alarms(self, production):
         alarms = _alarms(production)
-        for base in ("processing-dlq", "batch-trigger-dlq", "outbox-dlq"):
+        for base in (
+            "processing-dlq",
+            "batch-trigger-dlq",
+            "outbox-dlq",
+            "payment-events-subscriber-dlq",
+        ):
             alarm = alarms[f"{production.settings.name(base)}-not-empty"]
             assert alarm["metric_name"] == "ApproximateNumberOfMessagesVisible"
             assert alarm["threshold"] == 1
@@ -79,6 +84,84 @@ class TestAlarms:
         alarm = _alarms(production)[f"{production.settings.name('batch')}-executions-failed"]
         assert alarm["metric_name"] == "ExecutionsFailed"
 
+    def test_workflows_timed_out_aborted_or_throttled_alarm(self, production):
+        alarms = _alarms(production)
+        batch = production.settings.name("batch")
+        for name, metric in (
+            ("executions-timed-out", "ExecutionsTimedOut"),
+            ("executions-aborted", "ExecutionsAborted"),
+            ("execution-throttled", "ExecutionThrottled"),
+        ):
+            alarm = alarms[f"{batch}-{name}"]
+            assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/States", metric)
+            assert alarm["threshold"] == 1
+
+    def test_every_function_alarms_on_throttles_and_a_p99_near_its_timeout(self, production):
+        alarms = _alarms(production)
+        for key, spec in FUNCTIONS.items():
+            name = production.settings.name(key)
+            throttles = alarms[f"{name}-throttles"]
+            assert throttles["metric_name"] == "Throttles"
+            duration = alarms[f"{name}-p99-duration"]
+            assert (duration["metric_name"], duration["extended_statistic"]) == ("Duration", "p99")
+            assert 0 < duration["threshold"] < spec.timeout * 1000
+
+    def test_uploads_lambda_could_not_deliver_alarm(self, production):
+        alarms = _alarms(production)
+        trigger = production.settings.name("batch-trigger")
+        for name, metric in (
+            ("dead-letter-errors", "DeadLetterErrors"),
+            ("async-events-dropped", "AsyncEventsDropped"),
+        ):
+            alarm = alarms[f"{trigger}-{name}"]
+            assert alarm["metric_name"] == metric
+            assert alarm["dimensions"] == {"FunctionName": trigger}
+
+    def test_work_waiting_too_long_on_a_queue_alarms(self, production):
+        alarms = _alarms(production)
+        processing = alarms[f"{production.settings.name('processing')}-oldest-message-age"]
+        subscriber = alarms[
+            f"{production.settings.name('payment-events-subscriber')}-oldest-message-age"
+        ]
+        for alarm in (processing, subscriber):
+            assert alarm["metric_name"] == "ApproximateAgeOfOldestMessage"
+            assert alarm["statistic"] == "Maximum"
+        # Processing takes seconds; the stuck-payment sweep (minutes) must not be the first sign.
+        assert processing["threshold"] < production.profile.stuck_after_minutes * 60
+        assert subscriber["threshold"] > processing["threshold"]
+
+    def test_events_sns_fails_to_deliver_alarm(self, production):
+        alarms = _alarms(production)
+        topic = production.settings.name("payment-events")
+        for name in ("notifications-failed", "notifications-redriven-to-dlq"):
+            alarm = alarms[f"{topic}-{name}"]
+            assert alarm["namespace"] == "AWS/SNS"
+            assert alarm["dimensions"] == {"TopicName": topic}
+
+    def test_each_table_alarms_on_system_errors_and_transaction_conflicts(self, production):
+        alarms = _alarms(production)
+        for base in ("payments", "processing-status", "audit-log"):
+            table = production.settings.table_name(base)
+            errors = alarms[f"{table}-system-errors"]
+            operations = {
+                q["metric"]["dimensions"]["Operation"]
+                for q in errors["metric_query"]
+                if "metric" in q
+            }
+            assert {"TransactWriteItems", "UpdateItem", "PutItem", "GetItem"} <= operations
+            (expression,) = [q["expression"] for q in errors["metric_query"] if "expression" in q]
+            assert expression.count("FILL(") == len(operations)
+            conflicts = alarms[f"{table}-transaction-conflicts"]
+            assert conflicts["metric_name"] == "TransactionConflict"
+            assert conflicts["evaluation_periods"] == 2
+
+    def test_staging_has_the_same_alarms_as_production(self, production, staging):
+        def shape(synth):
+            suffix = synth.settings.suffix
+            return {name.replace(suffix, "<suffix>") for name in _alarms(synth)}
+
+        assert shape(staging) == shape(production)
+
     def test_every_alarm_notifies_the_alarms_topic(self, production, staging):
         for synth in (production, staging):
             for alarm in _alarms(synth).values():
@@ -99,4 +182,30 @@ class TestDashboard:
             "API latency p99",
             "DynamoDB throttles",
             "Batch workflow",
+            "Queue depth",
+            "Oldest message age (s)",
+            "Table capacity consumed",
+            "Payments completed / failed per minute",
+            "Batch rows per minute",
         } <= titles
+
+    def test_business_figures_are_the_handlers_embedded_metrics_per_minute(self, each):
+        dashboard = each.one(CloudwatchDashboard.TF_RESOURCE_TYPE)
+        widgets = {
+            w["properties"]["title"]: w["properties"]
+            for w in json.loads(dashboard["dashboard_body"])["widgets"]
+        }
+        payments = widgets["Payments completed / failed per minute"]
+        assert payments["period"] == 60
+        assert {m[1] for m in payments["metrics"]} == {"PaymentsCompleted", "PaymentsFailed"}
+        for metric in payments["metrics"]:
+            assert metric[0] == "Payments"
+            assert metric[2:] == [
+                "service",
+                "payments",
+                "FunctionName",
+                each.settings.name("processor"),
+            ]
+        rows = widgets["Batch rows per minute"]
+        assert {m[1] for m in rows["metrics"]} >= {"BatchRows", "BatchRowsRejected"}
+        assert all(m[-1] == each.settings.name("batch-tasks") for m in rows["metrics"])
