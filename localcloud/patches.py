@@ -66,6 +66,7 @@ def apply(
     _dynamodb_streams(on_stream_record)
     isolate_dynamodb_transactions()
     _sqs_redrive_policy_as_sent()
+    _sqs_send_without_counting_the_queue()
     _sqs_event_sources_by_poller(on_sqs_message)
     _lambda_runs_real_handlers(runner)
 
@@ -912,6 +913,41 @@ def _sqs_redrive_policy_as_sent() -> None:
 
     Queue._setup_dlq = setup_dlq
     Queue.attributes = property(attributes)
+
+
+def _sqs_send_without_counting_the_queue() -> None:
+    """SendMessage reads one flag of the queue without counting every message in it.
+
+    moto's SendMessage looks up ``ContentBasedDeduplication`` in ``Queue.attributes``, a property
+    that builds every attribute, the three ``ApproximateNumberOfMessages*`` counts among them: a
+    pass over all the queue's messages per count, per message sent. Into a queue that grows (the
+    events topic's subscriber queue, which nothing consumes locally) each publish costs more than
+    the one before; with the outbox publishing every audit entry, that was half of the server's
+    CPU. During SendMessage the property now answers only the flag.
+    """
+    from moto.sqs.models import Queue, SQSBackend
+
+    sending = threading.local()
+    attributes_property = Queue.attributes
+    original_send = SQSBackend.send_message
+
+    def attributes(self: Queue) -> dict[str, Any]:
+        if getattr(sending, "active", False):
+            if not self.fifo_queue:
+                return {}
+            flag = getattr(self, "content_based_deduplication", False)
+            return {"ContentBasedDeduplication": str(flag).lower()}
+        return attributes_property.fget(self)
+
+    def send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+        sending.active = True
+        try:
+            return original_send(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    Queue.attributes = property(attributes)
+    SQSBackend.send_message = send_message
 
 
 def _sqs_event_sources_by_poller(on_message: Callable[[], None]) -> None:

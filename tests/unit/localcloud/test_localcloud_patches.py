@@ -220,6 +220,47 @@ class TestSqs:
         read = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
         assert read["Attributes"]["RedrivePolicy"] == changed
 
+    def test_send_message_does_not_count_the_queue(self, cloud, monkeypatch):
+        from moto.sqs.models import Queue
+
+        counted = []
+        count = Queue.approximate_number_of_messages
+
+        def counting(self):
+            counted.append(self.name)
+            return count.fget(self)
+
+        monkeypatch.setattr(Queue, "approximate_number_of_messages", property(counting))
+        url, _ = cloud.create_queue("uncounted")
+        counted.clear()  # creating it read its ARN from the attributes
+        sqs = cloud.client("sqs")
+        for n in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m-{n}")
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": f"b-{n}"} for n in range(5)]
+        )
+        assert counted == []
+        read = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert read["Attributes"]["ApproximateNumberOfMessages"] == "10"
+        assert set(counted) == {"uncounted"}  # GetQueueAttributes still counts
+
+    def test_fifo_content_based_deduplication_still_applies(self, cloud):
+        url, _ = cloud.create_queue(
+            "dedup.fifo", FifoQueue="true", ContentBasedDeduplication="true"
+        )
+        sqs = cloud.client("sqs")
+        for _ in range(2):
+            sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+        read = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert read["Attributes"]["ApproximateNumberOfMessages"] == "1"
+        plain, _ = cloud.create_queue("no-dedup.fifo", FifoQueue="true")
+        with pytest.raises(ClientError):
+            sqs.send_message(QueueUrl=plain, MessageBody="x", MessageGroupId="g")
+
 
 class TestKms:
     def test_rotation_period_reads_back_as_sent_and_defaults_to_365_days(self, cloud):
