@@ -33,6 +33,10 @@ _TRANSIENT = [
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.ClientExecutionTimeoutException",
+    "Lambda.Unknown",
+    # The function's environment died or ran out of time mid-task: the task is idempotent.
+    "Runtime.ExitError",
+    "Sandbox.Timedout",
     "DynamoDB.ProvisionedThroughputExceededException",
     "DynamoDB.ThrottlingException",
     "DynamoDB.RequestLimitExceeded",

@@ -74,6 +74,18 @@ def _load_handler(spec: str) -> Any:
     return handler
 
 
+def _load_chaos() -> Any:
+    """``_chaos.py`` beside this file (``-I`` keeps this directory off ``sys.path``)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_chaos.py")
+    spec = importlib.util.spec_from_file_location("_localcloud_chaos", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class _InitError(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -90,6 +102,9 @@ def main() -> None:
     sys.path[:0] = [code_dir, *layer_dirs]
     os.chdir(code_dir)
     handler_spec = os.environ["_HANDLER"]
+    chaos = os.environ.pop("LOCALCLOUD_CHAOS", "")
+    if chaos:
+        _load_chaos().install(chaos)
     handler = None
     for line in sys.stdin:
         request = json.loads(line)

@@ -256,6 +256,10 @@ class LambdaRunner:
             "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{uuid.uuid4().hex}",
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:0",
             "LAMBDA_TASK_ROOT": str(code_dir),
+            # Chaos mode (scripts/chaos.py): the worker fails some of its own AWS calls.
+            **(
+                {"LOCALCLOUD_CHAOS": chaos} if (chaos := os.environ.get("LOCALCLOUD_CHAOS")) else {}
+            ),
             "LAMBDA_RUNTIME_DIR": str(self._runtime_dir),
             "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],

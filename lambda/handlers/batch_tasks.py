@@ -1,7 +1,10 @@
 """The batch workflow's Lambda tasks, dispatched on ``event["task"]``.
 
 Errors propagate on purpose: Step Functions sees the exception class as the error name
-(``TransientError`` is retried with backoff, ``InvalidBatchFileError`` goes to the failure path).
+(``TransientError`` is retried with backoff, anything else goes to the failure path). An AWS call
+that failed in a way a retry can fix (throttling, a 5xx, a timeout or a lost connection, a failed
+upload of the report) leaves as ``TransientError``: every task is idempotent, so retrying one
+whose call timed out after it took effect is safe, and one slow call never fails a batch.
 
 Each processed chunk adds its rows to the embedded metrics ``BatchRows``, ``BatchRowsAccepted``,
 ``BatchRowsRejected`` and ``BatchRowsDuplicate`` (a chunk Step Functions retries counts again).
@@ -14,9 +17,12 @@ from typing import Any
 
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
 from payments import env
 from payments.batch import Batches
-from payments.errors import ValidationError
+from payments.errors import TransientError, ValidationError
+from payments.repository import error_code, is_transient
 
 from handlers.common import logger, settings
 
@@ -32,6 +38,9 @@ ROW_METRICS = {
     "duplicates": "BatchRowsDuplicate",
 }
 
+# Throttling codes of S3, SQS and SNS (DynamoDB's are in repository.TRANSIENT_CODES).
+_THROTTLES = frozenset({"SlowDown", "Throttling", "RequestThrottled", "ThrottlingException"})
+
 _REQUIRED = (
     env.BATCH_BUCKET,
     env.PAYMENTS_TABLE,
@@ -44,6 +53,24 @@ _REQUIRED = (
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        return _run(event)
+    except (BotoCoreError, S3UploadFailedError) as exc:
+        logger.warning("AWS call failed; the task will be retried", error=repr(exc))
+        raise TransientError(f"AWS call failed: {type(exc).__name__}") from exc
+    except ClientError as exc:
+        if not _retryable(exc):
+            raise
+        logger.warning("AWS call failed; the task will be retried", error=repr(exc))
+        raise TransientError(f"AWS call failed: {error_code(exc)}") from exc
+
+
+def _retryable(exc: ClientError) -> bool:
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return is_transient(exc) or status >= 500 or error_code(exc) in _THROTTLES
+
+
+def _run(event: dict[str, Any]) -> dict[str, Any]:
     task = event.get("task")
     state = event.get("state") or {}
     logger.append_keys(batch_id=state.get("batch_id"), task=task)

@@ -326,3 +326,31 @@ class TestRegisterRetries:
         batches.finalize(state)
         view = batches.batch_view("rr")
         assert (view["status"], view["total_rows"], view["accepted"]) == ("COMPLETED", 9, 9)
+
+
+class TestTaskErrors:
+    @pytest.mark.parametrize(
+        ("code", "status"),
+        [("InternalError", 500), ("SlowDown", 503), ("ThrottlingException", 400)],
+    )
+    def test_an_aws_call_a_retry_can_fix_leaves_a_task_as_transient(self, world, code, status):
+        from handlers import batch_tasks
+        from payments.errors import TransientError
+
+        key = "incoming/t.csv"
+        version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=b"payment_id\n")
+        inject_failures(aws.client("s3"), "GetObject", times=1, code=code, status=status)
+        state = {"bucket": world.bucket, "key": key, "version_id": version["VersionId"]}
+        with pytest.raises(TransientError):
+            batch_tasks.handler({"task": "register", "state": state}, LambdaContext("tasks"))
+
+    def test_a_permanent_aws_error_is_not_retried(self, world):
+        from botocore.exceptions import ClientError
+        from handlers import batch_tasks
+
+        key = "incoming/t.csv"
+        version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=b"payment_id\n")
+        inject_failures(aws.client("s3"), "GetObject", times=1, code="AccessDenied", status=403)
+        state = {"bucket": world.bucket, "key": key, "version_id": version["VersionId"]}
+        with pytest.raises(ClientError):
+            batch_tasks.handler({"task": "register", "state": state}, LambdaContext("tasks"))
