@@ -9,8 +9,8 @@ AUDIT_LOG_TABLE) and, to check events, pass ``--events-queue`` with a queue subs
 ``payment-events`` (raw delivery). Events are read without being consumed: each message is
 received once with a long visibility timeout and made visible again afterwards, so point it at a
 queue whose redrive policy allows a few more receives (or a queue kept for auditing).
-On the local cloud (``.local/outputs.json`` present) everything comes from the deployment,
-events from the stack's ``payment-events-subscriber`` queue.
+On the local cloud (its ``outputs.json`` present, in ``.local/`` by default) everything comes
+from the deployment, events from the stack's ``payment-events-subscriber`` queue.
 
 Prints a report; exits 1 when anything disagrees, 0 when the books agree.
 """
@@ -75,12 +75,12 @@ def read_events(
 
 
 def _local_cloud() -> tuple[Config, Any, str | None] | None:
-    outputs_file = ROOT / ".local" / "outputs.json"
+    from localcloud.config import LOCAL_CREDENTIALS, LocalCloudConfig
+
+    outputs_file = LocalCloudConfig.from_env().outputs_file
     if os.environ.get(env.PAYMENTS_TABLE) or not outputs_file.is_file():
         return None
     import boto3
-
-    from localcloud.config import LOCAL_CREDENTIALS
 
     outputs = json.loads(outputs_file.read_text())
     stack = outputs["stack_outputs"]
