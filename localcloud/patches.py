@@ -66,7 +66,7 @@ def apply(
     _dynamodb_streams(on_stream_record)
     isolate_dynamodb_transactions()
     _sqs_redrive_policy_as_sent()
-    _sqs_send_without_counting_the_queue()
+    _sqs_messages_without_counting_the_queue()
     _sqs_event_sources_by_poller(on_sqs_message)
     _lambda_runs_real_handlers(runner)
 
@@ -915,39 +915,56 @@ def _sqs_redrive_policy_as_sent() -> None:
     Queue.attributes = property(attributes)
 
 
-def _sqs_send_without_counting_the_queue() -> None:
-    """SendMessage reads one flag of the queue without counting every message in it.
+def _sqs_messages_without_counting_the_queue() -> None:
+    """SendMessage and ReceiveMessage read queue attributes without counting every message.
 
-    moto's SendMessage looks up ``ContentBasedDeduplication`` in ``Queue.attributes``, a property
-    that builds every attribute, the three ``ApproximateNumberOfMessages*`` counts among them: a
-    pass over all the queue's messages per count, per message sent. Into a queue that grows (the
-    events topic's subscriber queue, which nothing consumes locally) each publish costs more than
-    the one before; with the outbox publishing every audit entry, that was half of the server's
-    CPU. During SendMessage the property now answers only the flag.
+    moto's SendMessage looks up ``ContentBasedDeduplication``, and ReceiveMessage the
+    ``MessageRetentionPeriod`` of every message it hands out, in ``Queue.attributes``: a property
+    that builds every attribute, the three ``ApproximateNumberOfMessages*`` counts among them, a
+    pass over all the queue's messages per count. Each message sent to or received from a
+    growing queue then costs more than the one before: the events topic's subscriber queue, which
+    nothing consumes locally, grows by three messages per payment, and with the outbox publishing
+    every audit entry that was half of the server's CPU. During those two calls the property
+    leaves the counts out; GetQueueAttributes still has them.
     """
+    from moto.core.utils import camelcase_to_underscores
     from moto.sqs.models import Queue, SQSBackend
 
-    sending = threading.local()
+    counts = {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    }
+    lean = threading.local()
     attributes_property = Queue.attributes
-    original_send = SQSBackend.send_message
 
     def attributes(self: Queue) -> dict[str, Any]:
-        if getattr(sending, "active", False):
-            if not self.fifo_queue:
-                return {}
-            flag = getattr(self, "content_based_deduplication", False)
-            return {"ContentBasedDeduplication": str(flag).lower()}
-        return attributes_property.fget(self)
+        if not getattr(lean, "active", False):
+            return attributes_property.fget(self)
+        names = [name for name in self.BASE_ATTRIBUTES if name not in counts]
+        if self.fifo_queue:
+            names += self.FIFO_ATTRIBUTES
+        if self.kms_master_key_id:
+            names += self.KMS_ATTRIBUTES
+        result = {name: getattr(self, camelcase_to_underscores(name)) for name in names}
+        if self.redrive_policy:
+            result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+        return {k: str(v).lower() if isinstance(v, bool) else v for k, v in result.items()}
 
-    def send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
-        sending.active = True
-        try:
-            return original_send(self, *args, **kwargs)
-        finally:
-            sending.active = False
+    def without_counts(method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+            outer = getattr(lean, "active", False)
+            lean.active = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                lean.active = outer
+
+        return wrapper
 
     Queue.attributes = property(attributes)
-    SQSBackend.send_message = send_message
+    SQSBackend.send_message = without_counts(SQSBackend.send_message)
+    SQSBackend.receive_message = without_counts(SQSBackend.receive_message)
 
 
 def _sqs_event_sources_by_poller(on_message: Callable[[], None]) -> None:

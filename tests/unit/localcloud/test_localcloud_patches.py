@@ -220,7 +220,7 @@ class TestSqs:
         read = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
         assert read["Attributes"]["RedrivePolicy"] == changed
 
-    def test_send_message_does_not_count_the_queue(self, cloud, monkeypatch):
+    def test_sending_and_receiving_do_not_count_the_queue(self, cloud, monkeypatch):
         from moto.sqs.models import Queue
 
         counted = []
@@ -239,11 +239,15 @@ class TestSqs:
         sqs.send_message_batch(
             QueueUrl=url, Entries=[{"Id": str(n), "MessageBody": f"b-{n}"} for n in range(5)]
         )
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=4, VisibilityTimeout=60)
+        assert len(received["Messages"]) == 4
         assert counted == []
-        read = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        read = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        visible, in_flight = (
+            read["ApproximateNumberOfMessages"],
+            read["ApproximateNumberOfMessagesNotVisible"],
         )
-        assert read["Attributes"]["ApproximateNumberOfMessages"] == "10"
+        assert (visible, in_flight) == ("6", "4")
         assert set(counted) == {"uncounted"}  # GetQueueAttributes still counts
 
     def test_fifo_content_based_deduplication_still_applies(self, cloud):
