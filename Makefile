@@ -17,7 +17,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e lint docs bench bench-synth local-up local-down demo reconcile chaos clean
+.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down demo reconcile chaos clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -57,6 +57,9 @@ test-fast: install ## everything but the local-cloud end-to-end tests
 
 test-e2e: install ## deploys to the local cloud and tests through its gateway (starts and stops it)
 	$(PYTHON) -m pytest -m e2e -p no:randomly
+
+test-e2e-production: install ## the production profile as a second environment on the local cloud: deploy, re-plan, destroy (a few minutes)
+	PAYMENTS_E2E_PRODUCTION=1 $(PYTHON) -m pytest -m e2e -p no:randomly tests/e2e/test_production_profile.py
 
 lint: install ## ruff
 	$(PYTHON) -m ruff check .

@@ -8,7 +8,12 @@ import json
 
 from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.api_gateway_api_key import ApiGatewayApiKey
+from cdktf_cdktf_provider_aws.api_gateway_base_path_mapping import ApiGatewayBasePathMapping
 from cdktf_cdktf_provider_aws.api_gateway_deployment import ApiGatewayDeployment
+from cdktf_cdktf_provider_aws.api_gateway_domain_name import (
+    ApiGatewayDomainName,
+    ApiGatewayDomainNameEndpointConfiguration,
+)
 from cdktf_cdktf_provider_aws.api_gateway_gateway_response import ApiGatewayGatewayResponse
 from cdktf_cdktf_provider_aws.api_gateway_integration import ApiGatewayIntegration
 from cdktf_cdktf_provider_aws.api_gateway_integration_response import (
@@ -38,7 +43,7 @@ from cdktf_cdktf_provider_aws.api_gateway_usage_plan import (
     ApiGatewayUsagePlanThrottleSettings,
 )
 from cdktf_cdktf_provider_aws.api_gateway_usage_plan_key import ApiGatewayUsagePlanKey
-from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
+from cdktf_cdktf_provider_aws.lambda_alias import LambdaAlias
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from constructs import Construct
 
@@ -52,6 +57,7 @@ from lib.api_spec import (
     methods_of,
     resource_paths,
 )
+from lib.functions import LIVE_ALIAS
 from lib.logs import api_access_log_group_name, api_execution_log_group_name, encrypted_log_group
 from lib.settings import Settings
 
@@ -101,8 +107,10 @@ class Api(Construct):
         *,
         settings: Settings,
         kms_key_arn: str,
-        handler: LambdaFunction,
+        handler: LambdaAlias,
     ) -> None:
+        """``handler`` is the API function's ``live`` alias: a new function version reaches
+        clients when the alias moves, without redeploying the API."""
         super().__init__(scope, id_)
         profile = settings.profile
         cors_origin = _quoted(settings.cors_origin)
@@ -113,6 +121,8 @@ class Api(Construct):
             description=f"Payments REST API ({settings.suffix})",
             api_key_source="HEADER",
             endpoint_configuration=ApiGatewayRestApiEndpointConfiguration(types=["REGIONAL"]),
+            # With a custom domain, clients use it (TLS 1.2): the execute-api URL is switched off.
+            disable_execute_api_endpoint=bool(settings.api_domain_name),
             # A replaced API gets a new id and URL; create it before the old one disappears.
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
@@ -203,7 +213,7 @@ class Api(Construct):
             "cors_origin": settings.cors_origin,
             "cors_allow_headers": CORS_ALLOW_HEADERS,
             "other_methods": OTHER_METHODS,
-            "handler": settings.name("api"),
+            "handler": f"{settings.name('api')}:{LIVE_ALIAS}",
         }
         self.definition_hash = hashlib.sha256(
             json.dumps(definition, sort_keys=True).encode()
@@ -266,6 +276,8 @@ class Api(Construct):
                 cache_data_encrypted=True,
             ),
         )
+        self._domain_name = settings.api_domain_name
+        self.domain = self._custom_domain(settings) if settings.api_domain_name else None
         self.api_key = ApiGatewayApiKey(
             self, "api-key", name=settings.name("api-key"), enabled=True
         )
@@ -294,6 +306,7 @@ class Api(Construct):
             statement_id="AllowRestApi",
             action="lambda:InvokeFunction",
             function_name=handler.function_name,
+            qualifier=handler.name,
             principal="apigateway.amazonaws.com",
             # <execution arn>/<stage>/<method>/<path>: this API only, any of its stages.
             source_arn=f"{self.rest_api.execution_arn}/*/*",
@@ -303,7 +316,7 @@ class Api(Construct):
         self,
         path: str,
         resource: ApiGatewayResource,
-        handler: LambdaFunction,
+        handler: LambdaAlias,
         validator: ApiGatewayRequestValidator,
     ) -> list:
         """``ANY``: every method the path does not serve goes to the handler, which answers 405
@@ -391,6 +404,27 @@ class Api(Construct):
         )
         return [method, integration, method_response, integration_response]
 
+    def _custom_domain(self, settings: Settings) -> ApiGatewayDomainName:
+        domain = ApiGatewayDomainName(
+            self,
+            "domain",
+            domain_name=settings.api_domain_name,
+            regional_certificate_arn=settings.api_certificate_arn,
+            endpoint_configuration=ApiGatewayDomainNameEndpointConfiguration(types=["REGIONAL"]),
+            # TLS 1.0 and 1.1 are refused (PCI DSS 4.2.1: strong cryptography in transit).
+            security_policy="TLS_1_2",
+        )
+        ApiGatewayBasePathMapping(
+            self,
+            "base-path",
+            api_id=self.rest_api.id,
+            stage_name=self.stage.stage_name,
+            domain_name=domain.domain_name,
+        )
+        return domain
+
     @property
     def url(self) -> str:
+        if self.domain is not None:
+            return f"https://{self._domain_name}"
         return self.stage.invoke_url

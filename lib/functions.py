@@ -13,6 +13,7 @@ from pathlib import Path
 from cdktf import AssetType, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktf_cdktf_provider_aws.lambda_alias import LambdaAlias
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
     LambdaFunctionDeadLetterConfig,
@@ -22,6 +23,9 @@ from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunctionVpcConfig,
 )
 from cdktf_cdktf_provider_aws.lambda_layer_version import LambdaLayerVersion
+from cdktf_cdktf_provider_aws.lambda_provisioned_concurrency_config import (
+    LambdaProvisionedConcurrencyConfig,
+)
 from constructs import Construct
 
 from lib.iam import (
@@ -52,6 +56,9 @@ ARCHITECTURE = "arm64"
 # timeout, and a 1M-row file stays far below Step Functions' 25,000-event history limit.
 BATCH_CHUNK_ROWS = 2000
 LOG_LEVEL = "INFO"
+# The API invokes this alias of the API function, never $LATEST: every deploy publishes a
+# version and moves the alias to it, and pointing the alias back rolls a release back.
+LIVE_ALIAS = "live"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -314,7 +321,26 @@ class Functions(Construct):
                     if vpc
                     else None
                 ),
+                # Only the API is released through versions and an alias (see LIVE_ALIAS).
+                publish=key == API,
                 depends_on=[log_group, role.policy],
+            )
+        api = self.functions[API]
+        self.api_live = LambdaAlias(
+            self,
+            "api-live",
+            name=LIVE_ALIAS,
+            description="The version the REST API invokes; point it back to roll back",
+            function_name=api.function_name,
+            function_version=api.version,
+        )
+        if profile.api_provisioned_concurrency:
+            LambdaProvisionedConcurrencyConfig(
+                self,
+                "api-live-provisioned",
+                function_name=api.function_name,
+                qualifier=self.api_live.name,
+                provisioned_concurrent_executions=profile.api_provisioned_concurrency,
             )
 
     @staticmethod

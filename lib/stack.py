@@ -128,7 +128,7 @@ class PaymentsStack(TerraformStack):
             "api",
             settings=settings,
             kms_key_arn=keys.arn,
-            handler=functions.api,
+            handler=functions.api_live,
         )
         Firewall(self, "firewall", settings=settings, kms_key_arn=keys.arn, stage_arn=api.stage.arn)
         outputs = {
@@ -176,6 +176,12 @@ class PaymentsStack(TerraformStack):
             "alarms_topic_arn": messaging.alarms.arn,
             "dashboard_name": monitoring.dashboard.dashboard_name,
         }
+        if api.domain is not None:
+            # What the DNS alias record of the custom domain points at.
+            outputs |= {
+                "api_domain_target": api.domain.regional_domain_name,
+                "api_domain_zone_id": api.domain.regional_zone_id,
+            }
         for name, value in outputs.items():
             TerraformOutput(self, name, value=value)
         TerraformOutput(self, "api_key_value", value=api.api_key.value, sensitive=True)

@@ -100,7 +100,9 @@ class TestRoutes:
         for integration in integrations:
             assert integration["type"] == "AWS_PROXY"
             assert integration["integration_http_method"] == "POST"
-            assert integration["uri"].startswith("${aws_lambda_function.functions_api_")
+            # The live alias, never $LATEST: a release moves the alias, a rollback moves it back.
+            assert integration["uri"].startswith("${aws_lambda_alias.functions_api-live_")
+            assert integration["uri"].endswith(".invoke_arn}")
 
     def test_post_bodies_are_validated_against_models(self, each):
         methods = _methods(each)
@@ -119,6 +121,8 @@ class TestRoutes:
         )
         assert permission["source_arn"].startswith("${aws_api_gateway_rest_api.api_rest-api_")
         assert ".execution_arn}/" in permission["source_arn"]
+        # The permission is the alias's: API Gateway may invoke `live` and nothing else.
+        assert permission["qualifier"].startswith("${aws_lambda_alias.functions_api-live_")
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,20 @@ import pytest
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.lambda_alias import LambdaAlias
 from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
 from cdktf_cdktf_provider_aws.lambda_layer_version import LambdaLayerVersion
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
+from cdktf_cdktf_provider_aws.lambda_provisioned_concurrency_config import (
+    LambdaProvisionedConcurrencyConfig,
+)
 
 from lib.functions import (
     API,
     BATCH_TASKS,
     BATCH_TRIGGER,
     FUNCTIONS,
+    LIVE_ALIAS,
     PROCESSOR,
     SWEEPER,
     LayerMissingError,
@@ -343,3 +348,35 @@ class TestSweeperSchedule:
         variables = _functions(each)["sweeper"]["environment"]["variables"]
         assert variables[ENV.STUCK_AFTER_SECONDS] == str(each.profile.stuck_after_minutes * 60)
         assert int(variables[ENV.WORKFLOW_TIMEOUT_SECONDS]) >= 3600
+
+
+class TestReleases:
+    def _alias(self, synth) -> dict:
+        return synth.one(LambdaAlias.TF_RESOURCE_TYPE)
+
+    def test_the_api_function_publishes_a_version_per_change(self, each):
+        functions = _functions(each)
+        assert functions[API]["publish"] is True
+        assert all(not f.get("publish") for key, f in functions.items() if key != API)
+
+    def test_the_live_alias_follows_the_published_version(self, each):
+        alias = self._alias(each)
+        assert alias["name"] == LIVE_ALIAS == "live"
+        assert alias["function_name"].startswith("${aws_lambda_function.functions_api_")
+        assert alias["function_version"].endswith(".version}")
+
+    def test_production_keeps_executions_of_the_live_alias_warm(self, production, dev, staging):
+        (config,) = production.resources(
+            LambdaProvisionedConcurrencyConfig.TF_RESOURCE_TYPE
+        ).values()
+        assert config["qualifier"].startswith("${aws_lambda_alias.functions_api-live_")
+        assert config["provisioned_concurrent_executions"] == (
+            production.profile.api_provisioned_concurrency
+        )
+        assert (
+            0
+            < config["provisioned_concurrent_executions"]
+            <= (production.profile.api_reserved_concurrency)
+        )
+        for synth in (dev, staging):
+            assert synth.resources(LambdaProvisionedConcurrencyConfig.TF_RESOURCE_TYPE) == {}

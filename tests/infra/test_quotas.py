@@ -73,3 +73,8 @@ def test_reserved_concurrency_beyond_the_account_quota_stops_synth():
 def test_malformed_quota_is_a_clear_error(value):
     with pytest.raises(ConfigError, match="LAMBDA_ACCOUNT_CONCURRENCY="):
         Settings.from_env({"LAMBDA_ACCOUNT_CONCURRENCY": value})
+
+
+def test_provisioned_executions_never_exceed_the_reservation():
+    for profile in PROFILES.values():
+        assert profile.api_provisioned_concurrency <= profile.api_reserved_concurrency

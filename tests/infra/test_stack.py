@@ -14,8 +14,9 @@ from lib.terraform import aws_provider, configure_backend
 NAME_ATTRIBUTES = (
     "name", "function_name", "bucket", "alarm_name", "dashboard_name", "layer_name", "stage_name",
 )  # fmt: skip
-# Names that live inside the REST API (its models and validator), not in the account.
-API_SCOPED = {"aws_api_gateway_model", "aws_api_gateway_request_validator"}
+# Names that live inside the REST API (its models and validator) or a function (its alias), not
+# in the account.
+API_SCOPED = {"aws_api_gateway_model", "aws_api_gateway_request_validator", "aws_lambda_alias"}
 SIX_TAGS = {"Environment", "Service", "Owner", "CostCenter", "DataClassification", "ManagedBy"}
 OUTPUTS = {
     "api_url", "api_key_id", "batch_bucket_name", "payments_table_name",
