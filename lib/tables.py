@@ -19,6 +19,8 @@ from lib.settings import Settings
 PAYMENTS = "payments"
 PROCESSING_STATUS = "processing-status"
 AUDIT_LOG = "audit-log"
+# Read by `make reconcile --batch` (lambda/payments/reconcile.py), which checks each payment's
+# history and batch run: it needs whole items, hence projection ALL.
 BATCH_INDEX = "batch_id-index"
 # Sparse indexes: only items that carry the index's hash key appear in it. Non-final payments
 # carry ``pending_shard`` and running batches ``running``; the sweeper and reconcile read them
