@@ -9,8 +9,9 @@ write committed) and now and then a function's worker is killed mid-invocation. 
    progress" or a lost connection a client retries the very same request, as a real one would.
 2. ``--batches`` CSV files of ``--rows`` rows each (a few bad and duplicate rows among them) are
    uploaded, and one is uploaded again.
-3. Drain: wait until the queue is idle, run the sweeper (``python -m localcloud schedule run``),
-   wait again, until every payment is final or ``--timeout`` passes.
+3. Drain: with the sweeper's threshold shortened to ``--stuck-after`` seconds (what an operator
+   draining a fault does), run the sweeper's schedule now and then (``python -m localcloud
+   schedule run``) until every payment is final or ``--timeout`` passes.
 4. Count and reconcile: each answered request has exactly one stored payment equal to what the
    2xx answered; the API stored no payment nobody asked for; every batch completed with counters
    that add up; nothing is non-final; every audit entry's event reached the subscriber queue.
@@ -101,6 +102,31 @@ def batch_file(batch_id: str, rows: int, rng: random.Random) -> tuple[bytes, int
     return ("\n".join(lines) + "\n").encode(), accepted
 
 
+def get_json(cloud: LocalCloud, path: str) -> dict[str, Any]:
+    """GET with the retries a real client makes (5xx and lost connections are expected here)."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            response = cloud.request("GET", path)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            response = None
+        if response is not None and response.status not in RETRYABLE:
+            return response.json()
+        time.sleep(min(0.1 * 2**attempt, 3))
+    raise RuntimeError(f"GET {path} kept failing")
+
+
+def shorten_stuck_threshold(cloud: LocalCloud, seconds: int) -> None:
+    """What an operator draining a fault would do: let the sweeper take payments that rested
+    ``seconds`` (the profile's 30 minutes would outlast the run)."""
+    lambda_ = cloud.client("lambda")
+    name = f"payments-sweeper-{cloud.stack['stage_name']}"
+    variables = lambda_.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    lambda_.update_function_configuration(
+        FunctionName=name,
+        Environment={"Variables": {**variables, "STUCK_AFTER_SECONDS": str(seconds)}},
+    )
+
+
 def run_sweeper(cloud: LocalCloud) -> None:
     name = f"payments-sweeper-{cloud.stack['stage_name']}"
     subprocess.run(
@@ -119,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2000, help="data rows per batch file")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to drain")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--stuck-after", type=int, default=60, help="the sweeper's threshold during the drain"
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -174,12 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     reconcile = _reconcile_module()
     config = reconcile._local_cloud()[0]
     reconciler = Reconciler(config)
+    shorten_stuck_threshold(cloud, args.stuck_after)
     deadline = time.monotonic() + args.timeout
     sweeps = 0
     while True:
         payments = reconciler.payments_created(since, "9999")
         open_ = [p for p in payments if p["status"] not in FINAL]
-        batches = {b: cloud.request("GET", f"/batches/{b}").json() for b in expected_batches}
+        batches = {b: get_json(cloud, f"/batches/{b}") for b in expected_batches}
         running = [b for b, v in batches.items() if v.get("status") not in FINAL]
         say(f"  {time.monotonic() - started:5.0f}s: {len(payments)} payments, "
             f"{len(open_)} not final, {len(running)} batches running")  # fmt: skip
@@ -187,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         if time.monotonic() > deadline:
             break
-        if not running and sweeps < 10:
-            run_sweeper(cloud)
-            sweeps += 1
+        run_sweeper(cloud)  # what the schedule does; it only takes payments resting a while
+        sweeps += 1
         time.sleep(10)
 
     # -- count ------------------------------------------------------------------------------
@@ -233,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"duplicated (stored, unasked):  {len(duplicated)}")
     say(f"stuck (not final):             {len(stuck)}")
     say(f"batch problems:                {len(batch_problems)}")
+    say(f"sweeper runs:                  {sweeps}")
     say(f"events seen / expected:        {report.events_seen} / {report.events_expected}")
     say(f"reconcile mismatches:          {len(report.mismatches)}")
     for line in (batch_problems + report.mismatches)[:30]:
