@@ -129,6 +129,8 @@ def test_destroy_after_lifting_deletion_protection_leaves_the_other_environment(
         dynamodb.update_table(TableName=production.outputs[output], DeletionProtectionEnabled=False)
     ours = [b["Name"] for b in s3.list_buckets()["Buckets"] if f"-{SUFFIX}-" in b["Name"]]
     assert len(ours) == 2  # the batch bucket and its access-log bucket
+    # Stop the writer first: access logging would refill the log bucket while the rest goes.
+    s3.put_bucket_logging(Bucket=production.outputs["batch_bucket_name"], BucketLoggingStatus={})
     for bucket in ours:
         _empty_bucket(s3, bucket)
     result = _cdktf("destroy", production.env)
