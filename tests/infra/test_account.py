@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cdktf import Testing as CdktfTesting
@@ -19,6 +23,7 @@ from lib.account import (
 from lib.settings import ConfigError, Settings
 from lib.stack import STACK_NAME
 
+ROOT = Path(__file__).resolve().parents[2]
 STATE = {"TERRAFORM_STATE_BUCKET": "ci-state-bucket", "TERRAFORM_STATE_BUCKET_REGION": "eu-west-1"}
 
 
@@ -90,3 +95,22 @@ class TestMainSelectsOneStack:
     def test_unknown_stack_is_a_clear_error(self):
         with pytest.raises(ConfigError, match="PAYMENTS_STACK="):
             Settings.from_env({"PAYMENTS_STACK": "shared"})
+
+
+@pytest.mark.slow
+def test_main_synthesizes_only_the_account_stack_when_asked(tmp_path):
+    # A real process: the jsii kernel reads CDKTF_OUTDIR from the environment it starts with.
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")} | {
+        "PAYMENTS_STACK": "account",
+        "CDKTF_OUTDIR": str(tmp_path),
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert list(manifest["stacks"]) == [ACCOUNT_STACK_NAME]
+    doc = json.loads((tmp_path / "stacks" / ACCOUNT_STACK_NAME / "cdk.tf.json").read_text())
+    assert list(doc["resource"][ApiGatewayAccount.TF_RESOURCE_TYPE])
+    assert "aws_lambda_function" not in doc["resource"]
