@@ -142,11 +142,15 @@ def batch_workflow_definition(
                     "UpdateExpression": (
                         "SET #status = :failed, reason_code = :code, #reason = :reason, "
                         "#error = :error, #run = :run, version_id = :run, batch_id = :batch_id, "
-                        "updated_at = :now, "
+                        "sequencer = :sequencer, updated_at = :now, "
                         "finished_at = :now REMOVE running"
                     ),
+                    # This run's summary while it runs; or, when Register failed before writing
+                    # one, no summary yet or an older upload's (a newer upload takes over).
                     "ConditionExpression": (
-                        "attribute_not_exists(pk) OR (#run = :run AND #status = :processing)"
+                        "attribute_not_exists(pk) OR (#run = :run AND #status = :processing) OR "
+                        "(#run <> :run AND (attribute_not_exists(sequencer) OR "
+                        "sequencer < :sequencer))"
                     ),
                     "ExpressionAttributeNames": {
                         "#status": "status",
@@ -161,6 +165,7 @@ def batch_workflow_definition(
                         ":reason": {"S": PROCESSING_ERROR_REASON},
                         ":error": {"S.$": "$.error.Error"},
                         ":run": {"S.$": "$$.Execution.Input.version_id"},
+                        ":sequencer": {"S.$": "$$.Execution.Input.sequencer"},
                         ":batch_id": {"S.$": "$$.Execution.Input.batch_id"},
                         ":now": {"S.$": "$$.State.EnteredTime"},
                     },

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 from payments import aws, env
-from payments.batch import batch_id_from_key
+from payments.batch import batch_id_from_key, sequencer_order
 
 from handlers.common import logger, settings
 
@@ -53,7 +53,9 @@ def start(record: dict[str, Any]) -> str:
                     "batch_id": batch_id,
                     "size": obj.get("size"),
                     # Orders uploads of one key: an event that arrives late must not win.
-                    "sequencer": obj.get("sequencer"),
+                    # Always a string (zero-padded hex, "" when S3 sent none): the failure
+                    # path compares it in a DynamoDB condition.
+                    "sequencer": sequencer_order(obj.get("sequencer")),
                 }
             ),
         )
