@@ -17,7 +17,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down demo reconcile chaos clean
+.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down demo reconcile chaos fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -88,6 +88,9 @@ reconcile: install ## read-only check that histories, audit entries and events a
 chaos: install ## payments under injected faults on a fresh local cloud: 0 lost, 0 duplicated, 0 stuck (ARGS, LOCALCLOUD_CHAOS)
 	LOCALCLOUD_CHAOS="$${LOCALCLOUD_CHAOS:-faults=0.05,kills=0.002}" $(PYTHON) -m localcloud up
 	$(PYTHON) scripts/chaos.py $(ARGS); status=$$?; $(PYTHON) -m localcloud down; exit $$status
+
+fuzz: install ## the stateful model test (tests/functional/test_model.py) 10x longer than make test, new random seed each run
+	PAYMENTS_MODEL_PROFILE=fuzz $(PYTHON) -m pytest tests/functional/test_model.py -k exactly_once -p no:cacheprovider
 
 demo: install ## the whole platform on the local cloud: deploy, batch + API payments, summary, tear down
 	$(PYTHON) -m localcloud up

@@ -1,0 +1,434 @@
+"""What the stateful model test (test_model.py) drives the functional world with.
+
+- ``Faults``: one armed fault on the next matching call of the runtime's own AWS clients:
+  throttled or 500 before the call reaches moto, a read timeout *after* moto committed the call,
+  or the function's process dying at the call.
+- ``other_container``: runs a second invocation in the middle of the first, as a second Lambda
+  container would (the API's router and the idempotency wrapper keep per-invocation state in
+  module globals; one container never runs two invocations at once).
+- ``StreamReader``: the audit log's stream records, as the event source mapping reads them.
+- ``WeightedRules``: the next rule drawn by weight among those whose preconditions hold.
+- ``Workflow``: the batch workflow's states executed one task at a time with the semantics of
+  lib/workflow_definition.py (Choice, Retry on its transient errors, Catch -> MarkFailed ->
+  AuditFailure with the definition's own DynamoDB parameters), so a test can interleave runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError, ReadTimeoutError
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, RuleStrategy
+
+from tests.functional.world import REGION, LambdaContext
+
+ROOT = Path(__file__).resolve().parents[2]
+
+THROTTLE = "throttle"
+SERVER_ERROR = "500"
+TIMEOUT_AFTER_COMMIT = "timeout-after-commit"
+CRASH = "crash"
+FAULT_KINDS = (THROTTLE, SERVER_ERROR, TIMEOUT_AFTER_COMMIT, CRASH)
+
+# The calls the runtime makes, by the service of the client that makes them.
+RUNTIME_CALLS: dict[str, tuple[str, ...]] = {
+    "dynamodb": (
+        "TransactWriteItems",
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "BatchWriteItem",
+    ),
+    "sqs": ("SendMessage", "SendMessageBatch"),
+    "sns": ("PublishBatch",),
+    "s3": ("GetObject", "PutObject"),
+    "ssm": ("GetParameter",),
+    "stepfunctions": ("StartExecution",),
+}
+_THROTTLE_CODES = {
+    "dynamodb": ("ProvisionedThroughputExceededException", 400),
+    "sqs": ("RequestThrottled", 400),
+    "sns": ("Throttling", 400),
+    "s3": ("SlowDown", 503),
+    "ssm": ("ThrottlingException", 400),
+    "stepfunctions": ("ThrottlingException", 400),
+}
+_SERVER_CODES = {"dynamodb": "InternalServerError", "ssm": "InternalServerError"}
+
+
+class Crash(BaseException):
+    """The function's process died at an AWS call (a BaseException: no handler catches it)."""
+
+
+class _Http:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.headers: dict[str, str] = {}
+        self.content = b""
+        self.text = ""
+
+
+@dataclass
+class Fault:
+    service: str
+    operation: str
+    kind: str
+    skip: int = 0  # matching calls to let through first
+
+
+@dataclass
+class Faults:
+    """At most one armed fault, fired on the runtime clients it was attached to."""
+
+    armed: Fault | None = None
+    fired: list[Fault] = field(default_factory=list)
+    _timeout_due: threading.local = field(default_factory=threading.local)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, client: Any) -> None:
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register("before-call", self._before(service))
+        client.meta.events.register("after-call", self._after)
+
+    def arm(self, fault: Fault) -> None:
+        self.armed = fault
+
+    def disarm(self) -> None:
+        self.armed = None
+
+    def _take(self, service: str, operation: str) -> Fault | None:
+        with self._lock:
+            fault = self.armed
+            if fault is None or (fault.service, fault.operation) != (service, operation):
+                return None
+            if fault.skip > 0:
+                fault.skip -= 1
+                return None
+            self.armed = None
+            self.fired.append(fault)
+            return fault
+
+    def _before(self, service: str) -> Callable[..., Any]:
+        def before(model: Any = None, **_: Any) -> Any:
+            fault = self._take(service, model.name)
+            if fault is None:
+                return None
+            if fault.kind == CRASH:
+                raise Crash(f"process died at {service}:{model.name}")
+            if fault.kind == TIMEOUT_AFTER_COMMIT:
+                self._timeout_due.value = True
+                return None
+            if fault.kind == THROTTLE:
+                code, status = _THROTTLE_CODES[service]
+            else:
+                code, status = _SERVER_CODES.get(service, "InternalError"), 500
+            return _Http(status), {
+                "Error": {"Code": code, "Message": f"injected {code}"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            }
+
+        return before
+
+    def _after(self, model: Any = None, **_: Any) -> None:
+        if getattr(self._timeout_due, "value", False):
+            self._timeout_due.value = False
+            # moto has applied the call; the caller never hears back.
+            raise ReadTimeoutError(endpoint_url=f"https://{model.service_model.endpoint_prefix}")
+
+
+@contextmanager
+def other_container() -> Iterator[None]:
+    """Run a nested invocation as if in another container: save and restore what the API
+    handler keeps per invocation in module globals."""
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+    from handlers import api, idempotency
+
+    missing = object()
+    event = BaseRouter.__dict__.get("current_event", missing)
+    context = BaseRouter.__dict__.get("lambda_context", missing)
+    routing = dict(api.app.context)
+    replayed = idempotency._replayed[0]
+    try:
+        yield
+    finally:
+        for name, value in (("current_event", event), ("lambda_context", context)):
+            if value is not missing:
+                setattr(BaseRouter, name, value)
+        api.app.context.clear()
+        api.app.context.update(routing)
+        idempotency._replayed[0] = replayed
+
+
+@contextmanager
+def interleave(
+    client: Any, operation: str, nested: Callable[[], None], *, skip: int = 0
+) -> Iterator[None]:
+    """Inside the block, run ``nested`` (another container's invocation) just before
+    ``client``'s next ``operation`` call (after ``skip`` of them), once.
+
+    What ``nested`` raises (a failed check) is raised when the block ends, not into the outer
+    invocation, whose handler would turn it into an error answer of its own.
+    """
+    state: dict[str, Any] = {"ran": False, "skip": skip, "error": None}
+    service = client.meta.service_model.service_id.hyphenize()
+    event = f"before-call.{service}.{operation}"
+
+    def before(**_: Any) -> None:
+        if state["ran"]:
+            return
+        if state["skip"] > 0:
+            state["skip"] -= 1
+            return
+        state["ran"] = True
+        try:
+            with other_container():
+                nested()
+        except BaseException as exc:  # re-raised when the block ends
+            state["error"] = exc
+
+    client.meta.events.register(event, before)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, before)
+    if state["error"] is not None:
+        raise state["error"]
+
+
+@contextmanager
+def queued_payments(client: Any, operation: str, into: set[str]) -> Iterator[None]:
+    """Inside the block, add the payment ids ``client`` queues with ``operation`` to ``into``."""
+    service = client.meta.service_model.service_id.hyphenize()
+    event = f"provide-client-params.{service}.{operation}"
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        entries = params.get("Entries") or [{"MessageBody": params.get("MessageBody", "{}")}]
+        into.update(json.loads(e["MessageBody"]).get("payment_id") for e in entries)
+
+    client.meta.events.register(event, record)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, record)
+
+
+class StreamReader:
+    """New records of the audit log's stream since the last read (one shard, as moto has)."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.client = boto3.client("dynamodbstreams", region_name=REGION)
+        self.arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        self.shard = self.client.describe_stream(StreamArn=self.arn)["StreamDescription"]["Shards"][
+            0
+        ]["ShardId"]
+        self.after: str | None = None
+
+    def read(self) -> list[dict[str, Any]]:
+        position = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": self.after}
+            if self.after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        iterator = self.client.get_shard_iterator(
+            StreamArn=self.arn, ShardId=self.shard, **position
+        )["ShardIterator"]
+        records: list[dict[str, Any]] = []
+        while iterator:
+            page = self.client.get_records(ShardIterator=iterator, Limit=1000)
+            if not page["Records"]:
+                break
+            records += page["Records"]
+            iterator = page.get("NextShardIterator")
+        if records:
+            self.after = records[-1]["dynamodb"]["SequenceNumber"]
+        return [{**r, "eventSourceARN": self.arn} for r in records]
+
+
+def workflow_definition(status_table: str, audit_table: str) -> dict[str, Any]:
+    # Loaded by path: importing the ``lib`` package would load the CDKTF provider (seconds).
+    spec = importlib.util.spec_from_file_location(
+        "workflow_definition", ROOT / "lib" / "workflow_definition.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.batch_workflow_definition(
+        tasks_function_arn="arn:aws:lambda:us-east-1:123456789012:function:payments-batch-tasks",
+        status_table_name=status_table,
+        audit_table_name=audit_table,
+    )
+
+
+REGISTER, CHUNK, FINALIZE, SUCCEEDED, FAILED = (
+    "register",
+    "process_chunk",
+    "finalize",
+    "Succeeded",
+    "Failed",
+)
+_FORMAT = re.compile(r"States\.Format\('(?P<template>[^']*)',\s*(?P<path>[^)]+)\)")
+
+
+@dataclass
+class Execution:
+    name: str
+    input: dict[str, Any]
+    position: str = REGISTER
+    state: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    error: str | None = None
+    steps: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.position not in (SUCCEEDED, FAILED)
+
+
+class Workflow:
+    """Step Functions' side of the batch workflow, one state at a time.
+
+    The task states call the real batch-tasks handler; a task error named in the definition's
+    Retry is retried (up to its MaxAttempts), any other goes to MarkFailed / AuditFailure, whose
+    DynamoDB parameters are taken from the definition and resolved like Step Functions does.
+    """
+
+    def __init__(self, definition: dict[str, Any], dynamodb: Any) -> None:
+        self.states = definition["States"]
+        retry = self.states["Register"]["Retry"][0]
+        self.transient = frozenset(retry["ErrorEquals"])
+        self.max_attempts = int(retry["MaxAttempts"])
+        self.dynamodb = dynamodb
+
+    def step(self, execution: Execution, *, lose_response: bool = False) -> str | None:
+        """Run the execution's current task once; the task's error, if it raised one.
+
+        ``lose_response``: the task ran but its answer never reached Step Functions, which
+        retries the state with the same input."""
+        from handlers import batch_tasks
+
+        assert execution.running
+        execution.steps += 1
+        task_input = execution.input if execution.position == REGISTER else execution.state
+        try:
+            output = batch_tasks.handler(
+                {"task": execution.position, "state": task_input},
+                LambdaContext("payments-batch-tasks"),
+            )
+        except Crash:
+            error = "Runtime.ExitError"
+        except Exception as exc:  # the Lambda error's name is the exception's class name
+            error = type(exc).__name__
+            execution.error = f"{error}: {exc}"
+        else:
+            if lose_response:
+                error = "Lambda.ServiceException"
+            else:
+                self._advance(execution, output)
+                return None
+        if error in self.transient and execution.attempts < self.max_attempts:
+            execution.attempts += 1
+        else:
+            self._mark_failed(execution, error)
+        return error if error != "Lambda.ServiceException" else None
+
+    def _advance(self, execution: Execution, output: dict[str, Any]) -> None:
+        execution.attempts = 0
+        execution.state = output
+        if execution.position == REGISTER:
+            execution.position = SUCCEEDED if output.get("done") else CHUNK
+        elif execution.position == CHUNK:
+            if output.get("superseded"):
+                execution.position = SUCCEEDED
+            elif output.get("done"):
+                execution.position = FINALIZE
+        else:
+            execution.position = SUCCEEDED
+
+    def _mark_failed(self, execution: Execution, error: str) -> None:
+        context = {"error": {"Error": error}}
+        for state_name, call in (("MarkFailed", "update_item"), ("AuditFailure", "put_item")):
+            params = self._resolve(self.states[state_name]["Parameters"], execution, context)
+            try:
+                getattr(self.dynamodb, call)(**params)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                execution.position = SUCCEEDED if state_name == "MarkFailed" else FAILED
+                return
+        execution.position = FAILED
+
+    def _resolve(self, value: Any, execution: Execution, context: dict[str, Any]) -> Any:
+        if isinstance(value, dict):
+            return {
+                (k[:-2] if k.endswith(".$") else k): (
+                    self._evaluate(v, execution, context)
+                    if k.endswith(".$")
+                    else self._resolve(v, execution, context)
+                )
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._resolve(v, execution, context) for v in value]
+        return value
+
+    def _evaluate(self, expression: str, execution: Execution, context: dict[str, Any]) -> Any:
+        match = _FORMAT.fullmatch(expression.strip())
+        if match:
+            found = self._evaluate(match["path"].strip(), execution, context)
+            return match["template"].replace("{}", str(found), 1)
+        if expression == "$$.State.EnteredTime":
+            return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if expression.startswith("$$.Execution.Input."):
+            value: Any = execution.input
+            parts = expression[len("$$.Execution.Input.") :].split(".")
+        elif expression.startswith("$."):
+            value = context
+            parts = expression[2:].split(".")
+        else:
+            raise AssertionError(f"the model does not evaluate {expression!r}")
+        for part in parts:
+            value = value[part]
+        return value
+
+
+def execution_input(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    return json.loads(sfn.describe_execution(executionArn=execution_arn)["input"])
+
+
+class WeightedRules(RuleStrategy):
+    """Draws the next rule by weight among the rules whose preconditions hold.
+
+    Hypothesis' own choice (a random subset of rules enabled per example, then the first
+    rules in its order favoured) ran the batch workflow's steps in ~0.1 % of all steps: they
+    are valid only while a run is in flight. Weights keep every rule in play; shrinking still
+    works (the draw shrinks towards the first valid rule).
+    """
+
+    def __init__(self, machine: RuleBasedStateMachine, weights: dict[str, int]) -> None:
+        super().__init__(machine)
+        missing = {r.function.__name__ for r in self.rules} ^ set(weights)
+        assert not missing, f"rules and weights differ: {sorted(missing)}"
+        self.weights = weights
+
+    def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        valid = [r for r in self.rules if self.is_valid(r)]
+        pick = data.draw(st.integers(0, sum(self.weights[r.function.__name__] for r in valid) - 1))
+        for rule in valid:
+            pick -= self.weights[rule.function.__name__]
+            if pick < 0:
+                break
+        arguments = {k: data.draw(s) for k, s in rule.arguments_strategies.items()}
+        return rule, arguments
