@@ -473,6 +473,8 @@ class Functions(Construct):
         if key == SWEEPER:
             return [
                 _table_access("Payments", f"{r.payments_table_arn}/index/{PENDING_INDEX}", "Query"),
+                # Restarts a re-queued payment's pending_at clock (conditional on not final).
+                _table_access("SweptPayments", r.payments_table_arn, "UpdateItem"),
                 # A run past the workflow timeout is marked FAILED with its audit entry.
                 _table_access("ProcessingStatus", r.processing_status_table_arn, "UpdateItem"),
                 _table_access(

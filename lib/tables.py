@@ -23,8 +23,8 @@ AUDIT_LOG = "audit-log"
 # history and batch run: it needs whole items, hence projection ALL.
 BATCH_INDEX = "batch_id-index"
 # Sparse indexes: only items that carry the index's hash key appear in it. Non-final payments
-# carry ``pending_shard`` and running batches ``running``; the sweeper and reconcile read them
-# instead of scanning a table.
+# carry ``pending_shard`` (and ``pending_at``, their last change or sweep) and running batches
+# ``running``; the sweeper and reconcile read them instead of scanning a table.
 PENDING_INDEX = "pending-index"
 RUNNING_INDEX = "running-index"
 TTL_ATTRIBUTE = "expires_at"
@@ -57,7 +57,7 @@ _SPECS = {
             _Index(
                 name=PENDING_INDEX,
                 hash_key="pending_shard",
-                range_key="updated_at",
+                range_key="pending_at",
                 projection="KEYS_ONLY",
             ),
         ),

@@ -7,9 +7,10 @@ audit entry is the outbox: the publisher turns it into the ``payment-events`` ev
 (``payments.events``), so nothing here publishes and a retry that finds the step already made
 has nothing left to do.
 
-A payment that is not final carries ``pending_shard``, the key of the payments table's sparse
-``pending-index``: the sweeper finds payments left non-final there without a scan, and the final
-step removes the attribute, so the index only ever holds work in flight.
+A payment that is not final carries ``pending_shard`` and ``pending_at`` (its last change, or
+the sweeper's last re-queue), the keys of the payments table's sparse ``pending-index``: the
+sweeper finds payments left non-final there without a scan, and the final step removes both, so
+the index only ever holds work in flight.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def new_payment_item(
         "batch_run": batch_run,
         "batch_line": batch_line,
         "pending_shard": pending_shard(payment_id),
+        "pending_at": now,
     }
     audit = {
         "entity_id": payment_entity(payment_id),
@@ -108,6 +110,8 @@ def transition(
     now = now_iso()
     entry = {"status": to_status, "at": now, "reason": reason}
     changes = {"status": to_status, "updated_at": now, "reason": reason, **(extra_changes or {})}
+    if to_status not in FINAL_STATUSES:
+        changes["pending_at"] = now
     audit = {
         "entity_id": payment_entity(payment["payment_id"]),
         "sk": audit_sk(version, to_status),
@@ -145,6 +149,7 @@ def transition(
     }
     if to_status in FINAL_STATUSES:
         updated.pop("pending_shard", None)
+        updated.pop("pending_at", None)
     return updated
 
 

@@ -161,7 +161,7 @@ class Reconciler:
                 problems.append(f"payment {pid}: published without an audit entry: {extra}")
         if payment.get("status") in FINAL_STATUSES:
             report.final += 1
-            if payment.get("pending_shard") is not None:
+            if payment.get("pending_shard") is not None or payment.get("pending_at"):
                 problems.append(f"payment {pid}: final but still in the pending index")
         elif str(payment.get("updated_at", "")) < stuck_before:
             problems.append(

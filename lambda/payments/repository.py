@@ -182,7 +182,7 @@ class Repository:
                     # A final payment leaves the sparse pending-index (nothing left to sweep).
                     "UpdateExpression": "SET "
                     + ", ".join(sets)
-                    + (" REMOVE pending_shard" if final else ""),
+                    + (" REMOVE pending_shard, pending_at" if final else ""),
                     "ConditionExpression": "#status = :expected AND #version = :expected_version",
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": {
@@ -414,7 +414,7 @@ class Repository:
         for item in self._query(
             TableName=self.config.payments_table,
             IndexName=PENDING_INDEX,
-            KeyConditionExpression="pending_shard = :shard AND updated_at < :before",
+            KeyConditionExpression="pending_shard = :shard AND pending_at < :before",
             ExpressionAttributeValues={
                 ":shard": {"S": shard},
                 ":before": {"S": updated_before},
@@ -434,6 +434,24 @@ class Repository:
             KeyConditionExpression="batch_id = :b",
             ExpressionAttributeValues={":b": {"S": batch_id}},
         )
+
+    def mark_swept(self, payment_id: str, now: str) -> bool:
+        """Restart a non-final payment's ``pending_at`` clock after the sweeper queued it, so
+        the next runs leave it alone for a threshold (False: it became final meanwhile)."""
+        try:
+            self._call(
+                "update_item",
+                TableName=self.config.payments_table,
+                Key={"payment_id": {"S": payment_id}},
+                UpdateExpression="SET pending_at = :now",
+                ConditionExpression="attribute_exists(pending_shard)",
+                ExpressionAttributeValues={":now": {"S": now}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def running_batches(self, started_before: str) -> list[dict[str, Any]]:
         """Batch summaries still running that started before ``started_before``."""

@@ -1,8 +1,10 @@
 """The sweeper: finds work a fault left behind, from the sparse indexes, never a scan.
 
-- A payment is *stuck* when it is not final and has not changed for ``stuck_after_seconds`` (its
-  queue message was lost to the DLQ, or a batch stored it and then failed to queue it). It is
-  queued again; the processor is idempotent, so a payment that was merely slow is not harmed.
+- A payment is *stuck* when it is not final and has not changed (nor been swept) for
+  ``stuck_after_seconds`` (its queue message was lost to the DLQ, or a batch stored it and then
+  failed to queue it). It is queued again and its ``pending_at`` clock restarts, so a payment
+  still waiting in a backlog is queued once per threshold, never once per run; the processor is
+  idempotent, so a payment that was merely slow is not harmed.
 - A batch run still ``PROCESSING`` past the workflow's timeout has lost its execution (a
   timed-out execution runs no failure path). It is marked ``FAILED`` / ``TIMED_OUT`` with its
   audit entry, so ``batch.failed`` goes out through the outbox.
@@ -64,7 +66,8 @@ class Sweeper:
             found = self.repo.pending_payments(str(shard), cutoff, limit=MAX_PER_SHARD)
             ids = [item["payment_id"] for item in found]
             self._requeue(ids)
-            report.requeued += ids
+            swept = _iso(now)
+            report.requeued += [pid for pid in ids if self.repo.mark_swept(pid, swept)]
         started_before = _iso(now - timedelta(seconds=self.config.workflow_timeout_seconds))
         batches = Batches(self.config, repo=self.repo)
         for item in self.repo.running_batches(started_before):

@@ -354,3 +354,17 @@ class TestTaskErrors:
         state = {"bucket": world.bucket, "key": key, "version_id": version["VersionId"]}
         with pytest.raises(ClientError):
             batch_tasks.handler({"task": "register", "state": state}, LambdaContext("tasks"))
+
+
+class TestSweepBacklog:
+    def test_a_payment_waiting_in_a_backlog_is_queued_once_per_threshold_not_per_run(self, world):
+        submit(payment_id="slow")
+        world.receive_all()  # its message is lost
+        cfg = load()
+        later = datetime.now(UTC) + timedelta(seconds=cfg.stuck_after_seconds + 60)
+        assert Sweeper(cfg).run(now=later).requeued == ["slow"]
+        # The next runs within a threshold of that sweep leave it alone.
+        assert Sweeper(cfg).run(now=later + timedelta(seconds=60)).requeued == []
+        assert len(world.receive_all()) == 1
+        after = later + timedelta(seconds=cfg.stuck_after_seconds + 60)
+        assert Sweeper(cfg).run(now=after).requeued == ["slow"]

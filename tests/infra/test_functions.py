@@ -94,6 +94,7 @@ CONTRACT_ACTIONS = {
     },
     "sweeper": {
         "payments index pending-index": {"dynamodb:Query"},
+        "payments": {"dynamodb:UpdateItem"},
         "processing-status": {"dynamodb:UpdateItem"},
         "processing-status index running-index": {"dynamodb:Query"},
         "audit-log": {"dynamodb:PutItem"},

@@ -41,7 +41,7 @@ class TestTables:
             {
                 "name": PENDING_INDEX,
                 "hash_key": "pending_shard",
-                "range_key": "updated_at",
+                "range_key": "pending_at",
                 "projection_type": "KEYS_ONLY",
             },
         ]
