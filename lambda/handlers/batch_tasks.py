@@ -12,10 +12,8 @@ Each processed chunk adds its rows to the embedded metrics ``BatchRows``, ``Batc
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,13 +22,9 @@ from payments.batch import Batches
 from payments.errors import TransientError, ValidationError
 from payments.repository import error_code, is_transient
 
-from handlers.common import logger, settings
+from handlers.common import business_metrics, logger, settings
 
-# The stack sets POWERTOOLS_METRICS_NAMESPACE; the fallback keeps tests and local runs valid.
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Payments")
-metrics.set_default_dimensions(
-    FunctionName=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "batch-tasks")
-)
+metrics = business_metrics("batch-tasks")
 ROW_METRICS = {
     "total_rows": "BatchRows",
     "accepted": "BatchRowsAccepted",

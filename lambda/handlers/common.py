@@ -17,6 +17,21 @@ def settings() -> config.Config:
     return config.load()
 
 
+def business_metrics(function: str) -> Any:
+    """Powertools Metrics (embedded metric format) for one function. Environments share the
+    account's namespace (POWERTOOLS_METRICS_NAMESPACE, set by the stack), so the function's name
+    is a dimension that tells them apart."""
+    import os
+
+    from aws_lambda_powertools import Metrics
+
+    metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Payments")
+    metrics.set_default_dimensions(
+        FunctionName=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", function)
+    )
+    return metrics
+
+
 def reset() -> None:
     """Drop every per-container cache (tests build a fresh moto world per test)."""
     settings.cache_clear()

@@ -13,10 +13,8 @@ finished payment counts again), dimensioned by the function's name like the swee
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -28,12 +26,10 @@ from payments.errors import ValidationError
 from payments.service import Payments
 from payments.validation import PAYMENT_ID
 
-from handlers.common import logger, settings
+from handlers.common import business_metrics, logger, settings
 
 processor = BatchProcessor(event_type=EventType.SQS)
-# The stack sets POWERTOOLS_METRICS_NAMESPACE; the fallback keeps tests and local runs valid.
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "Payments")
-metrics.set_default_dimensions(FunctionName=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "processor"))
+metrics = business_metrics("processor")
 FINAL_METRICS = {"COMPLETED": "PaymentsCompleted", "FAILED": "PaymentsFailed"}
 
 

@@ -6,19 +6,15 @@ on them fires when two runs in a row find work, i.e. when a fault keeps leaving 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from payments import env
 from payments.sweep import Sweeper
 
-from handlers.common import logger, settings
+from handlers.common import business_metrics, logger, settings
 
-metrics = Metrics()
-# Environments share an account's namespace; the function's name tells them apart.
-metrics.set_default_dimensions(FunctionName=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "sweeper"))
+metrics = business_metrics("sweeper")
 
 _REQUIRED = (
     env.PAYMENTS_TABLE,

@@ -246,26 +246,34 @@ class Batches:
     def fail(self, batch_id: str, run: str, code: str, reason: str) -> bool:
         """Mark ``run`` FAILED with a stable code and a plain reason, audited (the outbox
         publishes ``batch.failed``); False when a newer run replaced it or it already ended."""
+        return self._end(batch_id, run, BATCH_FAILED, {"reason_code": code, "reason": reason})
+
+    def _end(
+        self,
+        batch_id: str,
+        run: str,
+        status: str,
+        fields: dict[str, Any],
+        audited: dict[str, Any] | None = None,
+    ) -> bool:
+        """End ``run`` as ``status`` with ``fields``, leaving the running-index, and its audit
+        entry in the same transaction (the outbox publishes ``batch.completed`` / ``.failed``);
+        False when a newer run replaced it or it already ended."""
         now = now_iso()
+        event = events.BATCH_COMPLETED if status == BATCH_COMPLETED else events.BATCH_FAILED
         return self.repo.update_batch_summary(
             batch_id,
             run,
-            {
-                "status": BATCH_FAILED,
-                "reason_code": code,
-                "reason": reason,
-                "finished_at": now,
-                "updated_at": now,
-            },
+            {"status": status, **fields, "finished_at": now, "updated_at": now},
             remove=("running",),
             audit={
                 "entity_id": f"BATCH#{batch_id}",
-                "sk": f"{run}#{BATCH_FAILED}",
+                "sk": f"{run}#{status}",
                 "at": now,
-                "event": events.BATCH_FAILED,
+                "event": event,
                 "run": run,
-                "reason_code": code,
-                "reason": reason,
+                **fields,
+                **(audited or {}),
             },
         )
 
@@ -512,28 +520,8 @@ class Batches:
         }
         if summary.get("status") == BATCH_COMPLETED:
             return result  # a retry of a finalize that committed
-        finished = now_iso()
-        self._write_report(state, summary, counts, key, finished)
-        if not self.repo.update_batch_summary(
-            batch_id,
-            run,
-            {
-                "status": BATCH_COMPLETED,
-                "report_key": key,
-                "finished_at": finished,
-                "updated_at": finished,
-            },
-            remove=("running",),
-            audit={
-                "entity_id": f"BATCH#{batch_id}",
-                "sk": f"{run}#{BATCH_COMPLETED}",
-                "at": finished,
-                "event": events.BATCH_COMPLETED,
-                "run": run,
-                **counts,
-                "report_key": key,
-            },
-        ):
+        self._write_report(state, summary, counts, key, now_iso())
+        if not self._end(batch_id, run, BATCH_COMPLETED, {"report_key": key}, counts):
             return {**result, "superseded": True, "status": None}
         return result
 
