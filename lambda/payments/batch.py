@@ -231,11 +231,16 @@ class Batches:
     def _resume(self, state: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         if summary.get("status") != BATCH_PROCESSING:
             return {**state, "done": True, "failed": summary.get("status") == BATCH_FAILED}
-        header = csv_reader.read_header(
-            self._open(
-                state["bucket"], state["key"], state["version_id"], 0, HEADER_PROBE_BYTES - 1
+        try:
+            header = csv_reader.read_header(
+                self._open(
+                    state["bucket"], state["key"], state["version_id"], 0, HEADER_PROBE_BYTES - 1
+                )
             )
-        )
+        except InvalidBatchFileError as exc:
+            # The first attempt found no header but its FAILED write did not land.
+            self.fail(state["batch_id"], state["run"], INVALID_FILE, exc.message)
+            return {**state, "failed": True, "done": True}
         return {
             **state,
             "columns": list(header.columns),

