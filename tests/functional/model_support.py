@@ -2,7 +2,8 @@
 
 - ``Faults``: one armed fault on the next matching call of the runtime's own AWS clients:
   throttled or 500 before the call reaches moto, a read timeout *after* moto committed the call,
-  or the function's process dying at the call.
+  the function's process dying at the call, or (on an eventually consistent read) an answer
+  from a replica that has not seen the item yet.
 - ``other_container``: runs a second invocation in the middle of the first, as a second Lambda
   container would (the API's router and the idempotency wrapper keep per-invocation state in
   module globals; one container never runs two invocations at once).
@@ -40,6 +41,18 @@ SERVER_ERROR = "500"
 TIMEOUT_AFTER_COMMIT = "timeout-after-commit"
 CRASH = "crash"
 FAULT_KINDS = (THROTTLE, SERVER_ERROR, TIMEOUT_AFTER_COMMIT, CRASH)
+# moto answers every read from the latest write; DynamoDB answers an eventually consistent read
+# (no ``ConsistentRead``) from any replica, which may not have the item yet (issue 7 #15).
+STALE_READ = "stale-read"
+EVENTUAL_READS = frozenset({("dynamodb", "GetItem")})
+
+
+def fault_kinds(service: str, operation: str) -> tuple[str, ...]:
+    """What can go wrong with one call."""
+    if (service, operation) in EVENTUAL_READS:
+        return (*FAULT_KINDS, STALE_READ)
+    return FAULT_KINDS
+
 
 # The calls the runtime makes, by the service of the client that makes them.
 RUNTIME_CALLS: dict[str, tuple[str, ...]] = {
@@ -109,11 +122,13 @@ class Faults:
     def disarm(self) -> None:
         self.armed = None
 
-    def _take(self, service: str, operation: str) -> Fault | None:
+    def _take(self, service: str, operation: str, request: dict[str, Any]) -> Fault | None:
         with self._lock:
             fault = self.armed
             if fault is None or (fault.service, fault.operation) != (service, operation):
                 return None
+            if fault.kind == STALE_READ and _consistent(request):
+                return None  # a strongly consistent read always sees the latest write
             if fault.skip > 0:
                 fault.skip -= 1
                 return None
@@ -122,10 +137,12 @@ class Faults:
             return fault
 
     def _before(self, service: str) -> Callable[..., Any]:
-        def before(model: Any = None, **_: Any) -> Any:
-            fault = self._take(service, model.name)
+        def before(model: Any = None, params: Any = None, **_: Any) -> Any:
+            fault = self._take(service, model.name, params or {})
             if fault is None:
                 return None
+            if fault.kind == STALE_READ:
+                return _Http(200), {"ResponseMetadata": {"HTTPStatusCode": 200}}  # no Item
             if fault.kind == CRASH:
                 raise Crash(f"process died at {service}:{model.name}")
             if fault.kind == TIMEOUT_AFTER_COMMIT:
@@ -147,6 +164,11 @@ class Faults:
             self._timeout_due.value = False
             # moto has applied the call; the caller never hears back.
             raise ReadTimeoutError(endpoint_url=f"https://{model.service_model.endpoint_prefix}")
+
+
+def _consistent(request: dict[str, Any]) -> bool:
+    body = request.get("body") or b"{}"
+    return bool(json.loads(body).get("ConsistentRead"))
 
 
 @contextmanager
