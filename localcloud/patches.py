@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus
 
 from moto.core.config import default_user_config
 
+from localcloud import control_plane
 from localcloud.config import HOST, LOCAL_CREDENTIALS
 from localcloud.lambda_runner import FunctionSpec, InvokeResult, LambdaRunner
 
@@ -69,6 +70,8 @@ def apply(
     _sqs_messages_without_counting_the_queue()
     _sqs_event_sources_by_poller(on_sqs_message)
     _lambda_runs_real_handlers(runner)
+    # What a deploy meets (SQS redrive-allow, provisioned concurrency, SG rule descriptions).
+    control_plane.apply()
 
 
 # -- Step Functions ---------------------------------------------------------------------------

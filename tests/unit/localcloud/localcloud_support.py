@@ -47,6 +47,7 @@ PATCHED_PACKAGES = (
     "moto.dynamodb",
     "moto.dynamodbstreams",
     "moto.scheduler",
+    "moto.ec2",
 )
 _MISSING = object()
 T = TypeVar("T")
