@@ -56,19 +56,29 @@ class Messaging(Construct):
         def dead_letter_queue(
             base: str,
             *,
+            source: str | None = None,
             retention: int = dlq_retention,
             statements: tuple[DataAwsIamPolicyDocumentStatement, ...] = (),
         ) -> SqsQueue:
-            # Redrive-allow policies (byQueue for the processing and subscriber DLQs, denyAll
-            # for the two Lambda writes to) wait for the local cloud: moto does not return
-            # RedriveAllowPolicy, so the provider waits for it forever (see the issue's report).
+            """A DLQ that only its own source queue may redrive into (``byQueue``); one that
+            Lambda or SNS writes to directly names no source queue at all (``denyAll``)."""
             self.dead_letter_queue_names.append(settings.name(base))
+            redrive_allow = (
+                {
+                    "redrivePermission": "byQueue",
+                    "sourceQueueArns": [account.arn("sqs", settings.name(source))],
+                }
+                if source
+                else {"redrivePermission": "denyAll"}
+            )
             queue = SqsQueue(
                 self,
                 base,
                 name=settings.name(base),
                 message_retention_seconds=retention,
                 kms_master_key_id=kms_key_arn,
+                # Compact, as SQS itself returns it, so a re-plan sees no whitespace change.
+                redrive_allow_policy=_compact(redrive_allow),
             )
             self._queue_policy(base, queue, *statements)
             return queue
@@ -76,7 +86,7 @@ class Messaging(Construct):
         def redrive_to(dlq: SqsQueue) -> str:
             return _compact({"deadLetterTargetArn": dlq.arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
 
-        self.dlq = dead_letter_queue(PROCESSING_DLQ)
+        self.dlq = dead_letter_queue(PROCESSING_DLQ, source=PROCESSING_QUEUE)
         self.processing_queue = SqsQueue(
             self,
             PROCESSING_QUEUE,
@@ -129,6 +139,7 @@ class Messaging(Construct):
         # (README, "Redrive runbook").
         self.subscriber_dlq = dead_letter_queue(
             SUBSCRIBER_DLQ,
+            source=SUBSCRIBER,
             retention=SUBSCRIBER_RETENTION_SECONDS,
             statements=(self._from_payment_events("SnsUndeliverableEvents", SUBSCRIBER_DLQ),),
         )

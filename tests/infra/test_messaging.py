@@ -107,6 +107,17 @@ class TestNothingIsLostDownstream:
         "outbox-dlq": None,
     }
 
+    def test_every_dlq_has_a_redrive_allow_policy_naming_only_its_source(self, each):
+        for base, source in self.DLQS.items():
+            allow = json.loads(_queue(each, base)["redrive_allow_policy"])
+            if source is None:
+                assert allow == {"redrivePermission": "denyAll"}, base
+                continue
+            assert allow["redrivePermission"] == "byQueue"
+            (arn,) = allow["sourceQueueArns"]
+            assert arn.endswith(f":{each.settings.name(source)}"), base
+            assert arn.startswith("arn:${data.aws_partition.")
+
     def test_a_queue_without_a_dlq_is_itself_a_dlq(self, each):
         for queue in each.resources(SqsQueue.TF_RESOURCE_TYPE).values():
             base = queue["name"].removeprefix("payments-").removesuffix(f"-{each.settings.suffix}")
