@@ -2,7 +2,9 @@
 
 ``up`` starts ``python -m localcloud serve`` (pid file and log in ``.local/``), waits until it
 answers, creates the Terraform state bucket inside it, runs the pinned ``cdktf deploy`` against it
-(real Terraform, real AWS provider, S3 backend with lock file) with the output streamed, writes
+(real Terraform, real AWS provider, S3 backend with lock file) with the output streamed, first of
+the account stack (``PAYMENTS_STACK=account``: what an account holds once per region, as the
+README's "Once per account and region" prepares AWS), then of the environment, writes
 ``.local/outputs.json`` and returns when the API answers through the gateway. ``down`` stops the
 process it started, by pid, and removes ``.local/``; everything deployed lived in that process.
 """
@@ -27,6 +29,9 @@ from typing import Any
 from localcloud.config import HOST, LOCAL_CREDENTIALS, REPO_ROOT, LocalCloudConfig, LocalCloudError
 
 STACK = "payments"
+# lib/account.py's ACCOUNT_STACK_NAME (tests/infra/test_account.py holds them equal); the local
+# cloud does not import lib/, whose provider import costs seconds.
+ACCOUNT_STACK = "payments-account"
 DEFAULT_SUFFIX = "local"
 DEFAULT_STATE_BUCKET = "payments-terraform-state-local"
 START_TIMEOUT_SECONDS = 60
@@ -176,6 +181,8 @@ def deploy_environment(config: LocalCloudConfig) -> dict[str, str]:
             "TERRAFORM_STATE_BUCKET": os.environ.get("TERRAFORM_STATE_BUCKET", "").strip()
             or DEFAULT_STATE_BUCKET,
             "TERRAFORM_STATE_BUCKET_REGION": config.region,
+            # The environment's stack; _deploy_account asks for the account stack by name.
+            "PAYMENTS_STACK": "environment",
             "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
             "CHECKPOINT_DISABLE": "1",
             "PIPENV_VENV_IN_PROJECT": "1",
@@ -286,6 +293,27 @@ def _deploy(config: LocalCloudConfig, env: dict[str, str]) -> dict[str, Any]:
     return outputs.get(STACK, outputs)
 
 
+def _deploy_account(config: LocalCloudConfig, env: dict[str, str]) -> None:
+    """The account stack, as an operator prepares an account before its first environment.
+
+    Synthesized into a directory of its own so that it never shares ``cdktf.out`` with the
+    environment; its state lives in the same bucket under the account's own key.
+    """
+    command = [
+        "npx",
+        "--no-install",
+        "cdktf",
+        "deploy",
+        ACCOUNT_STACK,
+        "--auto-approve",
+        "--no-color",
+        "--skip-provider-lock",
+        "--output",
+        str(config.state_dir / "cdktf-account.out"),
+    ]
+    _stream(command, {**env, "PAYMENTS_STACK": "account"}, config.state_dir / "deploy.log")
+
+
 def _wait_for_api(url: str) -> None:
     deadline = time.monotonic() + API_READY_TIMEOUT_SECONDS
     last: object = None
@@ -356,6 +384,10 @@ def up(config: LocalCloudConfig) -> int:
     mark = time.monotonic()
     _create_state_bucket(config, env["TERRAFORM_STATE_BUCKET"])
     steps.append(("state bucket", time.monotonic() - mark))
+    _say(f"deploying stack '{ACCOUNT_STACK}' (once per account and region) with `cdktf deploy`")
+    mark = time.monotonic()
+    _deploy_account(config, env)
+    steps.append(("account stack", time.monotonic() - mark))
     _say(
         f"deploying stack '{STACK}' (suffix {env['ENVIRONMENT_SUFFIX']}) with `cdktf deploy`; "
         "SQS queues take ~25 s and the S3 lifecycle rule ~55 s to create"

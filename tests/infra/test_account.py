@@ -92,6 +92,11 @@ class TestMainSelectsOneStack:
         assert Settings.from_env({"PAYMENTS_STACK": "account"}).stack == "account"
         assert ACCOUNT_STACK_NAME != STACK_NAME
 
+    def test_the_local_cloud_deploys_both_stacks_by_these_names(self):
+        from localcloud import deploy
+
+        assert (deploy.ACCOUNT_STACK, deploy.STACK) == (ACCOUNT_STACK_NAME, STACK_NAME)
+
     def test_unknown_stack_is_a_clear_error(self):
         with pytest.raises(ConfigError, match="PAYMENTS_STACK="):
             Settings.from_env({"PAYMENTS_STACK": "shared"})
