@@ -11,15 +11,24 @@ Terraform 1.11 and provider 5.100.0 (docs/LOCALCLOUD.md lists them all):
   has no route in moto: the production profile's ``live`` alias cannot be deployed.
 - EC2 security-group rules that reference a security group or a prefix list lose their
   ``Description`` in ``DescribeSecurityGroupRules``, so every plan after apply sets it again.
+- A request an SDK retries after its first attempt took effect (the answer lost on the way, or
+  an error after the write) is carried out again: a retried ``CreateFunction`` answers
+  ``ResourceConflictException``, which the provider retries for five minutes, holding its lock on
+  every other function's create, and then fails the deploy.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
+
+log = logging.getLogger("localcloud.control_plane")
 
 REDRIVE_PERMISSIONS = ("allowAll", "denyAll", "byQueue")
 # SQS accepts at most ten source queues in a byQueue policy.
@@ -28,9 +37,107 @@ MAX_REDRIVE_SOURCE_QUEUES = 10
 
 def apply() -> None:
     """Patch moto's control plane for the local cloud (once: ``patches.apply`` guards it)."""
+    retried_requests_answered_once()
     sqs_redrive_allow_policy()
     lambda_provisioned_concurrency()
     ec2_security_group_rule_descriptions()
+
+
+# -- every service -----------------------------------------------------------------------------
+
+# Answers remembered for retries: the last ones, small ones only (a retry follows its attempt
+# within seconds to minutes; a large answer is a read, which a retry simply repeats).
+REPLAY_ENTRIES = 1024
+REPLAY_MAX_BODY_BYTES = 64 * 1024
+# How long a retry waits for its first attempt, still being carried out, to answer.
+REPLAY_WAIT_SECONDS = 300.0
+_READS = ("GET", "HEAD", "OPTIONS")
+
+
+class _Attempt:
+    """The first attempt of one SDK invocation: its answer, once it has one."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.started: tuple[str, list[tuple[str, str]]] | None = None  # a 2xx status and headers
+        self.answer: tuple[str, list[tuple[str, str]], bytes] | None = None  # set when complete
+
+
+def retried_requests_answered_once() -> None:
+    """Answer a retried request with the answer its first attempt got, instead of redoing it.
+
+    AWS SDKs send the same ``amz-sdk-invocation-id`` header with every attempt of one call
+    (botocore and the Go SDK that the provider uses alike), and ``amz-sdk-request: attempt=N``.
+    A retry follows an attempt whose answer the client did not get or could not use: if that
+    attempt took effect, moto carries the request out a second time, and a create answers
+    ``ResourceConflictException`` (Lambda ``CreateFunction``: the provider then retries for five
+    minutes, holding its lock on every other function's create, and fails the deploy) or creates
+    a duplicate (an event source mapping, a REST API). AWS makes such retries safe with its own
+    idempotency tokens; here every write is remembered by its invocation id for the time a retry
+    can follow it, and a retry gets the first attempt's successful answer (waiting for it when
+    the first attempt is still running). A first attempt that failed leaves nothing to replay,
+    so its retry runs as usual. Reads are never remembered.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original_call = DomainDispatcherApplication.__call__
+    attempts: OrderedDict[str, _Attempt] = OrderedDict()
+    lock = threading.Lock()
+
+    def call(self: Any, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        invocation = environ.get("HTTP_AMZ_SDK_INVOCATION_ID")
+        if not invocation or environ.get("REQUEST_METHOD") in _READS:
+            return original_call(self, environ, start_response)
+        with lock:
+            first = attempts.get(invocation)
+            if first is None:
+                attempts[invocation] = attempt = _Attempt()
+                while len(attempts) > REPLAY_ENTRIES:
+                    attempts.popitem(last=False)
+        if first is not None:
+            first.done.wait(REPLAY_WAIT_SECONDS)
+            if first.answer is not None:
+                status, headers, body = first.answer
+                log.warning(
+                    "%s %s retried (%s, invocation %s): answered with its first attempt's %s",
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("PATH_INFO"),
+                    environ.get("HTTP_AMZ_SDK_REQUEST", "attempt ?"),
+                    invocation,
+                    status,
+                )
+                start_response(status, headers)
+                return [body]
+            return original_call(self, environ, start_response)
+        try:
+            return _remember(
+                original_call(self, environ, _capture(attempt, start_response)), attempt
+            )
+        finally:
+            attempt.done.set()
+
+    DomainDispatcherApplication.__call__ = call
+
+
+def _capture(attempt: _Attempt, start_response: Callable[..., Any]) -> Callable[..., Any]:
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if status[:1] == "2":
+            attempt.started = (status, list(headers))
+        return start_response(status, headers, exc_info)
+
+    return capture
+
+
+def _remember(body: Iterable[bytes], attempt: _Attempt) -> list[bytes]:
+    """The answer's body, read whole; kept for a retry when the answer is a small success."""
+    try:
+        data = b"".join(body)
+    finally:
+        if hasattr(body, "close"):
+            body.close()
+    if attempt.started is not None and len(data) <= REPLAY_MAX_BODY_BYTES:
+        attempt.answer = (*attempt.started, data)
+    return [data]
 
 
 # -- SQS --------------------------------------------------------------------------------------

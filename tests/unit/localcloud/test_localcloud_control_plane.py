@@ -1,16 +1,19 @@
 """The control-plane bridges of localcloud/control_plane.py, exercised through boto3.
 
 Each test fails on moto as it ships: RedriveAllowPolicy is never returned (and refused by name),
-provisioned concurrency has no route (404), and rules that reference a security group or a prefix
-list come back without their description.
+provisioned concurrency has no route (404), rules that reference a security group or a prefix
+list come back without their description, and a retried request is carried out twice.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 
 import pytest
 from botocore.exceptions import ClientError
+from localcloud_support import RECORDING_HANDLER, handler_zip, recorded, wait_for
 
 pytestmark = pytest.mark.xdist_group("localcloud-control-plane")
 
@@ -196,3 +199,88 @@ class TestSecurityGroupRuleDescriptions:
             ],
         )
         assert descriptions()[to_group] == "changed"
+
+
+def _as_attempts_of_one_call(client, invocation_id: str):
+    """Make every request of ``client`` look like one more attempt of the same SDK call."""
+
+    def same_invocation(request, **_):
+        request.headers["amz-sdk-invocation-id"] = invocation_id
+        request.headers["amz-sdk-request"] = "attempt=2; max=3"
+
+    client.meta.events.register("before-send", same_invocation)
+    return client
+
+
+class TestRetriedRequests:
+    def test_a_retried_create_function_gets_the_first_answer_not_a_conflict(self, cloud):
+        awslambda = _as_attempts_of_one_call(cloud.client("lambda"), str(uuid.uuid4()))
+        source = "def handler(event, context):\n    return 1\n"
+        first = awslambda.create_function(
+            FunctionName="retried-create",
+            Runtime="python3.12",
+            Role=cloud.client("iam").create_role(
+                RoleName="retried-create", AssumeRolePolicyDocument="{}"
+            )["Role"]["Arn"],
+            Handler="app.handler",
+            Code={"ZipFile": handler_zip(source)},
+        )
+        again = awslambda.create_function(
+            FunctionName="retried-create",
+            Runtime="python3.12",
+            Role=first["Role"],
+            Handler="app.handler",
+            Code={"ZipFile": handler_zip(source)},
+        )
+        assert again["ResponseMetadata"]["HTTPStatusCode"] == 201
+        assert (again["FunctionArn"], again["LastModified"]) == (
+            first["FunctionArn"],
+            first["LastModified"],
+        )
+        # A new call (another invocation id) is not a retry: it conflicts, as in AWS.
+        with pytest.raises(ClientError) as error:
+            cloud.client("lambda").create_function(
+                FunctionName="retried-create",
+                Runtime="python3.12",
+                Role=first["Role"],
+                Handler="app.handler",
+                Code={"ZipFile": handler_zip(source)},
+            )
+        assert error.value.response["Error"]["Code"] == "ResourceConflictException"
+
+    def test_a_failed_first_attempt_is_not_replayed(self, cloud):
+        sqs = _as_attempts_of_one_call(cloud.client("sqs"), str(uuid.uuid4()))
+        url, _ = cloud.create_queue("retried-send")
+        cloud.client("sqs").delete_queue(QueueUrl=url)
+        with pytest.raises(ClientError):
+            sqs.send_message(QueueUrl=url, MessageBody="lost")
+        url, _ = cloud.create_queue("retried-send")
+        sqs.send_message(QueueUrl=url, MessageBody="sent")
+        read = cloud.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert read["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+    def test_a_retry_during_its_first_attempt_waits_for_that_answer(self, cloud, tmp_path):
+        record_file = tmp_path / "invocations.jsonl"
+        cloud.create_function(
+            "retried-invoke",
+            "import time\n" + RECORDING_HANDLER + "\ndef handler(event, context):\n"
+            "    record(event)\n    time.sleep(1)\n    return {'n': event['n']}\n",
+            Environment={"Variables": {"RECORD_FILE": str(record_file)}},
+        )
+        invocation = str(uuid.uuid4())
+        answers = []
+
+        def invoke() -> None:
+            client = _as_attempts_of_one_call(cloud.client("lambda"), invocation)
+            answer = client.invoke(FunctionName="retried-invoke", Payload=b'{"n": 7}')
+            answers.append(json.loads(answer["Payload"].read()))
+
+        first = threading.Thread(target=invoke)
+        first.start()
+        wait_for(lambda: recorded(record_file))  # the first attempt is running
+        invoke()
+        first.join()
+        assert answers == [{"n": 7}, {"n": 7}]
+        assert recorded(record_file) == [{"n": 7}]
