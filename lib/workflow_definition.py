@@ -2,11 +2,17 @@
 
 Pure Python, no cdktf import: the stack json-encodes the dict and the runtime tests execute the
 very same definition in moto. Only states both Step Functions and moto's interpreter run are used
-(Task with lambda:invoke / dynamodb:updateItem / dynamodb:putItem, Choice, Succeed, Fail,
-Retry/Catch).
+(Task with lambda:invoke / dynamodb:updateItem / dynamodb:putItem, Choice, inline Map, Succeed,
+Fail, Retry/Catch).
 
-    Register -> [superseded or rejected?] -> ProcessChunk <-> MoreRows? -> Finalize -> Succeeded
+    Register (+ plan) -> [superseded or rejected?] -> Chunks: Map(ProcessChunk), at most
+        MaxConcurrency at once -> Finalize -> Succeeded
         platform failure -> MarkFailed (DynamoDB) -> AuditFailure (DynamoDB) -> Failed
+
+Register plans the file (each chunk's byte range, first line, and its duplicate lines, stored in
+DynamoDB) and returns the chunks as small Map items; each iteration processes one chunk with the
+tasks' Retry, and a chunk that still fails fails the Map, which the Map's Catch sends to
+MarkFailed (an iteration's Catch could only lead to a state inside the iteration).
 
 Nothing here publishes: every outcome is an audit entry (written by the tasks, or by AuditFailure)
 and the audit log's outbox publishes ``batch.completed`` / ``batch.failed``. A file the contract
@@ -68,26 +74,53 @@ DYNAMODB_TASK_TIMEOUT_SECONDS = 60
 LAMBDA_TASK_TIMEOUT_SECONDS = 360
 
 
+# Chunks of one file processed at once when the stack passes no profile value (the profiles
+# set theirs: lib/settings.py, ``Profile.batch_chunk_concurrency``).
+DEFAULT_CHUNK_CONCURRENCY = 4
+# What each Map iteration gets: the run's fields and its chunk (index, offset, end, line, rows,
+# duplicates), never the whole chunk list.
+_CHUNK_INPUT = {
+    "batch_id.$": "$.batch_id",
+    "run.$": "$.run",
+    "bucket.$": "$.bucket",
+    "key.$": "$.key",
+    "version_id.$": "$.version_id",
+    "columns.$": "$.columns",
+    "chunk.$": "$$.Map.Item.Value",
+}
+
+
 def _invoker(function_arn: str, partition: str, timeout: int):
-    def invoke(task: str, next_state: str) -> dict[str, Any]:
-        return _invoke(function_arn, task, next_state, partition, timeout)
+    def invoke(task: str, next_state: str | None, *, catch: bool = True) -> dict[str, Any]:
+        return _invoke(function_arn, task, next_state, partition, timeout, catch=catch)
 
     return invoke
 
 
 def _invoke(
-    function_arn: str, task: str, next_state: str, partition: str, timeout: int
+    function_arn: str,
+    task: str,
+    next_state: str | None,
+    partition: str,
+    timeout: int,
+    *,
+    catch: bool = True,
 ) -> dict[str, Any]:
-    return {
+    state: dict[str, Any] = {
         "Type": "Task",
         "Resource": _integration(partition, "lambda", "invoke"),
         "TimeoutSeconds": timeout,
         "Parameters": {"FunctionName": function_arn, "Payload": {"task": task, "state.$": "$"}},
         "OutputPath": "$.Payload",
         "Retry": _RETRY,
-        "Catch": _CATCH,
-        "Next": next_state,
     }
+    if catch:
+        state["Catch"] = _CATCH
+    if next_state is None:
+        state["End"] = True
+    else:
+        state["Next"] = next_state
+    return state
 
 
 def batch_workflow_definition(
@@ -97,12 +130,15 @@ def batch_workflow_definition(
     audit_table_name: str,
     partition: str = "aws",
     task_timeout_seconds: int = LAMBDA_TASK_TIMEOUT_SECONDS,
+    chunk_concurrency: int = DEFAULT_CHUNK_CONCURRENCY,
 ) -> dict[str, Any]:
     """The state machine definition as a dict (the stack serializes it with the partition of
-    the account it deploys into)."""
+    the account it deploys into and the profile's chunk concurrency)."""
+    if chunk_concurrency < 1:
+        raise ValueError(f"chunk_concurrency must be at least 1, not {chunk_concurrency}")
     invoke = _invoker(tasks_function_arn, partition, task_timeout_seconds)
     return {
-        "Comment": "Process one uploaded CSV batch file chunk by chunk",
+        "Comment": "Process one uploaded CSV batch file: plan its chunks, process them in parallel",
         "StartAt": "Register",
         "TimeoutSeconds": WORKFLOW_TIMEOUT_SECONDS,
         "States": {
@@ -111,16 +147,25 @@ def batch_workflow_definition(
             "Registered": {
                 "Type": "Choice",
                 "Choices": [{"Variable": "$.done", "BooleanEquals": True, "Next": "Succeeded"}],
-                "Default": "ProcessChunk",
+                "Default": "Chunks",
             },
-            "ProcessChunk": invoke("process_chunk", "MoreRows"),
-            "MoreRows": {
-                "Type": "Choice",
-                "Choices": [
-                    {"Variable": "$.superseded", "BooleanEquals": True, "Next": "Succeeded"},
-                    {"Variable": "$.done", "BooleanEquals": True, "Next": "Finalize"},
-                ],
-                "Default": "ProcessChunk",
+            # Chunks finish in any order; each adds its own counts once (a marker item in the
+            # same transaction). A superseded run's chunks return quietly and Finalize sees it.
+            "Chunks": {
+                "Type": "Map",
+                "ItemsPath": "$.chunks",
+                "ItemSelector": _CHUNK_INPUT,
+                "MaxConcurrency": chunk_concurrency,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "ProcessChunk",
+                    "States": {"ProcessChunk": invoke("process_chunk", None, catch=False)},
+                },
+                # The iterations' outputs are dropped: Finalize reads the counts from DynamoDB
+                # and the state stays the size of the chunk list.
+                "ResultPath": None,
+                "Catch": _CATCH,
+                "Next": "Finalize",
             },
             "Finalize": invoke("finalize", "Succeeded"),
             "Succeeded": {"Type": "Succeed"},

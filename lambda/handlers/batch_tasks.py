@@ -7,7 +7,8 @@ upload of the report) leaves as ``TransientError``: every task is idempotent, so
 whose call timed out after it took effect is safe, and one slow call never fails a batch.
 
 Each processed chunk adds its rows to the embedded metrics ``BatchRows``, ``BatchRowsAccepted``,
-``BatchRowsRejected`` and ``BatchRowsDuplicate`` (a chunk Step Functions retries counts again).
+``BatchRowsRejected`` and ``BatchRowsDuplicate`` (a chunk Step Functions retries after it wrote its
+rows but before its counts were in counts again; one whose counts were in adds nothing).
 """
 
 from __future__ import annotations
@@ -73,8 +74,14 @@ def _run(event: dict[str, Any]) -> dict[str, Any]:
         return batches.register(state)
     if task == "process_chunk":
         result = batches.process_chunk(state)
-        counts = result["last_chunk"]
-        logger.info("chunk processed", offset=state.get("offset"), **counts)
+        counts = result["counts"] or {}
+        logger.info(
+            "chunk processed",
+            chunk=result["index"],
+            superseded=result["superseded"],
+            already_applied=result["counts"] is None and not result["superseded"],
+            **counts,
+        )
         for key, name in ROW_METRICS.items():
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts.get(key, 0))
         return result

@@ -1,34 +1,42 @@
-"""The batch workflow's tasks: register a file, process one chunk, finalize the report.
+"""The batch workflow's tasks: register and plan a file, process one chunk, finalize the report.
+
+Register reads the header and then the whole file once (streaming, quote-aware, the rules of
+``csv_reader``) to *plan* it: each chunk's byte range ``[offset, end)``, first line number and
+row count, and which of its lines repeat the payment_id of an earlier valid row of the file
+("payment_id already on line N of this file"). The chunks then run in parallel (the workflow's
+Map state) and in any order, because nothing a chunk decides depends on another chunk.
 
 Every task is safe to run again with the same input, because Step Functions retries them:
 
+- the plan is deterministic; a retried Register re-plans and rewrites the same plan items;
 - a payment row is written with a condition; a row that finds its payment already written *by this
   run at this line* is the earlier attempt's own work and counts as accepted again (its message is
   sent again; the consumer is idempotent);
-- a chunk's counts are added to the batch summary by one update conditional on the summary still
-  expecting that chunk's start offset, so a retried chunk never adds twice;
+- a chunk's counts are added to the batch summary in one transaction with the chunk's marker item,
+  conditional on the marker not existing, so a retried chunk never adds twice;
 - rejected and duplicate rows are stored under keys made of their line numbers (puts overwrite).
 
 Hence ``accepted + rejected + duplicates == total_rows`` holds after every chunk.
 
 A chunk's transactions, then its queue sends, run on ``WRITE_WORKERS`` threads: one chunk is a few
 hundred calls that each wait ~10-25 ms on the network, one after another ~18 s per 5,000 rows.
-They can run in parallel because a chunk's transactions touch disjoint payment ids (a payment_id
-repeated within the chunk is a duplicate before anything is written), each worker classifies its
-own rows into its own ``ChunkOutcome``, and the outcomes are merged in row order afterwards.
+They can run in parallel because the transactions of a chunk (and of all chunks) touch disjoint
+payment ids (a repeated payment_id is a duplicate before anything is written), each worker
+classifies its own rows into its own ``ChunkOutcome``, and the outcomes are merged in row order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -69,6 +77,18 @@ BATCH_FAILED = "FAILED"
 INVALID_FILE = "INVALID_FILE"
 PROCESSING_ERROR = "PROCESSING_ERROR"
 TIMED_OUT = "TIMED_OUT"
+# The plan's set of payment ids seen on valid rows holds a 16-byte BLAKE2b digest per id, not the
+# id: ~118 MB per 1,000,000 distinct ids in CPython (dict of 128-bit ints -> line numbers; measured
+# with tracemalloc), within batch-tasks' 1,024 MB. At 128 bits, two different ids of a 1M-row file
+# share a digest with probability ~1e-27.
+PLAN_DIGEST_BYTES = 16
+# Chunks one file may have. Each is an item of the Map state (~90 bytes of its 256 KiB input and
+# output) and ~7 events of the execution's 25,000-event history; 3,000 chunks keep both at about
+# a quarter of the limit (6,000,000 rows at the deployed 2,000 rows per chunk).
+MAX_CHUNKS = 3_000
+# Plan items and chunk markers are needed while the run can still be retried (the workflow times
+# out after two hours); they expire a week later (TTL), the report keeps the outcome.
+PLAN_TTL_SECONDS = 7 * 24 * 3600
 # S3 sequencers are hex strings of varying length, compared after left-padding with zeros.
 SEQUENCER_WIDTH = 32
 _T = TypeVar("_T")
@@ -92,6 +112,72 @@ def sequencer_order(sequencer: str | None) -> str:
     if not value or len(value) > SEQUENCER_WIDTH or any(c not in "0123456789ABCDEF" for c in value):
         return ""
     return value.rjust(SEQUENCER_WIDTH, "0")
+
+
+@dataclass
+class PlannedChunk:
+    """One chunk of a planned file: rows ``[offset, end)``, reading starts at line ``line``;
+    ``duplicates``: (line, earlier line) for its valid rows whose payment_id an earlier valid
+    row of the file already has."""
+
+    index: int
+    offset: int
+    end: int
+    line: int
+    rows: int = 0
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
+
+    def item(self) -> dict[str, int]:
+        """The Map state's item: small, the duplicate lines stay in DynamoDB."""
+        return {
+            "index": self.index,
+            "offset": self.offset,
+            "end": self.end,
+            "line": self.line,
+            "rows": self.rows,
+            "duplicates": len(self.duplicates),
+        }
+
+
+def plan_chunks(
+    stream: BinaryIO, *, columns: tuple[str, ...], offset: int, line: int, chunk_rows: int
+) -> Iterator[PlannedChunk]:
+    """Split the rows of ``stream`` (from the header's end) into chunks of ``chunk_rows`` rows,
+    one pass, in constant memory apart from one digest per distinct valid payment_id.
+
+    A row is valid when it splits and passes ``validate_payment``, exactly as ``process_chunk``
+    decides; a valid row whose payment_id an earlier valid row has is that row's duplicate (the
+    contract's "seen earlier in the same file"), wherever the two rows fall.
+    """
+    first_valid: dict[int, int] = {}
+    chunk = PlannedChunk(index=0, offset=offset, end=offset, line=line)
+    for row, end, next_line in csv_reader.iter_rows(
+        stream, columns=columns, offset=offset, line=line
+    ):
+        chunk.rows += 1
+        chunk.end = end
+        payment_id = _valid_payment_id(row)
+        if payment_id is not None:
+            key = int.from_bytes(
+                hashlib.blake2b(payment_id.encode(), digest_size=PLAN_DIGEST_BYTES).digest()
+            )
+            first = first_valid.setdefault(key, row.line)
+            if first != row.line:
+                chunk.duplicates.append((row.line, first))
+        if chunk.rows >= chunk_rows:
+            yield chunk
+            chunk = PlannedChunk(index=chunk.index + 1, offset=end, end=end, line=next_line)
+    if chunk.rows:
+        yield chunk
+
+
+def _valid_payment_id(row: csv_reader.Row) -> str | None:
+    if row.values is None:
+        return None
+    try:
+        return validate_payment(row.values, require_id=True, from_csv=True).payment_id
+    except ValidationError:
+        return None
 
 
 @dataclass
@@ -163,7 +249,7 @@ class Batches:
 
     # -- register ---------------------------------------------------------------------------
     def register(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Record the run as PROCESSING and read the header; the state for the chunk loop.
+        """Record the run as PROCESSING, read the header and plan the chunks; the Map's state.
 
         A file without the required header is a business rejection, not a platform failure:
         the batch ends FAILED (``INVALID_FILE``, audited, so ``batch.failed`` goes out) and the
@@ -188,8 +274,7 @@ class Batches:
             "accepted": 0,
             "rejected": 0,
             "duplicates": 0,
-            "next_offset": 0,
-            "next_line": 1,
+            "chunks_done": 0,
             "started_at": now,
             "updated_at": now,
             "running": RUNNING,
@@ -206,47 +291,76 @@ class Batches:
         existing = self.repo.get_batch_summary(batch_id)
         if existing is not None and existing.get("run") == run:
             # A retry of this very Register (its answer was lost, or it timed out after its
-            # write): carry on from what the run recorded, never reset it.
+            # write): carry on with what the run recorded, never reset it.
             return self._resume(state, existing)
         try:
-            header = csv_reader.read_header(
-                self._open(bucket, key, event.get("version_id"), 0, HEADER_PROBE_BYTES - 1)
-            )
+            header = self._header(state)
         except InvalidBatchFileError as exc:
             if not self.repo.register_batch(summary):
                 return {**state, "superseded": True, "done": True}
             self.fail(batch_id, run, INVALID_FILE, exc.message)
             return {**state, "failed": True, "done": True}
-        summary["next_offset"] = header.data_offset
-        summary["next_line"] = header.next_line
         if not self.repo.register_batch(summary):
             return {**state, "superseded": True, "done": True}
-        return {
-            **state,
-            "columns": list(header.columns),
-            "offset": header.data_offset,
-            "line": header.next_line,
-        }
+        return self._plan(state, header)
 
     def _resume(self, state: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         if summary.get("status") != BATCH_PROCESSING:
             return {**state, "done": True, "failed": summary.get("status") == BATCH_FAILED}
         try:
-            header = csv_reader.read_header(
-                self._open(
-                    state["bucket"], state["key"], state["version_id"], 0, HEADER_PROBE_BYTES - 1
-                )
-            )
+            header = self._header(state)
         except InvalidBatchFileError as exc:
             # The first attempt found no header but its FAILED write did not land.
             self.fail(state["batch_id"], state["run"], INVALID_FILE, exc.message)
             return {**state, "failed": True, "done": True}
-        return {
-            **state,
-            "columns": list(header.columns),
-            "offset": to_int(summary.get("next_offset")),
-            "line": to_int(summary.get("next_line")),
-        }
+        # The plan is a function of the file version: planning again writes the same items.
+        return self._plan(state, header)
+
+    def _header(self, state: dict[str, Any]) -> csv_reader.Header:
+        return csv_reader.read_header(
+            self._open(
+                state["bucket"], state["key"], state["version_id"], 0, HEADER_PROBE_BYTES - 1
+            )
+        )
+
+    def _plan(self, state: dict[str, Any], header: csv_reader.Header) -> dict[str, Any]:
+        """Plan the run's chunks (one streaming pass), store each chunk's duplicate lines, and
+        record how many chunks Finalize must find applied."""
+        batch_id, run = state["batch_id"], state["run"]
+        expires_at = int(time.time()) + PLAN_TTL_SECONDS
+        chunks: list[dict[str, int]] = []
+        body = self._open(
+            state["bucket"], state["key"], state["version_id"], header.data_offset, None
+        )
+        try:
+            for chunk in plan_chunks(
+                body,
+                columns=header.columns,
+                offset=header.data_offset,
+                line=header.next_line,
+                chunk_rows=self.config.batch_chunk_rows,
+            ):
+                if len(chunks) == MAX_CHUNKS:
+                    limit = MAX_CHUNKS * self.config.batch_chunk_rows
+                    self.fail(
+                        batch_id,
+                        run,
+                        INVALID_FILE,
+                        f"the file has more than {limit:,} rows, the most one batch takes; "
+                        "split it into several files",
+                    )
+                    return {**state, "failed": True, "done": True}
+                if chunk.duplicates:
+                    self.repo.put_plan(batch_id, run, chunk.index, chunk.duplicates, expires_at)
+                chunks.append(chunk.item())
+        finally:
+            body.close()
+        if not self.repo.update_batch_summary(
+            batch_id, run, {"chunks": len(chunks), "updated_at": now_iso()}
+        ):
+            # A newer upload took over, or the run already ended (timed out).
+            return {**state, "superseded": True, "done": True}
+        return {**state, "columns": list(header.columns), "chunks": chunks}
 
     def fail(self, batch_id: str, run: str, code: str, reason: str) -> bool:
         """Mark ``run`` FAILED with a stable code and a plain reason, audited (the outbox
@@ -284,23 +398,44 @@ class Batches:
 
     # -- process a chunk --------------------------------------------------------------------
     def process_chunk(self, state: dict[str, Any]) -> dict[str, Any]:
+        """One planned chunk (``state["chunk"]``, a Map item), in any order relative to the others.
+
+        A chunk of a run that a newer upload replaced, or that already ended, stops quietly; a
+        chunk whose counts are already in (a retry after it committed) does nothing again.
+        """
         batch_id, run = state["batch_id"], state["run"]
-        offset, line = int(state["offset"]), int(state["line"])
+        planned = state["chunk"]
+        index, offset, end = int(planned["index"]), int(planned["offset"]), int(planned["end"])
+        done = {"index": index, "superseded": False, "counts": None}
+        if not self._is_processing(batch_id, run):
+            return {**done, "superseded": True}
+        if self.repo.chunk_applied(batch_id, run, index):
+            return done
         body = self._open(state["bucket"], state["key"], state.get("version_id"), offset, None)
         try:
             chunk = csv_reader.read_rows(
                 body,
                 columns=tuple(state["columns"]),
                 offset=offset,
-                line=line,
-                max_rows=self.config.batch_chunk_rows,
+                line=int(planned["line"]),
+                max_rows=int(planned["rows"]),
             )
         finally:
             body.close()
+        if chunk.next_offset != end or len(chunk.rows) != int(planned["rows"]):
+            # Only an unversioned object overwritten after Register can do this.
+            raise PaymentError(
+                f"batch {batch_id} chunk {index}: the file no longer matches its plan "
+                f"(rows end at byte {chunk.next_offset}, planned {end})"
+            )
+        duplicates = (
+            self.repo.plan_duplicates(batch_id, run, index) if planned.get("duplicates") else {}
+        )
+        if len(duplicates) != int(planned.get("duplicates") or 0):
+            raise TransientError(f"batch {batch_id} chunk {index}: plan items not all readable")
 
         outcome = ChunkOutcome()
         valid: list[tuple[int, Payment]] = []
-        seen: dict[str, int] = {}
         for row in chunk.rows:
             if row.values is None:
                 outcome.reject(row.line, None, row.code, row.error or "unreadable row", run)
@@ -311,16 +446,21 @@ class Batches:
                 outcome.reject(row.line, row.payment_id, exc.code, exc.reason, run)
                 continue
             assert payment.payment_id is not None
-            if payment.payment_id in seen:
+            first = duplicates.get(row.line)
+            if first is not None:
                 outcome.duplicate(
                     row.line,
                     payment.payment_id,
-                    f"payment_id already on line {seen[payment.payment_id]} of this file",
+                    f"payment_id already on line {first} of this file",
                     run,
                 )
                 continue
-            seen[payment.payment_id] = row.line
             valid.append((row.line, payment))
+        if len({p.payment_id for _, p in valid}) != len(valid):
+            # The workers' transactions must touch disjoint payments; the plan guarantees it.
+            raise PaymentError(
+                f"batch {batch_id} chunk {index}: a payment_id repeats after planning"
+            )
 
         # boto3 makes clients from a session that is not thread-safe; clients themselves are.
         # Make both here, before the workers share them.
@@ -346,20 +486,14 @@ class Batches:
         if not self.repo.apply_chunk(
             batch_id=batch_id,
             run=run,
-            start_offset=offset,
-            next_offset=chunk.next_offset,
-            next_line=chunk.next_line,
+            index=index,
             counts=counts,
-        ) and not self._is_current(batch_id, run):
-            # A newer upload took over: stop quietly (its own run counts every row).
-            return {**state, "superseded": True, "done": True, "last_chunk": counts}
-        return {
-            **state,
-            "offset": chunk.next_offset,
-            "line": chunk.next_line,
-            "done": chunk.eof,
-            "last_chunk": counts,
-        }
+            expires_at=int(time.time()) + PLAN_TTL_SECONDS,
+        ):
+            # A newer upload took over or the run ended: stop quietly (a newer run counts every
+            # row itself).
+            return {**done, "superseded": True, "counts": counts}
+        return {**done, "counts": counts}
 
     def _in_parallel(self, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         """``work`` over ``items`` on up to ``self.workers`` threads; results in ``items`` order.
@@ -496,9 +630,13 @@ class Batches:
         # run's own and are re-sent, nothing is counted twice.
         raise TransientError(f"{len(entries)} SQS message(s) could not be sent")
 
-    def _is_current(self, batch_id: str, run: str) -> bool:
+    def _is_processing(self, batch_id: str, run: str) -> bool:
         summary = self.repo.get_batch_summary(batch_id)
-        return summary is not None and summary.get("run") == run
+        return (
+            summary is not None
+            and summary.get("run") == run
+            and summary.get("status") == BATCH_PROCESSING
+        )
 
     # -- finalize ---------------------------------------------------------------------------
     def finalize(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -525,6 +663,13 @@ class Batches:
         }
         if summary.get("status") == BATCH_COMPLETED:
             return result  # a retry of a finalize that committed
+        if summary.get("status") != BATCH_PROCESSING:
+            return {**result, "superseded": True, "status": None}  # ended (timed out) meanwhile
+        if to_int(summary.get("chunks_done")) != to_int(summary.get("chunks")):
+            raise PaymentError(
+                f"batch {batch_id}: {to_int(summary.get('chunks_done'))} of "
+                f"{to_int(summary.get('chunks'))} chunks applied at finalize"
+            )
         self._write_report(state, summary, counts, key, now_iso())
         if not self._end(batch_id, run, BATCH_COMPLETED, {"report_key": key}, counts):
             return {**result, "superseded": True, "status": None}

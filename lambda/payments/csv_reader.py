@@ -407,6 +407,20 @@ def read_rows(
     return Chunk(rows=rows, next_offset=next_offset, next_line=next_line, eof=lines.at_end())
 
 
+def iter_rows(
+    stream: BinaryIO, *, columns: tuple[str, ...], offset: int, line: int
+) -> Iterator[tuple[Row, int, int]]:
+    """Every row from ``stream`` (which starts at byte ``offset``, line ``line``) to its end, each
+    with the byte offset and line number where the next row's reading starts.
+
+    The same records as ``read_rows``: reading resumed at any of those offsets yields the rows
+    that follow it here, which is what lets a file be planned in one pass and its chunks read
+    independently.
+    """
+    for record in _records(_Lines(stream), offset, line, columns):
+        yield _row(record, columns), record.end_offset, record.next_line
+
+
 def _row(record: _Record, columns: tuple[str, ...]) -> Row:
     if record.data is None:
         return Row(line=record.line, error=record.error)

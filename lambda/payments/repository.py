@@ -1,8 +1,10 @@
 """Storage over the three tables; the only module that knows their keys (docs/RUNTIME.md).
 
 - payments: ``payment_id``; sparse GSI ``batch_id-index`` (``batch_id``, ``payment_id``).
-- processing-status: ``pk``/``sk``: ``BATCH#<id>``/``SUMMARY``, ``REJECT#<line>``,
-  ``DUPLICATE#<line>``, and Powertools idempotency records (TTL ``expires_at``).
+- processing-status: ``pk``/``sk``: ``BATCH#<id>``/``SUMMARY``, ``REJECT#<run>#<line>``,
+  ``DUPLICATE#<run>#<line>``, a run's chunk plan ``PLAN#<run>#<chunk>#<part>`` and applied-chunk
+  markers ``CHUNK#<run>#<chunk>`` (both TTL ``expires_at``), and Powertools idempotency records
+  (TTL ``expires_at``).
 - audit-log: ``entity_id``/``sk``, where ``sk`` is deterministic per event (``0002#PROCESSING``) so
   a retried write is refused by its condition instead of duplicating the trail.
 
@@ -82,6 +84,21 @@ def payment_entity(payment_id: str) -> str:
 
 def audit_sk(version: int, status: str) -> str:
     return f"{version:04d}#{status}"
+
+
+# Duplicate pairs ("line:first;...", ~15 bytes each) per plan item: ~150 KB, under 400 KB.
+PLAN_PAIRS_PER_ITEM = 10_000
+
+
+def chunk_sk(run: str, index: int) -> str:
+    """The marker of a chunk whose counts were added to the run's summary."""
+    return f"CHUNK#{run}#{index:06d}"
+
+
+def plan_sk(run: str, index: int, part: int | None) -> str:
+    """A part of chunk ``index``'s plan (its duplicate lines); ``part`` None: the prefix."""
+    prefix = f"PLAN#{run}#{index:06d}#"
+    return prefix if part is None else f"{prefix}{part:04d}"
 
 
 def row_sk(kind: str, run: str, line: int) -> str:
@@ -280,47 +297,118 @@ class Repository:
         return deserialize(item) if item else None
 
     def apply_chunk(
-        self,
-        *,
-        batch_id: str,
-        run: str,
-        start_offset: int,
-        next_offset: int,
-        next_line: int,
-        counts: Mapping[str, int],
+        self, *, batch_id: str, run: str, index: int, counts: Mapping[str, int], expires_at: int
     ) -> bool:
-        """Add a chunk's counts once: conditional on the summary still expecting this chunk.
+        """Add a chunk's counts to the run's summary once, whatever the order chunks finish in.
 
-        Returns False when the chunk was already applied (a Step Functions retry of a chunk
-        whose first attempt got this far), so counters never double.
+        One transaction: the chunk's marker (``CHUNK#<run>#<index>``, put only if absent) and
+        the summary's ``ADD`` (only while this run is the batch's and PROCESSING). A retried
+        chunk finds its marker and adds nothing (True: its counts are in). False when a newer
+        upload replaced the run or the run already ended (the sweeper timed it out).
         """
+        now = now_iso()
+        marker = {
+            "pk": batch_pk(batch_id),
+            "sk": chunk_sk(run, index),
+            "run": run,
+            "index": index,
+            **counts,
+            "applied_at": now,
+            "expires_at": expires_at,
+        }
         values: dict[str, Any] = {
             ":run": run,
-            ":start": start_offset,
-            ":next": next_offset,
-            ":line": next_line,
-            ":now": now_iso(),
+            ":processing": "PROCESSING",
+            ":now": now,
+            ":one": 1,
         }
-        adds = []
+        adds = ["chunks_done :one"]
         for name, value in counts.items():
             values[f":{name}"] = value
             adds.append(f"{name} :{name}")
         try:
-            self._call(
-                "update_item",
-                TableName=self.config.processing_status_table,
-                Key={"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
-                UpdateExpression="SET next_offset = :next, next_line = :line, updated_at = :now"
-                + (" ADD " + ", ".join(adds) if adds else ""),
-                ConditionExpression="#run = :run AND next_offset = :start",
-                ExpressionAttributeNames={"#run": "run"},
-                ExpressionAttributeValues={k: _serializer.serialize(v) for k, v in values.items()},
+            self.transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": self.config.processing_status_table,
+                            "Item": serialize(marker),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.config.processing_status_table,
+                            "Key": {"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
+                            "UpdateExpression": "SET updated_at = :now ADD " + ", ".join(adds),
+                            "ConditionExpression": "#run = :run AND #status = :processing",
+                            "ExpressionAttributeNames": {"#run": "run", "#status": "status"},
+                            "ExpressionAttributeValues": {
+                                k: _serializer.serialize(v) for k, v in values.items()
+                            },
+                        }
+                    },
+                ]
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
+        except TransactionCanceled as exc:
+            # The marker exists: an earlier attempt of this chunk added its counts (True).
+            return 0 in exc.failed_conditions()
         return True
+
+    def chunk_applied(self, batch_id: str, run: str, index: int) -> bool:
+        """Whether the chunk's counts are in (its marker exists): a retry has nothing left to do."""
+        response = self._call(
+            "get_item",
+            TableName=self.config.processing_status_table,
+            Key={"pk": {"S": batch_pk(batch_id)}, "sk": {"S": chunk_sk(run, index)}},
+            ConsistentRead=True,
+            ProjectionExpression="pk",
+        )
+        return "Item" in response
+
+    def put_plan(
+        self,
+        batch_id: str,
+        run: str,
+        index: int,
+        duplicates: list[tuple[int, int]],
+        expires_at: int,
+    ) -> None:
+        """Store which lines of chunk ``index`` repeat an earlier line's payment_id (pairs of
+        line and earlier line), ``PLAN_PAIRS_PER_ITEM`` pairs per item (items stay far below
+        DynamoDB's 400 KB). Puts keyed by chunk and part: a re-plan writes the same items."""
+        items = [
+            {
+                "sk": plan_sk(run, index, part),
+                "run": run,
+                "index": index,
+                "duplicates": ";".join(
+                    f"{line}:{first}"
+                    for line, first in duplicates[start : start + PLAN_PAIRS_PER_ITEM]
+                ),
+                "expires_at": expires_at,
+            }
+            for part, start in enumerate(range(0, len(duplicates), PLAN_PAIRS_PER_ITEM))
+        ]
+        self.put_row_outcomes(batch_id, items)
+
+    def plan_duplicates(self, batch_id: str, run: str, index: int) -> dict[int, int]:
+        """Chunk ``index``'s duplicate lines -> the line of the payment_id's first valid row."""
+        found: dict[int, int] = {}
+        for item in self._query(
+            TableName=self.config.processing_status_table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": {"S": batch_pk(batch_id)},
+                ":prefix": {"S": plan_sk(run, index, None)},
+            },
+            ConsistentRead=True,
+        ):
+            for pair in str(item.get("duplicates") or "").split(";"):
+                if pair:
+                    line, first = pair.split(":")
+                    found[int(line)] = int(first)
+        return found
 
     def update_batch_summary(
         self,

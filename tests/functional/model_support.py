@@ -10,8 +10,9 @@
 - ``StreamReader``: the audit log's stream records, as the event source mapping reads them.
 - ``WeightedRules``: the next rule drawn by weight among those whose preconditions hold.
 - ``Workflow``: the batch workflow's states executed one task at a time with the semantics of
-  lib/workflow_definition.py (Choice, Retry on its transient errors, Catch -> MarkFailed ->
-  AuditFailure with the definition's own DynamoDB parameters), so a test can interleave runs.
+  lib/workflow_definition.py (Choice, the Map's iterations in any order, Retry on its transient
+  errors per iteration, Catch -> MarkFailed -> AuditFailure with the definition's own DynamoDB
+  parameters), so a test can interleave runs and the chunks of one run.
 """
 
 from __future__ import annotations
@@ -313,6 +314,9 @@ class Execution:
     attempts: int = 0
     error: str | None = None
     steps: int = 0
+    # The Map's iterations not yet succeeded (their inputs) and each one's retries so far.
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    chunk_attempts: dict[int, int] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -332,18 +336,30 @@ class Workflow:
         retry = self.states["Register"]["Retry"][0]
         self.transient = frozenset(retry["ErrorEquals"])
         self.max_attempts = int(retry["MaxAttempts"])
+        self.map = self.states["Chunks"]
+        chunk_retry = self.map["ItemProcessor"]["States"]["ProcessChunk"]["Retry"][0]
+        assert frozenset(chunk_retry["ErrorEquals"]) == self.transient
         self.dynamodb = dynamodb
 
-    def step(self, execution: Execution, *, lose_response: bool = False) -> str | None:
+    def step(
+        self, execution: Execution, *, lose_response: bool = False, chunk: int = 0
+    ) -> str | None:
         """Run the execution's current task once; the task's error, if it raised one.
 
         ``lose_response``: the task ran but its answer never reached Step Functions, which
-        retries the state with the same input."""
+        retries the state with the same input. ``chunk``: which of the Map's unfinished
+        iterations runs (modulo their number): Step Functions runs up to MaxConcurrency of them
+        at once, so they finish in any order."""
         from handlers import batch_tasks
 
         assert execution.running
         execution.steps += 1
-        task_input = execution.input if execution.position == REGISTER else execution.state
+        if execution.position == REGISTER:
+            task_input = execution.input
+        elif execution.position == CHUNK:
+            task_input = execution.pending[chunk % len(execution.pending)]
+        else:
+            task_input = execution.state
         try:
             output = batch_tasks.handler(
                 {"task": execution.position, "state": task_input},
@@ -358,25 +374,45 @@ class Workflow:
             if lose_response:
                 error = "Lambda.ServiceException"
             else:
-                self._advance(execution, output)
+                self._advance(execution, task_input, output)
                 return None
-        if error in self.transient and execution.attempts < self.max_attempts:
+        if execution.position == CHUNK:
+            index = int(task_input["chunk"]["index"])
+            attempts = execution.chunk_attempts.get(index, 0)
+            if error in self.transient and attempts < self.max_attempts:
+                execution.chunk_attempts[index] = attempts + 1
+            else:
+                # The iteration failed: the Map fails (the other iterations are stopped) and
+                # its Catch leads to MarkFailed.
+                execution.pending = []
+                self._mark_failed(execution, error)
+        elif error in self.transient and execution.attempts < self.max_attempts:
             execution.attempts += 1
         else:
             self._mark_failed(execution, error)
         return error if error != "Lambda.ServiceException" else None
 
-    def _advance(self, execution: Execution, output: dict[str, Any]) -> None:
+    def _advance(
+        self, execution: Execution, task_input: dict[str, Any], output: dict[str, Any]
+    ) -> None:
         execution.attempts = 0
-        execution.state = output
         if execution.position == REGISTER:
-            execution.position = SUCCEEDED if output.get("done") else CHUNK
-        elif execution.position == CHUNK:
-            if output.get("superseded"):
+            execution.state = output
+            if output.get("done"):
                 execution.position = SUCCEEDED
-            elif output.get("done"):
+                return
+            execution.pending = [
+                self._resolve(self.map["ItemSelector"], execution, output, item=item)
+                for item in output[self.map["ItemsPath"][2:]]
+            ]
+            execution.position = CHUNK if execution.pending else FINALIZE
+        elif execution.position == CHUNK:
+            # The iteration's output is dropped (ResultPath null): Finalize gets the Map's input.
+            execution.pending.remove(task_input)
+            if not execution.pending:
                 execution.position = FINALIZE
         else:
+            execution.state = output
             execution.position = SUCCEEDED
 
     def _mark_failed(self, execution: Execution, error: str) -> None:
@@ -392,25 +428,31 @@ class Workflow:
                 return
         execution.position = FAILED
 
-    def _resolve(self, value: Any, execution: Execution, context: dict[str, Any]) -> Any:
+    def _resolve(
+        self, value: Any, execution: Execution, context: dict[str, Any], *, item: Any = None
+    ) -> Any:
         if isinstance(value, dict):
             return {
                 (k[:-2] if k.endswith(".$") else k): (
-                    self._evaluate(v, execution, context)
+                    self._evaluate(v, execution, context, item=item)
                     if k.endswith(".$")
-                    else self._resolve(v, execution, context)
+                    else self._resolve(v, execution, context, item=item)
                 )
                 for k, v in value.items()
             }
         if isinstance(value, list):
-            return [self._resolve(v, execution, context) for v in value]
+            return [self._resolve(v, execution, context, item=item) for v in value]
         return value
 
-    def _evaluate(self, expression: str, execution: Execution, context: dict[str, Any]) -> Any:
+    def _evaluate(
+        self, expression: str, execution: Execution, context: dict[str, Any], *, item: Any = None
+    ) -> Any:
         match = _FORMAT.fullmatch(expression.strip())
         if match:
-            found = self._evaluate(match["path"].strip(), execution, context)
+            found = self._evaluate(match["path"].strip(), execution, context, item=item)
             return match["template"].replace("{}", str(found), 1)
+        if expression == "$$.Map.Item.Value":
+            return item
         if expression == "$$.State.EnteredTime":
             return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if expression.startswith("$$.Execution.Input."):

@@ -881,25 +881,27 @@ class PaymentsModel(RuleBasedStateMachine):
         tasks=st.integers(1, 6),
         lose_response=st.booleans(),
         fault=faults(BATCH_CALLS),
+        chunk=st.integers(0, 1000),
     )
     def step_batch_workflow(
-        self, index: int, tasks: int, lose_response: bool, fault: Fault | None
+        self, index: int, tasks: int, lose_response: bool, fault: Fault | None, chunk: int
     ) -> None:
         """The next ``tasks`` tasks of any running execution (runs interleave);
         ``lose_response``: the first ran but Step Functions retries it with the same input
-        (a chunk run twice)."""
+        (a chunk run twice); ``chunk``: which of the Map's unfinished chunks goes next (chunks
+        finish in any order)."""
         running = self._running()
         execution = running[index % len(running)]
         with self._armed(fault):
             for i in range(tasks):
                 if execution.running:
-                    self._step(execution, lose_response=lose_response and i == 0)
+                    self._step(execution, lose_response=lose_response and i == 0, chunk=chunk + i)
 
-    def _step(self, execution: Execution, *, lose_response: bool = False) -> None:
+    def _step(self, execution: Execution, *, lose_response: bool = False, chunk: int = 0) -> None:
         mark = len(self.faults.fired)
         sent = self.queued_by_run.setdefault(execution.input["version_id"], set())
         with queued_payments(aws.client("sqs"), "SendMessageBatch", sent):
-            error = self.workflow.step(execution, lose_response=lose_response)
+            error = self.workflow.step(execution, lose_response=lose_response, chunk=chunk)
         note(f"{execution.name} -> {execution.position} {execution.error if error else ''}")
         assert error is None or self._fired_since(mark), (
             f"batch task failed without a fault: {execution.error}"

@@ -21,6 +21,7 @@ from payments.service import Payments
 from payments.sweep import Sweeper
 from payments.validation import validate_payment
 
+from tests.functional.batch_driver import only_chunk, process_chunks
 from tests.functional.world import CallCounter, LambdaContext, inject_failures, sqs_event
 
 
@@ -244,7 +245,7 @@ class TestBatchRuns:
         assert old["superseded"] is True and old["done"] is True
         assert new["superseded"] is False
         batches = Batches(load())
-        batches.finalize(batches.process_chunk(new))
+        batches.finalize(process_chunks(batches, new))
         view = batches.batch_view("b")
         assert (view["status"], view["version_id"], view["accepted"]) == (
             "COMPLETED",
@@ -258,10 +259,10 @@ class TestBatchRuns:
         old = register(world, "r", body, "0001")
         new = register(world, "r", body, "0002")
         batches = Batches(load())
-        done_new = batches.process_chunk(new)
-        late = batches.process_chunk(old)  # the old run's chunk arrives after the new one's
+        batches.process_chunk(only_chunk(new))
+        late = batches.process_chunk(only_chunk(old))  # the old run's chunk comes after the new's
         assert late["superseded"] is True
-        batches.finalize(done_new)
+        batches.finalize(new)
         view = batches.batch_view("r")
         assert (view["rejected"], len(view["rejected_rows"])) == (1, 1)
         assert view["report_key"] == report_key("r", new["run"])
@@ -274,12 +275,12 @@ class TestBatchRuns:
             aws.client("sqs"), "SendMessageBatch", times=100, code="InternalError", status=500
         )
         with pytest.raises(Exception, match="could not be sent"):
-            Batches(load()).process_chunk(state)
+            Batches(load()).process_chunk(only_chunk(state))
         aws.reset()  # the queue is back
         assert world.receive_all() == []
         again = register(world, "q", body, "0002")
         batches = Batches(load())
-        batches.finalize(batches.process_chunk(again))
+        batches.finalize(process_chunks(batches, again))
         assert batches.batch_view("q")["duplicates"] == 2
         assert sorted(json.loads(m["Body"])["payment_id"] for m in world.receive_all()) == [
             "q1",
@@ -292,7 +293,7 @@ class TestBatchRuns:
         for n in range(3):
             state = register(world, "m", body, f"000{n}")
             batches = Batches(load())
-            batches.finalize(batches.process_chunk(state))
+            batches.finalize(process_chunks(batches, state))
         calls.reset()
         items = []
         original = aws.client("dynamodb").query
@@ -311,19 +312,18 @@ class TestBatchRuns:
 class TestRegisterRetries:
     def test_a_retried_register_resumes_the_run_instead_of_resetting_it(self, world):
         body = b"payment_id,amount,currency\n" + b"".join(b"r%d,1,USD\n" % i for i in range(9))
-        first = register(world, "rr", body, "0001")
+        key = "incoming/rr.csv"
+        version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)["VersionId"]
+        event = {"bucket": world.bucket, "key": key, "version_id": version, "sequencer": "0001"}
         cfg = load()
         batches = Batches(type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": 4}))
-        after_one = batches.process_chunk(first)
-        again = batches.register(
-            {k: first[k] for k in ("bucket", "key", "batch_id")}
-            | {"version_id": first["run"], "sequencer": "0001"}
-        )
-        assert (again["offset"], again["line"]) == (after_one["offset"], after_one["line"])
-        state = again
-        while not state["done"]:
-            state = batches.process_chunk(state)
-        batches.finalize(state)
+        first = batches.register(event)
+        batches.process_chunk(only_chunk({**first, "chunks": first["chunks"][:1]}))
+        again = batches.register(event)
+        # The same plan, and the counts of the chunk already applied are kept.
+        assert again["chunks"] == first["chunks"] and len(first["chunks"]) == 3
+        assert batches.batch_view("rr")["accepted"] == 4
+        batches.finalize(process_chunks(batches, again))
         view = batches.batch_view("rr")
         assert (view["status"], view["total_rows"], view["accepted"]) == ("COMPLETED", 9, 9)
 

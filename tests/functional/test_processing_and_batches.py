@@ -20,6 +20,7 @@ from payments.errors import TransientError
 from payments.service import Payments
 from payments.validation import validate_payment
 
+from tests.functional.batch_driver import only_chunk, process_chunks
 from tests.functional.world import inject_failures, sqs_event
 
 
@@ -124,8 +125,8 @@ def run_batch(world, batch_id, body, *, chunk_rows=3, crash_after_store=False):
             "version_id": "null",
         }
     )
-    while not state["done"]:
-        state = batches.process_chunk(state)
+    if not state["done"]:
+        process_chunks(batches, state)
     batches.finalize(state)
     return batches.batch_view(batch_id)
 
@@ -168,8 +169,8 @@ class TestBatchChunks:
             }
         )
         for _ in range(3):  # Step Functions retried the same chunk twice
-            after = batches.process_chunk(state)
-        batches.finalize(after)
+            batches.process_chunk(only_chunk(state))
+        batches.finalize(state)
         view = batches.batch_view("rr")
         assert counts(view) == (7, 7, 0, 0)
         assert len(world.payments()) == 7 and len(world.audit()) == 7 + 1
@@ -211,9 +212,9 @@ class TestBatchChunks:
         from payments.errors import TransientError
 
         with pytest.raises(TransientError):
-            batches.process_chunk(state)
+            batches.process_chunk(only_chunk(state))
         faults["left"] = 0
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         assert counts(batches.batch_view("cq")) == (2, 2, 0, 0)
         assert len(world.receive_all()) == 2
 
@@ -320,7 +321,7 @@ class TestParallelChunkWrites:
         batches, state = start_batch(
             world, "par", rows_csv(ids), chunk_rows=len(ids), workers=workers
         )
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         assert 1 < transactions.peak <= workers and 1 < sends.peak <= workers
         assert len(transactions.threads) > 1
         assert counts(batches.batch_view("par")) == (len(ids), len(ids), 0, 0)
@@ -336,7 +337,7 @@ class TestParallelChunkWrites:
         faults = inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=3)
         ids = [f"t{i:03d}" for i in range(5 * ROWS_PER_TRANSACTION)]
         batches, state = start_batch(world, "thr", rows_csv(ids), chunk_rows=len(ids))
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         assert faults["injected"] == 3
         assert counts(batches.batch_view("thr")) == (125, 125, 0, 0)
         assert len(world.payments()) == 125 and len(world.audit()) == 125 + 1
@@ -353,7 +354,7 @@ class TestParallelChunkWrites:
         batches, state = start_batch(
             world, "cf", rows_csv(ids), chunk_rows=len(ids), workers=workers
         )
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         view = batches.batch_view("cf")
         assert counts(view) == (101, 98, 1, 2)
         assert view["rejected_rows"] == [
@@ -389,14 +390,14 @@ class TestParallelChunkWrites:
         )
         batches, state = start_batch(world, "ft", rows_csv(ids), chunk_rows=len(ids))
         with pytest.raises(TransientError):
-            batches.process_chunk(state)
+            batches.process_chunk(only_chunk(state))
         # The three other transactions committed; nothing was queued or counted.
         assert len(world.payments()) == 3 * ROWS_PER_TRANSACTION
         assert queued_ids(world) == []
         assert counts(batches.batch_view("ft")) == (0, 0, 0, 0)
 
         faults["left"] = 0
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         assert counts(batches.batch_view("ft")) == (100, 100, 0, 0)
         assert len(world.payments()) == 100 and len(world.audit()) == 100 + 1
         assert sorted(queued_ids(world)) == ids
@@ -421,7 +422,7 @@ class TestParallelChunkWrites:
         )
         ids = [f"q{i:03d}" for i in range(95)]
         batches, state = start_batch(world, "sqp", rows_csv(ids), chunk_rows=len(ids))
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         assert faults["injected"] == 4
         assert counts(batches.batch_view("sqp")) == (95, 95, 0, 0)
         assert sorted(queued_ids(world)) == ids  # the sent half of each entry is not re-sent
@@ -439,10 +440,10 @@ class TestParallelChunkWrites:
         )
         batches, state = start_batch(world, "sqf", rows_csv(ids), chunk_rows=len(ids))
         with pytest.raises(TransientError):
-            batches.process_chunk(state)
+            batches.process_chunk(only_chunk(state))
         first = queued_ids(world)
         assert len(first) == 85 and "s042" not in first  # the other 9 sends went out
         faults["left"] = 0
-        batches.finalize(batches.process_chunk(state))
+        batches.finalize(process_chunks(batches, state))
         assert counts(batches.batch_view("sqf")) == (95, 95, 0, 0)
         assert sorted(queued_ids(world)) == ids  # re-sent; the consumer is idempotent

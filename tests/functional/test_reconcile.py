@@ -13,6 +13,7 @@ from payments.reconcile import Reconciler
 from payments.service import Payments
 from payments.validation import validate_payment
 
+from tests.functional.batch_driver import process_chunks
 from tests.functional.test_outbox import deliver, register
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ def test_a_settled_world_reconciles(world):
         world, "b1", b"payment_id,amount,currency\nb1,1,USD\nb2,-1,USD\nb1,1,USD\n", "01"
     )
     batches = Batches(load())
-    batches.finalize(batches.process_chunk(state))
+    batches.finalize(process_chunks(batches, state))
     settle(world)
     report = Reconciler(load()).check(everything(world), published=published(world))
     assert report.mismatches == []
@@ -106,7 +107,7 @@ def test_a_history_that_disagrees_with_the_audit_log_is_named(world):
 def test_batch_counters_that_do_not_match_the_stored_rows_are_named(world):
     state = register(world, "b", b"payment_id,amount,currency\nx1,1,USD\nx2,1,USD\n", "01")
     batches = Batches(load())
-    batches.finalize(batches.process_chunk(state))
+    batches.finalize(process_chunks(batches, state))
     settle(world)
     world.dynamodb.update_item(
         TableName=world.env[env.PROCESSING_STATUS_TABLE],

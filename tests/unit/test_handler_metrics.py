@@ -53,13 +53,13 @@ def test_each_chunk_adds_its_rows(monkeypatch):
             pass
 
         def process_chunk(self, state):
-            return {**state, "last_chunk": counts}
+            return {"index": state["chunk"]["index"], "superseded": False, "counts": counts}
 
     monkeypatch.setattr(batch_tasks, "Batches", Batches)
     monkeypatch.setattr(
         batch_tasks, "settings", lambda: type("S", (), {"require": lambda s, *a: s})()
     )
-    event = {"task": "process_chunk", "state": {"batch_id": "b-1", "offset": 0}}
+    event = {"task": "process_chunk", "state": {"batch_id": "b-1", "chunk": {"index": 0}}}
     batch_tasks.handler.__wrapped__.__wrapped__(event, None)
     emitted = {
         name: batch_tasks.metrics.metric_set[name]["Value"]
