@@ -17,7 +17,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down demo reconcile chaos fuzz clean
+.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo reconcile chaos fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -81,6 +81,9 @@ local-up: install ## start the local cloud and deploy the stack to it
 
 local-down: ## stop the local cloud and remove its state
 	$(PYTHON) -m localcloud down
+
+local-up-cycles: install ## local-up / local-down N times in a row (ARGS="-n 5"; default 20), stops at the first failure, prints min / median / max up times
+	$(PYTHON) scripts/local_up_cycles.py $(ARGS)
 
 reconcile: install ## read-only check that histories, audit entries and events agree (ARGS="--batch ID" or "--since ISO --until ISO")
 	$(PYTHON) scripts/reconcile.py $(ARGS)

@@ -36,3 +36,9 @@ def test_cdktf_destroy_leaves_nothing_behind(cloud: LocalCloud) -> None:
     assert cloud.client("apigateway").get_rest_apis()["items"] == []
     assert cloud.client("apigateway").get_api_keys()["items"] == []
     assert cloud.client("ssm").describe_parameters()["Parameters"] == []
+    # The account stack that `up` deployed first is not the environment's to destroy: API
+    # Gateway's account setting still names its CloudWatch role (README, "Once per account").
+    from lib.account import API_GATEWAY_LOGS_ROLE
+
+    role = cloud.client("iam").get_role(RoleName=API_GATEWAY_LOGS_ROLE)["Role"]
+    assert cloud.client("apigateway").get_account()["cloudwatchRoleArn"] == role["Arn"]
