@@ -39,7 +39,7 @@ def state_machine_arn(settings: Settings, account: AwsAccount) -> str:
     return account.arn("states", f"stateMachine:{settings.name(STATE_MACHINE)}")
 
 
-def _definition(**kwargs: str) -> dict[str, Any]:
+def _definition(**kwargs: Any) -> dict[str, Any]:
     try:
         module = importlib.import_module("lib.workflow_definition")
     except ModuleNotFoundError as error:
@@ -133,6 +133,7 @@ class Workflow(Construct):
             audit_table_name=audit_table_name,
             partition=account.partition,
             task_timeout_seconds=tasks_timeout + TASK_TIMEOUT_MARGIN_SECONDS,
+            chunk_concurrency=settings.profile.batch_chunk_concurrency,
         )
         self.state_machine = SfnStateMachine(
             self,

@@ -16,6 +16,7 @@ writes answered by stubs instead of moto. ``--quick`` runs only the calls and ch
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import platform
@@ -41,6 +42,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 from moto import mock_aws  # noqa: E402
 
+from tests.functional.batch_driver import chunk_inputs  # noqa: E402
 from tests.functional.world import (  # noqa: E402
     CallCounter,
     LambdaContext,
@@ -209,6 +211,7 @@ def bench_chunk(
     state = tasks.register(
         {"bucket": world.bucket, "key": key, "batch_id": batch_id, "version_id": "null"}
     )
+    (chunk_input,) = chunk_inputs(state)
     clients = [aws.client(s) for s in ("dynamodb", "sqs", "s3")]
     counter = CallCounter()
     hooks: list[tuple[Any, str, Any]] = [(c, "before-call", counter) for c in clients]
@@ -220,12 +223,12 @@ def bench_chunk(
         client.meta.events.register(event, hook)
     try:
         wall, cpu = time.perf_counter(), time.process_time()
-        out = tasks.process_chunk(state)
+        out = tasks.process_chunk(chunk_input)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         for client, event, hook in hooks:
             client.meta.events.unregister(event, hook)
-    assert out["last_chunk"]["accepted"] == rows, out["last_chunk"]
+    assert out["counts"]["accepted"] == rows, out
     return {"wall": wall, "cpu": cpu, "calls": dict(counter.calls)}
 
 
@@ -285,13 +288,76 @@ def report_chunk_times(world: Any, rows: int) -> None:
         f"{units / TABLE_QUOTA_WRITE_UNITS:.1f} s at the default table quota "
         f"({TABLE_QUOTA_WRITE_UNITS:,}/s)"
     )
-    chunks = math.ceil(1_000_000 / CHUNK_ROWS)
     low, high = max(waiting, cpu), max(waiting + cpu, units / NEW_TABLE_WRITE_UNITS)
-    print(
-        f"  => 1M rows, {chunks} chunks: ~{chunks * low / 60:.0f}-{chunks * high / 60:.0f} min "
-        f"(warm table - new table), before ~{chunks * sequential / 60:.0f} min; plus Lambda "
-        "invokes and state transitions; the processor's writes share the table\n"
+    report_file_estimate(low=low, high=high, busy=waiting + cpu, sequential_chunk=sequential)
+
+
+def plan_seconds_per_row(rows: int = 100_000) -> float:
+    """CPU seconds per row of Register's plan pass (split, validate, digest), no AWS calls."""
+    from payments.batch import plan_chunks
+    from payments.csv_reader import read_header
+
+    header = read_header(CsvStream(0))
+    stream = CsvStream(rows)
+    stream.read(header.data_offset)  # as Register's ranged GET from the header's end
+    started = time.process_time()
+    planned = sum(
+        c.rows
+        for c in plan_chunks(
+            stream,
+            columns=header.columns,
+            offset=header.data_offset,
+            line=header.next_line,
+            chunk_rows=CHUNK_ROWS,
+        )
     )
+    assert planned == rows, planned
+    return (time.process_time() - started) / rows
+
+
+def production_profile() -> Any:
+    # Loaded by path: importing the ``lib`` package would load the CDKTF provider (seconds).
+    spec = importlib.util.spec_from_file_location("settings", ROOT / "lib" / "settings.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["settings"] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module.PROFILES["production"]
+
+
+def report_file_estimate(*, low: float, high: float, busy: float, sequential_chunk: float) -> None:
+    """A 1M-row file on AWS: the old chunk loop (chunks one after another) vs the Map (the plan
+    pass, then production's chunks ``MaxConcurrency`` at a time), each bounded below by what
+    the payments and audit tables write per second."""
+    rows = 1_000_000
+    chunks = math.ceil(rows / CHUNK_ROWS)
+    production = production_profile()
+    width = production.batch_chunk_concurrency
+    plan = plan_seconds_per_row() * rows / BATCH_TASKS_VCPU
+    table_units = rows * WRITE_UNITS_PER_ROW // 2  # per table: payment or audit item, 2 units
+    warm = table_units / production.batch_write_units
+    cold = table_units / NEW_TABLE_WRITE_UNITS
+    waves = math.ceil(chunks / width)
+    print(f"== AWS estimate, {rows:,}-row file, {chunks} chunks of {CHUNK_ROWS:,} rows")
+    print(
+        f"  chunk loop (before): {chunks} x {low:.1f}-{high:.1f} s = "
+        f"~{chunks * low / 60:.0f}-{chunks * high / 60:.0f} min (warm table - new table); "
+        f"with one call at a time ~{chunks * sequential_chunk / 60:.0f} min"
+    )
+    print(
+        f"  plan pass in Register: {plan:.0f} s on batch-tasks' {BATCH_TASKS_VCPU:.2f} vCPU "
+        f"({plan / rows * 1e6 * BATCH_TASKS_VCPU:.1f} us/row here); digests of 1M distinct "
+        "ids ~118 MB"
+    )
+    parallel_low = plan + max(waves * low, warm)
+    parallel_high = plan + max(waves * busy, cold)
+    print(
+        f"  Map, {width} chunks at once (production): plan + {waves} waves x {low:.1f}-{busy:.1f} s"
+        f", at least the tables' write time ({table_units:,} units per table: {warm:.0f} s at "
+        f"the warm {production.batch_write_units:,}/s, {cold:.0f} s at a new table's "
+        f"{NEW_TABLE_WRITE_UNITS:,}/s) = ~{parallel_low / 60:.1f}-{parallel_high / 60:.1f} min"
+    )
+    print("  plus Lambda invokes and state transitions; the processor's writes share the tables\n")
 
 
 _WRITE_CALLS = ("dynamodb:TransactWriteItems", "sqs:SendMessageBatch")
@@ -305,8 +371,8 @@ def bench_calls_per_1000(world: Any) -> dict[str, Any]:
     state = tasks.register(
         {"bucket": world.bucket, "key": key, "batch_id": "calls", "version_id": "null"}
     )
-    while not state["done"]:
-        state = tasks.process_chunk(state)
+    for chunk_input in chunk_inputs(state):
+        tasks.process_chunk(chunk_input)
     tasks.finalize(state)
     elapsed = time.perf_counter() - started
     return {"calls": dict(sorted(counter.calls.items())), "seconds": elapsed}
@@ -317,23 +383,27 @@ def bench_memory(world: Any, rows: int, *, sample: int | None) -> dict[str, Any]
     batch_id = f"mem{rows}"
     key = upload(world, batch_id, rows)
     tasks = batches(CHUNK_ROWS)
-    state = tasks.register(
-        {"bucket": world.bucket, "key": key, "batch_id": batch_id, "version_id": "null"}
-    )
-    chunks = -(-rows // CHUNK_ROWS)
+    # Register plans the whole file (one pass): timed alone, then its memory under tracemalloc
+    # (a second run of the same Register: a retry re-plans, the outcome is the same).
+    event = {"bucket": world.bucket, "key": key, "batch_id": batch_id, "version_id": "null"}
+    started, cpu = time.perf_counter(), time.process_time()
+    state = tasks.register(event)
+    plan = {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}
+    tracemalloc.start()
+    tasks.register(event)
+    plan["peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    inputs = chunk_inputs(state)
+    chunks = len(inputs)
+    assert chunks == -(-rows // CHUNK_ROWS), chunks
     indices = list(range(chunks))
     if sample and chunks > sample:
         step = (chunks - 1) / (sample - 1)
         indices = sorted({round(i * step) for i in range(sample)})
-    base_offset, base_line = state["offset"], state["line"]
     results = []
     tracemalloc.start()
     for index in indices:
-        chunk_state = {
-            **state,
-            "offset": base_offset + index * CHUNK_ROWS * row_bytes(),
-            "line": base_line + index * CHUNK_ROWS,
-        }
+        chunk_state = inputs[index]
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
         started = time.perf_counter()
@@ -343,14 +413,20 @@ def bench_memory(world: Any, rows: int, *, sample: int | None) -> dict[str, Any]
         results.append(
             {
                 "chunk": index,
-                "rows": out["last_chunk"]["total_rows"],
+                "rows": out["counts"]["total_rows"],
                 "seconds": seconds,
                 "peak_mb": (peak - before) / 2**20,
                 "rss_mb": rss_mb(),
             }
         )
     tracemalloc.stop()
-    return {"rows": rows, "chunks": chunks, "sampled": len(indices), "per_chunk": results}
+    return {
+        "rows": rows,
+        "chunks": chunks,
+        "sampled": len(indices),
+        "per_chunk": results,
+        "plan": plan,
+    }
 
 
 def bench_api(world: Any) -> dict[str, Any]:

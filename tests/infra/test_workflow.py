@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.sfn_state_machine import SfnStateMachine
 
 from lib.functions import BATCH_TASKS, FUNCTIONS
+from lib.settings import (
+    DEFAULT_QUOTAS,
+    PROFILES,
+    TABLE_MAX_WRITE_UNITS,
+    ConfigError,
+    validate_quotas,
+)
 from lib.workflow_definition import batch_workflow_definition
+
+
+def all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, those inside a Map's ItemProcessor included."""
+    for name, state in states.items():
+        yield name, state
+        if state["Type"] == "Map":
+            yield from all_states(state["ItemProcessor"]["States"])
 
 
 class TestWorkflow:
@@ -75,7 +94,7 @@ class TestDefinition:
         return json.loads(synth.one(SfnStateMachine.TF_RESOURCE_TYPE)["definition"])
 
     def test_every_integration_arn_is_built_from_the_partition(self, each):
-        tasks = [s for s in self._definition(each)["States"].values() if s["Type"] == "Task"]
+        tasks = [s for _, s in all_states(self._definition(each)["States"]) if s["Type"] == "Task"]
         assert len(tasks) == 5
         for task in tasks:
             assert task["Resource"].startswith("arn:${data.aws_partition.account_partition_")
@@ -84,14 +103,61 @@ class TestDefinition:
 
     def test_every_task_has_a_timeout_below_the_workflows(self, each):
         definition = self._definition(each)
-        for name, state in definition["States"].items():
+        for name, state in all_states(definition["States"]):
             if state["Type"] == "Task":
                 assert 0 < state["TimeoutSeconds"] < definition["TimeoutSeconds"], name
 
     def test_lambda_tasks_outlast_the_functions_own_timeout(self, each):
-        for state in self._definition(each)["States"].values():
-            if state["Type"] == "Task" and ":lambda:invoke" in state["Resource"]:
-                assert state["TimeoutSeconds"] > FUNCTIONS[BATCH_TASKS].timeout
+        lambda_tasks = [
+            state
+            for _, state in all_states(self._definition(each)["States"])
+            if state["Type"] == "Task" and ":lambda:invoke" in state["Resource"]
+        ]
+        assert len(lambda_tasks) == 3  # Register, ProcessChunk, Finalize
+        for state in lambda_tasks:
+            assert state["TimeoutSeconds"] > FUNCTIONS[BATCH_TASKS].timeout
+
+    def test_chunks_run_in_an_inline_map_at_the_profiles_concurrency(self, each):
+        states = self._definition(each)["States"]
+        assert states["Registered"]["Default"] == "Chunks"
+        chunks = states["Chunks"]
+        assert chunks["Type"] == "Map"
+        assert chunks["ItemsPath"] == "$.chunks"
+        assert chunks["MaxConcurrency"] == each.profile.batch_chunk_concurrency
+        # Inline: moto runs it, and a Distributed Map's child executions it does not.
+        assert chunks["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}
+        (name, task), *others = chunks["ItemProcessor"]["States"].items()
+        assert (name, others, task["End"]) == ("ProcessChunk", [], True)
+        assert task["Parameters"]["Payload"] == {"task": "process_chunk", "state.$": "$"}
+        assert (chunks["Next"], chunks["ResultPath"]) == ("Finalize", None)
+
+    def test_each_chunk_retries_what_every_task_retries_and_a_failed_chunk_fails_the_batch(
+        self, each
+    ):
+        states = self._definition(each)["States"]
+        chunk = states["Chunks"]["ItemProcessor"]["States"]["ProcessChunk"]
+        assert chunk["Retry"] == states["Register"]["Retry"] == states["Finalize"]["Retry"]
+        (retry,) = chunk["Retry"]
+        for error in ("TransientError", "Runtime.ExitError", "Sandbox.Timedout",
+                      "ReadTimeoutError", "Lambda.TooManyRequestsException"):  # fmt: skip
+            assert error in retry["ErrorEquals"]
+        assert "States.ALL" not in retry["ErrorEquals"]
+        # An iteration's Catch could only lead inside the iteration: the Map's leads out.
+        assert "Catch" not in chunk
+        assert states["Chunks"]["Catch"] == states["Register"]["Catch"]
+        assert states["Chunks"]["Catch"][0]["Next"] == "MarkFailed"
+
+    def test_an_iteration_gets_the_run_and_its_own_chunk_not_the_whole_plan(self, each):
+        selector = self._definition(each)["States"]["Chunks"]["ItemSelector"]
+        assert selector == {
+            "batch_id.$": "$.batch_id",
+            "run.$": "$.run",
+            "bucket.$": "$.bucket",
+            "key.$": "$.key",
+            "version_id.$": "$.version_id",
+            "columns.$": "$.columns",
+            "chunk.$": "$$.Map.Item.Value",
+        }
 
     def test_the_definition_defaults_to_the_commercial_partition(self):
         definition = batch_workflow_definition(
@@ -103,3 +169,46 @@ class TestDefinition:
             partition="aws-us-gov",
         )  # fmt: skip
         assert gov["States"]["MarkFailed"]["Resource"].startswith("arn:aws-us-gov:states:::")
+
+
+class TestChunkConcurrency:
+    def test_production_runs_more_chunks_at_once_than_dev_and_staging(self):
+        production = PROFILES["production"].batch_chunk_concurrency
+        assert production > PROFILES["dev"].batch_chunk_concurrency
+        assert production > PROFILES["staging"].batch_chunk_concurrency
+
+    @pytest.mark.parametrize("name", sorted(PROFILES))
+    def test_the_batch_tasks_reservation_holds_a_files_chunks_and_one_more_task(self, name):
+        profile = PROFILES[name]
+        assert profile.concurrency.batch_tasks >= profile.batch_chunk_concurrency + 1
+        validate_quotas(profile, DEFAULT_QUOTAS)
+
+    @pytest.mark.parametrize("name", sorted(PROFILES))
+    def test_a_profile_whose_chunks_fill_the_batch_tasks_reservation_is_refused(self, name):
+        profile = PROFILES[name]
+        crowded = dataclasses.replace(
+            profile, batch_chunk_concurrency=profile.concurrency.batch_tasks
+        )
+        with pytest.raises(ConfigError, match="reserve at least one more than the chunks"):
+            validate_quotas(crowded, DEFAULT_QUOTAS)
+
+    @pytest.mark.parametrize("name", sorted(PROFILES))
+    def test_a_profile_without_chunks_is_refused(self, name):
+        with pytest.raises(ConfigError, match="must be at least 1"):
+            validate_quotas(
+                dataclasses.replace(PROFILES[name], batch_chunk_concurrency=0), DEFAULT_QUOTAS
+            )
+
+    def test_the_definition_refuses_a_concurrency_below_one(self):
+        with pytest.raises(ValueError, match="at least 1"):
+            batch_workflow_definition(
+                tasks_function_arn="fn", status_table_name="s", audit_table_name="a",
+                chunk_concurrency=0,
+            )  # fmt: skip
+
+    def test_production_chunks_at_full_width_write_what_one_table_serves_at_most(self):
+        production = PROFILES["production"]
+        assert production.batch_write_units == TABLE_MAX_WRITE_UNITS
+        assert production.warm_throughput is True
+        assert PROFILES["dev"].warm_throughput is False
+        assert PROFILES["staging"].warm_throughput is False
