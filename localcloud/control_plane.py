@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ class _Attempt:
     """The first attempt of one SDK invocation: its answer, once it has one."""
 
     def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.ended = 0.0
         self.done = threading.Event()
         self.started: tuple[str, list[tuple[str, str]]] | None = None  # a 2xx status and headers
         self.answer: tuple[str, list[tuple[str, str]], bytes] | None = None  # set when complete
@@ -99,12 +102,16 @@ def retried_requests_answered_once() -> None:
             if first.answer is not None:
                 status, headers, body = first.answer
                 log.warning(
-                    "%s %s retried (%s, invocation %s): answered with its first attempt's %s",
+                    "%s %s %s retried (%s, invocation %s): answered with its first attempt's %s "
+                    "(that attempt took %.1f s and answered %.1f s before this retry)",
+                    _api(environ),
                     environ.get("REQUEST_METHOD"),
                     environ.get("PATH_INFO"),
                     environ.get("HTTP_AMZ_SDK_REQUEST", "attempt ?"),
                     invocation,
                     status,
+                    first.ended - first.began,
+                    time.monotonic() - first.ended,
                 )
                 start_response(status, headers)
                 return [body]
@@ -114,9 +121,18 @@ def retried_requests_answered_once() -> None:
                 original_call(self, environ, _capture(attempt, start_response)), attempt
             )
         finally:
+            attempt.ended = time.monotonic()
             attempt.done.set()
 
     DomainDispatcherApplication.__call__ = call
+
+
+def _api(environ: dict[str, Any]) -> str:
+    """The service and operation, as far as the headers tell (the SDK's user agent names the
+    service; JSON protocols name the operation in X-Amz-Target)."""
+    agent = environ.get("HTTP_USER_AGENT", "")
+    service = next((part for part in agent.split() if part.startswith("api/")), "api/?")
+    return f"{service} {environ.get('HTTP_X_AMZ_TARGET', '')}".strip()
 
 
 def _capture(attempt: _Attempt, start_response: Callable[..., Any]) -> Callable[..., Any]:
