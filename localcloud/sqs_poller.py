@@ -17,6 +17,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from localcloud.lambda_runner import MAX_WORKERS_PER_FUNCTION
+
 log = logging.getLogger("localcloud.sqs")
 
 IDLE_POLL_SECONDS = 1.0
@@ -106,14 +108,26 @@ def failed_item_ids(payload: str, message_ids: set[str]) -> set[str] | None:
     return ids
 
 
+def concurrency(mapping: Any) -> int:
+    """Batches of one mapping in flight at once: the mapping's ``MaximumConcurrency`` when it has
+    one (Lambda's pollers never exceed it), at most as many as the function has warm workers."""
+    maximum = (getattr(mapping, "scaling_config", None) or {}).get("MaximumConcurrency")
+    limit = MAX_WORKERS_PER_FUNCTION
+    return max(1, min(int(maximum), limit)) if maximum else limit
+
+
 class SqsPoller:
-    """One thread that finds ready mappings and hands each batch to a worker thread."""
+    """One thread that finds ready mappings and hands their batches to worker threads.
+
+    Like Lambda's pollers, several batches of one mapping run at once (``concurrency``): one
+    batch at a time would leave the function's other workers idle while the server waits on one.
+    """
 
     def __init__(self) -> None:
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._in_flight: dict[str, Future[None]] = {}
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sqs-esm")
+        self._in_flight: dict[str, list[Future[None]]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sqs-esm")
         self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
 
     def start(self) -> None:
@@ -149,12 +163,23 @@ class SqsPoller:
 
     def _poll_once(self) -> None:
         for account, region, mapping in self._mappings():
-            running = self._in_flight.get(mapping.uuid)
-            if running is not None and not running.done():
-                continue
-            self._in_flight[mapping.uuid] = self._executor.submit(
-                self._deliver, account, region, mapping
-            )
+            running = [f for f in self._in_flight.get(mapping.uuid, []) if not f.done()]
+            if len(running) < concurrency(mapping) and self._has_visible(account, region, mapping):
+                running.append(self._executor.submit(self._deliver, account, region, mapping))
+            self._in_flight[mapping.uuid] = running
+
+    @staticmethod
+    def _has_visible(account: str, region: str, mapping: Any) -> bool:
+        from moto.sqs.models import sqs_backends
+
+        from localcloud.patches import indexed_messages
+
+        try:
+            queue = sqs_backends[account][region].get_queue(mapping.event_source_arn.split(":")[5])
+        except Exception:  # the queue was deleted under the mapping
+            return False
+        with queue._messages_lock:
+            return indexed_messages(queue).has_ready()
 
     def _deliver(self, account: str, region: str, mapping: Any) -> None:
         """Drain what is visible now, batch by batch, for one mapping."""

@@ -205,6 +205,58 @@ class TestLambda:
         assert recorded(record_file) == [{"n": 1}] * (1 + retries)
 
 
+class TestServer:
+    def test_a_services_requests_find_their_backend_once(self, cloud, monkeypatch):
+        """Stock moto matches every request's host against every service's URL patterns and
+        then parses its credential scope, under one server-wide lock."""
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        inferred = []
+        infer = DomainDispatcherApplication.infer_service_region_host
+
+        def counting(self, environ, path):
+            inferred.append(environ.get("HTTP_X_AMZ_TARGET") or path)
+            return infer(self, environ, path)
+
+        monkeypatch.setattr(DomainDispatcherApplication, "infer_service_region_host", counting)
+        url, _ = cloud.create_queue("routed")
+        sqs, dynamodb = cloud.client("sqs"), cloud.client("dynamodb")
+        for n in range(5):
+            sqs.send_message(QueueUrl=url, MessageBody=f"r-{n}")
+            dynamodb.list_tables()
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]) == 5
+        assert len(inferred) <= 2  # at most once per service (earlier tests may have routed)
+        # A service outside the routed ones still takes moto's way, and still works.
+        before = len(inferred)
+        assert "Buckets" in cloud.client("s3").list_buckets()
+        assert len(inferred) == before + 1
+
+    def test_connections_stay_open_for_the_next_request(self, cloud):
+        """Stock moto (werkzeug's development server) closes the connection after every
+        response: each SDK call paid a connect, a server thread and a 10 ms drain."""
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=10)
+        answers = []
+        # Unsigned requests go to S3: two buckets made, then listed, on one connection.
+        for method, path in (("PUT", "/kept-alive-1"), ("PUT", "/kept-alive-2"), ("GET", "/")):
+            connection.request(method, path, body=b"" if method == "PUT" else None)
+            socket_used = connection.sock
+            response = connection.getresponse()
+            answers.append((response.status, response.read()))
+            assert not response.will_close
+            assert connection.sock is socket_used
+        assert [status for status, _ in answers] == [200, 200, 200]
+        assert b"kept-alive-1" in answers[2][1]
+        assert b"kept-alive-2" in answers[2][1]
+        # A request that asks for it still gets its connection closed.
+        connection.request("GET", "/moto-api/", headers={"Connection": "close"})
+        response = connection.getresponse()
+        response.read()
+        assert response.will_close
+        connection.close()
+
+
 class TestSqs:
     def test_redrive_policy_reads_back_exactly_as_sent(self, cloud):
         _, dlq_arn = cloud.create_queue("orders-dlq")
@@ -249,6 +301,109 @@ class TestSqs:
         )
         assert (visible, in_flight) == ("6", "4")
         assert set(counted) == {"uncounted"}  # GetQueueAttributes still counts
+
+    def test_receive_and_delete_touch_the_messages_they_handle_not_the_queue(
+        self, cloud, monkeypatch
+    ):
+        """Stock moto checks every message's visibility on each receive and scans every
+        message's receipt handles on each delete: a queue of N pending messages made each
+        message cost N."""
+        from moto.sqs.models import Message
+
+        looked_at: list[str] = []
+        had_handle = Message.had_receipt_handle
+        visible = Message.visible
+
+        def counting_had_handle(self, handle):
+            looked_at.append(self.id)
+            return had_handle(self, handle)
+
+        def counting_visible(self):
+            looked_at.append(self.id)
+            return visible.fget(self)
+
+        url, _ = cloud.create_queue("deep")
+        sqs = cloud.client("sqs")
+        for start in range(0, 2000, 10):
+            sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(n), "MessageBody": f"m-{start + n}"} for n in range(10)],
+            )
+        monkeypatch.setattr(Message, "had_receipt_handle", counting_had_handle)
+        monkeypatch.setattr(Message, "visible", property(counting_visible))
+        bodies = []
+        for _ in range(3):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)
+            for message in got["Messages"]:
+                bodies.append(message["Body"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        assert bodies == [f"m-{n}" for n in range(30)]  # send order, each once
+        sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=5, VisibilityTimeout=60)
+        read = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert (read["ApproximateNumberOfMessages"], read["ApproximateNumberOfMessagesNotVisible"],
+                read["ApproximateNumberOfMessagesDelayed"]) == ("1965", "5", "0")  # fmt: skip
+        assert len(looked_at) <= 80  # 35 messages handled and 5 counted, out of 2,000 queued
+
+    def test_visibility_rules_hold_with_the_index(self, cloud):
+        url, _ = cloud.create_queue("visibility")
+        sqs = cloud.client("sqs")
+        for n in range(3):
+            sqs.send_message(QueueUrl=url, MessageBody=f"v-{n}")
+
+        def receive(count=10, visibility=60):
+            got = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=count, VisibilityTimeout=visibility
+            )
+            return got.get("Messages", [])
+
+        first = receive(count=2)
+        assert [m["Body"] for m in first] == ["v-0", "v-1"]
+        assert [m["Body"] for m in receive()] == ["v-2"]  # in flight ones are not handed out
+        assert receive() == []
+        # Back to visible: received again, with a new receipt handle and a higher count.
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"], VisibilityTimeout=0
+        )
+        again = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["ApproximateReceiveCount"]
+        )["Messages"]
+        assert [(m["Body"], m["Attributes"]["ApproximateReceiveCount"]) for m in again] == [
+            ("v-0", "2")
+        ]
+        # No visibility timeout: visible at once, but one receive hands a message out once.
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=again[0]["ReceiptHandle"], VisibilityTimeout=0
+        )
+        still_visible = receive(visibility=0)
+        assert [m["Body"] for m in still_visible] == ["v-0"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=still_visible[0]["ReceiptHandle"])
+        # A visibility timeout that runs out brings the message back by itself.
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=first[1]["ReceiptHandle"], VisibilityTimeout=1
+        )
+        assert wait_for(lambda: [m["Body"] for m in receive()], timeout=5) == ["v-1"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=first[1]["ReceiptHandle"])
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])  # again: fine
+        with pytest.raises(ClientError, match="ReceiptHandleIsInvalid"):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+        assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"  # v-2 in flight
+        sqs.purge_queue(QueueUrl=url)
+        sqs.send_message(QueueUrl=url, MessageBody="after purge")
+        assert [m["Body"] for m in receive()] == ["after purge"]
+
+    def test_a_long_poll_returns_when_a_message_arrives(self, cloud):
+        import threading
+        import time
+
+        url, _ = cloud.create_queue("long-poll")
+        sqs = cloud.client("sqs")
+        threading.Timer(0.5, lambda: sqs.send_message(QueueUrl=url, MessageBody="late")).start()
+        started = time.monotonic()
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"]
+        assert [m["Body"] for m in got] == ["late"]
+        assert time.monotonic() - started < 4
 
     def test_fifo_content_based_deduplication_still_applies(self, cloud):
         url, _ = cloud.create_queue(
