@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import threading
@@ -13,15 +14,15 @@ from handlers import processor
 from handlers.common import settings as runtime_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from payments import aws
+from payments import aws, env
 from payments.batch import ROWS_PER_TRANSACTION, WRITE_WORKERS, Batches
 from payments.config import load
-from payments.errors import TransientError
+from payments.errors import PaymentError, TransientError
 from payments.service import Payments
 from payments.validation import validate_payment
 
-from tests.functional.batch_driver import only_chunk, process_chunks
-from tests.functional.world import inject_failures, sqs_event
+from tests.functional.batch_driver import chunk_inputs, only_chunk, process_chunks
+from tests.functional.world import CallCounter, inject_failures, sqs_event
 
 
 def submit(**fields):
@@ -447,3 +448,140 @@ class TestParallelChunkWrites:
         batches.finalize(process_chunks(batches, state))
         assert counts(batches.batch_view("sqf")) == (95, 95, 0, 0)
         assert sorted(queued_ids(world)) == ids  # re-sent; the consumer is idempotent
+
+
+def expected_outcomes(body: bytes) -> dict[int, tuple[str, str]]:
+    """The contract read sequentially, line by line: line -> (outcome, payment_id or reason)."""
+    from payments.csv_reader import read_header, read_rows
+    from payments.errors import ValidationError as Invalid
+
+    header = read_header(io.BytesIO(body))
+    rows = read_rows(
+        io.BytesIO(body[header.data_offset :]),
+        columns=header.columns,
+        offset=header.data_offset,
+        line=header.next_line,
+        max_rows=10**6,
+    ).rows
+    first: dict[str, int] = {}
+    expected = {}
+    for r in rows:
+        try:
+            if r.values is None:
+                raise Invalid({"row": r.error or ""})
+            payment_id = validate_payment(r.values, require_id=True, from_csv=True).payment_id
+        except Invalid:
+            expected[r.line] = ("REJECT", "")
+            continue
+        if payment_id in first:
+            expected[r.line] = (
+                "DUPLICATE",
+                f"payment_id already on line {first[payment_id]} of this file",
+            )
+        else:
+            first[payment_id] = r.line
+            expected[r.line] = ("ACCEPTED", payment_id)
+    return expected
+
+
+def observed_outcomes(world, batch_id: str, run: str) -> dict[int, tuple[str, str]]:
+    observed = {}
+    for item in world.table_items(env.PROCESSING_STATUS_TABLE):
+        kind = item["sk"].split("#", 1)[0]
+        if item["pk"] == f"BATCH#{batch_id}" and kind in ("REJECT", "DUPLICATE"):
+            assert int(item["line"]) not in observed, item
+            observed[int(item["line"])] = (kind, item["reason"] if kind == "DUPLICATE" else "")
+    for payment in world.payments():
+        if payment.get("batch_id") == batch_id and payment.get("batch_run") == run:
+            line = int(payment["batch_line"])
+            assert line not in observed, payment
+            observed[line] = ("ACCEPTED", payment["payment_id"])
+    return observed
+
+
+class TestPlannedChunks:
+    """Chunks run in any order (the Map) and the outcome of every line is the sequential one."""
+
+    @settings(
+        max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        rows=st.lists(
+            st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(["1", "2", "-1", "x"])),
+            max_size=12,
+        ),
+        chunk_rows=st.integers(1, 4),
+        order=st.randoms(use_true_random=False),
+    )
+    def test_duplicates_across_chunks_in_any_order_are_those_of_the_sequential_reading(
+        self, world, rows, chunk_rows, order
+    ):
+        batch_id = f"o{next(_batch_numbers)}"  # fresh ids: nothing stored before this file
+        body = b"payment_id,amount,currency\n" + b"".join(
+            f"{batch_id}{pid},{amount},USD\n".encode() for pid, amount in rows
+        )
+        batches, state = start_batch(world, batch_id, body, chunk_rows=chunk_rows)
+        chunks = list(range(len(state["chunks"])))
+        order.shuffle(chunks)
+        batches.finalize(process_chunks(batches, state, order=chunks))
+        view = batches.batch_view(batch_id)
+        expected = expected_outcomes(body)
+        assert observed_outcomes(world, batch_id, "null") == expected
+        outcomes = [o for o, _ in expected.values()]
+        assert counts(view) == (
+            len(rows),
+            outcomes.count("ACCEPTED"),
+            outcomes.count("REJECT"),
+            outcomes.count("DUPLICATE"),
+        )
+        assert view["status"] == "COMPLETED"
+
+    def test_a_later_chunk_that_runs_first_still_names_the_earlier_line(self, world, context):
+        body = rows_csv(["d1", "d2", "d3", "d1", "d2"])
+        batches, state = start_batch(world, "late", body, chunk_rows=2)
+        assert [c["duplicates"] for c in state["chunks"]] == [0, 1, 1]
+        batches.finalize(process_chunks(batches, state, order=[2, 1, 0]))
+        view = batches.batch_view("late")
+        assert counts(view) == (5, 3, 0, 2)
+        duplicates = Batches(load()).repo.row_outcomes("late", "DUPLICATE", "null")
+        assert [(int(d["line"]), d["reason"]) for d in duplicates] == [
+            (5, "payment_id already on line 2 of this file"),
+            (6, "payment_id already on line 3 of this file"),
+        ]
+        assert sorted(p["payment_id"] for p in world.payments()) == ["d1", "d2", "d3"]
+
+    def test_a_chunk_retried_after_its_counts_are_in_writes_and_sends_nothing(self, world, context):
+        batches, state = start_batch(world, "twice", rows_csv(["t1", "t2"]), chunk_rows=5)
+        batches.process_chunk(only_chunk(state))
+        calls = CallCounter().attach(aws.client("dynamodb"), aws.client("sqs"), aws.client("s3"))
+        again = batches.process_chunk(only_chunk(state))
+        assert again == {"index": 0, "superseded": False, "counts": None}
+        assert dict(calls.calls) == {"dynamodb:GetItem": 2}  # the summary and the marker
+        batches.finalize(state)
+        assert counts(batches.batch_view("twice")) == (2, 2, 0, 0)
+        assert len(world.receive_all()) == 2
+
+    def test_finalize_refuses_a_run_whose_chunks_are_not_all_in(self, world, context):
+        batches, state = start_batch(world, "part", rows_csv(["m1", "m2", "m3"]), chunk_rows=2)
+        process_chunks(batches, state, order=[1])
+        with pytest.raises(PaymentError, match="1 of 2 chunks applied"):
+            batches.finalize(state)
+        assert batches.batch_view("part")["status"] == "PROCESSING"
+
+    def test_a_timed_out_runs_chunks_add_nothing_and_its_finalize_writes_no_report(
+        self, world, context
+    ):
+        batches, state = start_batch(world, "tout", rows_csv(["u1", "u2"]), chunk_rows=1)
+        batches.process_chunk(chunk_inputs(state)[0])
+        assert batches.fail("tout", "null", "TIMED_OUT", "the run took too long")
+        late = batches.process_chunk(chunk_inputs(state)[1])
+        assert late["superseded"] is True
+        assert batches.finalize(state)["superseded"] is True
+        view = batches.batch_view("tout")
+        assert (view["status"], view["reason_code"], counts(view)) == (
+            "FAILED",
+            "TIMED_OUT",
+            (1, 1, 0, 0),
+        )
+        assert view["report_key"] is None
+        assert [p["payment_id"] for p in world.payments()] == ["u1"]
