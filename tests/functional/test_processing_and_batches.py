@@ -15,6 +15,7 @@ from handlers.common import settings as runtime_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payments import aws, env
+from payments import batch as batch_module
 from payments.batch import ROWS_PER_TRANSACTION, WRITE_WORKERS, Batches
 from payments.config import load
 from payments.errors import PaymentError, TransientError
@@ -585,3 +586,16 @@ class TestPlannedChunks:
         )
         assert view["report_key"] is None
         assert [p["payment_id"] for p in world.payments()] == ["u1"]
+
+    def test_a_file_with_more_chunks_than_one_batch_takes_fails_as_invalid(
+        self, world, context, monkeypatch
+    ):
+        monkeypatch.setattr(batch_module, "MAX_CHUNKS", 2)
+        batches, state = start_batch(world, "big", rows_csv(["g1", "g2", "g3"]), chunk_rows=1)
+        assert (state["done"], state.get("failed"), "chunks" in state) == (True, True, False)
+        view = batches.batch_view("big")
+        assert (view["status"], view["reason_code"]) == ("FAILED", "INVALID_FILE")
+        assert view["reason"] == (
+            "the file has more than 2 rows, the most one batch takes; split it into several files"
+        )
+        assert world.payments() == []
