@@ -206,3 +206,34 @@ def test_new_version_of_same_batch_counts_stored_rows_as_duplicates(sfn_world):
     assert sorted(e["status"] for e in executions) == ["SUCCEEDED", "SUCCEEDED"]
     record = batch_record(sfn_world, "again")
     assert (record["total_rows"], record["accepted"], record["duplicates"]) == (2, 1, 1)
+
+
+def test_moto_runs_the_chunks_as_map_iterations_and_duplicates_span_chunks(sfn_world):
+    # chunk_rows=4: three chunks; line 7 (chunk 2) repeats line 3 (chunk 1), whose id first
+    # appeared on line 2 in a row that is invalid (so line 3 is the first valid one).
+    body = (
+        b"payment_id,amount,currency\n"
+        b"m1,-1,USD\nm1,1,USD\nm2,1,USD\nm3,1,USD\n"
+        b"m4,1,USD\nm1,1,USD\nm5,1,USD\nm6,1,USD\n"
+        b"m2,9,USD\n"
+    )
+    (execution,) = upload_and_run(sfn_world, "mapped", body)
+    assert execution["status"] == "SUCCEEDED"
+    history = sfn_world.extra["sfn"].get_execution_history(
+        executionArn=execution["executionArn"], maxResults=1000
+    )["events"]
+    iterations = [e for e in history if e["type"] == "MapIterationSucceeded"]
+    assert len(iterations) == 3
+    record = batch_record(sfn_world, "mapped")
+    assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 9, 6)
+    assert (record["rejected"], record["duplicates"]) == (1, 2)
+    report = json.loads(
+        sfn_world.s3.get_object(Bucket=sfn_world.bucket, Key=record["report_key"])["Body"].read()
+    )
+    assert [(d["line"], d["reason"]) for d in report["duplicate_rows"]] == [
+        (7, "payment_id already on line 3 of this file"),
+        (10, "payment_id already on line 4 of this file"),
+    ]
+    assert {p["payment_id"]: int(p["batch_line"]) for p in sfn_world.payments()} == {
+        "m1": 3, "m2": 4, "m3": 5, "m4": 6, "m5": 8, "m6": 9,
+    }  # fmt: skip
