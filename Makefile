@@ -17,7 +17,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo reconcile chaos fuzz clean
+.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo reconcile chaos soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -91,6 +91,10 @@ reconcile: install ## read-only check that histories, audit entries and events a
 chaos: install ## payments under injected faults on a fresh local cloud: 0 lost, 0 duplicated, 0 stuck (ARGS, LOCALCLOUD_CHAOS)
 	LOCALCLOUD_CHAOS="$${LOCALCLOUD_CHAOS:-faults=0.05,kills=0.002}" $(PYTHON) -m localcloud up
 	$(PYTHON) scripts/chaos.py $(ARGS); status=$$?; $(PYTHON) -m localcloud down; exit $$status
+
+soak: install ## one 100,000-row file + 2,000 API payments through a fresh local cloud: times, rows/s, server RSS; fails on a lost or double row (ARGS="--rows 20000")
+	$(PYTHON) -m localcloud up
+	$(PYTHON) scripts/soak.py $(ARGS); status=$$?; $(PYTHON) -m localcloud down; exit $$status
 
 fuzz: install ## the stateful model test (tests/functional/test_model.py) 10x longer than make test, new random seed each run
 	PAYMENTS_MODEL_PROFILE=fuzz $(PYTHON) -m pytest tests/functional/test_model.py -k exactly_once -p no:cacheprovider

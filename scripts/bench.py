@@ -513,6 +513,86 @@ def bench_cold_start(repeats: int) -> dict[str, float]:
     return {module: statistics.median(t) * 1000 for module, t in times.items()}
 
 
+# -- the same chunk through the local cloud's endpoint -----------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def report_chunk_through_endpoint(rows: int) -> None:
+    """One ``rows``-row chunk against ``python -m localcloud serve``: the local cloud's server
+    with all its patches, in a process of its own, over HTTP, as the functions call it.
+
+    In-process figures above leave out what the local cloud adds (HTTP, moto's dispatch, the
+    patches), so a regression in its data plane shows only here. The server is started on free
+    ports with a state directory of its own and stopped afterwards; the chunk runs in a child
+    process of this script (``--endpoint-chunk``) whose SDK calls go to the server.
+    """
+    import shutil
+    import tempfile
+    import urllib.request
+
+    port, gateway_port = _free_port(), _free_port()
+    state_dir = tempfile.mkdtemp(prefix="bench-localcloud-")
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LOCALCLOUD_STATE_DIR": state_dir}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "localcloud", "serve", "--port", str(port),
+         "--gateway-port", str(gateway_port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the local cloud's server did not start") from None
+                time.sleep(0.2)
+        print(f"== Batch chunk through the local cloud's endpoint, {rows:,} new rows")
+        child = subprocess.run(
+            [sys.executable, __file__, "--endpoint-chunk", str(rows), "--endpoint", endpoint],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        print(child.stdout, end="")
+        if child.returncode:
+            print(child.stderr[-2000:])
+        with open(f"/proc/{server.pid}/status") as status:
+            rss = next(line for line in status if line.startswith("VmHWM:")).split()[1]
+        print(f"  server peak RSS: {int(rss) // 1024} MB\n")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def endpoint_chunk(rows: int, endpoint: str) -> None:
+    """The child of ``report_chunk_through_endpoint``: world, upload and chunk over HTTP."""
+    from payments.batch import WRITE_WORKERS
+
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    from handlers import common
+
+    common.reset()
+    world = build_world("bench-endpoint", chunk_rows=CHUNK_ROWS)
+    first = 2 * 10**9  # payment ids of their own
+    result = bench_chunk(world, rows, WRITE_WORKERS, first=first)
+    again = bench_chunk(world, rows, WRITE_WORKERS, first=first + rows)
+    calls = sum(result["calls"].values())
+    for label, run in (("first chunk", result), ("second chunk", again)):
+        print(
+            f"  {label}: {run['wall']:.2f} s wall, {rows / run['wall']:,.0f} rows/s, "
+            f"client CPU {run['cpu']:.2f} s, {calls} AWS calls ({WRITE_WORKERS} workers)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--large-rows", type=int, default=1_000_000)
@@ -523,7 +603,18 @@ def main() -> None:
         action="store_true",
         help="calls and chunk wall time only (1,000-row chunk); no memory, API, cold start",
     )
+    parser.add_argument(
+        "--endpoint-rows",
+        type=int,
+        default=CHUNK_ROWS,
+        help="rows of the chunk measured through the local cloud's endpoint (0: skip)",
+    )
+    parser.add_argument("--endpoint-chunk", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.endpoint_chunk:
+        endpoint_chunk(args.endpoint_chunk, args.endpoint)
+        return
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -552,6 +643,8 @@ def main() -> None:
 
         report_chunk_times(world, 1000 if args.quick else CHUNK_ROWS)
         if args.quick:
+            if args.endpoint_rows:
+                report_chunk_through_endpoint(min(args.endpoint_rows, 1000))
             return
         small = bench_memory(world, 10_000, sample=None)
         large = bench_memory(world, args.large_rows, sample=args.sample_chunks)
@@ -594,6 +687,8 @@ def main() -> None:
             )
         print("  target: POST /payments <= 3 calls\n")
 
+    if args.endpoint_rows:
+        report_chunk_through_endpoint(args.endpoint_rows)
     print(f"== Cold start: import in a fresh interpreter (median of {args.cold_repeats})")
     cold = bench_cold_start(args.cold_repeats)
     base = cold["boto3"]
