@@ -257,6 +257,54 @@ class TestServer:
         connection.close()
 
 
+class TestDynamoDbExpressions:
+    def test_an_update_expression_is_tokenized_once_and_still_applied_each_time(
+        self, cloud, monkeypatch
+    ):
+        """Stock moto tokenizes the expression character by character on every request."""
+        from moto.dynamodb.parsing.tokens import ExpressionTokenizer
+
+        tokenized = []
+        make = ExpressionTokenizer._make_list
+
+        def counting(self):
+            tokenized.append(self.input_expression_str)
+            return make(self)
+
+        monkeypatch.setattr(ExpressionTokenizer, "_make_list", counting)
+        dynamodb = cloud.client("dynamodb")
+        dynamodb.create_table(
+            TableName="tokens",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        expression = "SET #n = if_not_exists(#n, :zero) + :one, note_a = :note"
+        for n in range(5):
+            dynamodb.update_item(
+                TableName="tokens",
+                Key={"pk": {"S": "counter"}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames={"#n": "n"},
+                ExpressionAttributeValues={
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":note": {"S": f"update {n}"},
+                },
+            )
+        item = dynamodb.get_item(TableName="tokens", Key={"pk": {"S": "counter"}})["Item"]
+        assert (item["n"], item["note_a"]) == ({"N": "5"}, {"S": "update 4"})
+        assert tokenized.count(expression) <= 1
+        for _ in range(2):  # a malformed expression is refused every time
+            with pytest.raises(ClientError, match="ValidationException"):
+                dynamodb.update_item(
+                    TableName="tokens",
+                    Key={"pk": {"S": "counter"}},
+                    UpdateExpression="SET n = = :one",
+                    ExpressionAttributeValues={":one": {"N": "1"}},
+                )
+
+
 class TestSqs:
     def test_redrive_policy_reads_back_exactly_as_sent(self, cloud):
         _, dlq_arn = cloud.create_queue("orders-dlq")
