@@ -37,6 +37,9 @@ log = logging.getLogger("localcloud.patches")
 # counterpart here, so every request counts as the HTTPS request it would be in AWS.
 REQUEST_CONTEXT = {"aws:securetransport": "true", "s3:tlsversion": "1.3"}
 
+# Log streams kept per function (one per invocation); the oldest go first.
+LOG_STREAMS_KEPT = 1000
+
 # Distinct DynamoDB update expressions whose tokens are kept (the platform sends a handful).
 EXPRESSION_CACHE_SIZE = 1024
 
@@ -970,6 +973,7 @@ def _lambda_runs_real_handlers(runner: LambdaRunner) -> None:
     from moto.awslambda.models import LambdaFunction
 
     results = threading.local()
+    logs_lock = threading.Lock()
 
     def invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
         spec, code, layers = _function_spec(self)
@@ -978,6 +982,12 @@ def _lambda_runs_real_handlers(runner: LambdaRunner) -> None:
         # As moto's own runner: the function's log group receives each invocation's output.
         self.logs_backend.ensure_log_group(self.logs_group_name)
         self.save_logs(result.logs or f"invoked {spec.name}")
+        group = self.logs_backend.groups[self.logs_group_name]
+        # One stream per invocation, kept until the group's retention in AWS: here the last
+        # LOG_STREAMS_KEPT, or a long run's logs would outgrow everything else in memory.
+        with logs_lock:
+            while len(group.streams) > LOG_STREAMS_KEPT:
+                del group.streams[next(iter(group.streams))]
         return result.payload, result.function_error is not None, result.logs
 
     original_invoke = LambdaFunction.invoke

@@ -157,6 +157,27 @@ class TestLambda:
         assert json.loads(response["Payload"].read()) == 42
         assert "doubling" in base64.b64decode(response["LogResult"]).decode()
 
+    def test_a_functions_log_keeps_the_latest_invocations(self, cloud, monkeypatch):
+        """Stock moto keeps a log stream for every invocation forever: a soak's logs outgrew
+        everything else in the server's memory."""
+        monkeypatch.setattr(patches, "LOG_STREAMS_KEPT", 3)
+        cloud.create_function(
+            "chatty", "def handler(event, context):\n    print('call', event)\n    return event\n"
+        )
+        for n in range(5):
+            cloud.client("lambda").invoke(FunctionName="chatty", Payload=str(n).encode())
+        logs = cloud.client("logs")
+        streams = logs.describe_log_streams(logGroupName="/aws/lambda/chatty")["logStreams"]
+        assert len(streams) == 3
+        messages = [
+            event["message"]
+            for stream in streams
+            for event in logs.get_log_events(
+                logGroupName="/aws/lambda/chatty", logStreamName=stream["logStreamName"]
+            )["events"]
+        ]
+        assert sorted(m for m in messages if m.startswith("call")) == ["call 2", "call 3", "call 4"]
+
     def test_dead_letter_and_logging_config_read_back_as_sent(self, cloud):
         _, dlq_arn = cloud.create_queue("fn-dlq")
         cloud.create_function(
