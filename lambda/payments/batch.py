@@ -84,8 +84,11 @@ TIMED_OUT = "TIMED_OUT"
 PLAN_DIGEST_BYTES = 16
 # Chunks one file may have. Each is an item of the Map state (~90 bytes of its 256 KiB input and
 # output) and ~7 events of the execution's 25,000-event history; 3,000 chunks keep both at about
-# a quarter of the limit (6,000,000 rows at the deployed 2,000 rows per chunk).
+# a quarter of the limit.
 MAX_CHUNKS = 3_000
+# Rows one file may have: the plan's digests take ~118 MB per 1,000,000 distinct ids, so 3,000,000
+# rows stay near 350 MB of batch-tasks' 1,024 MB (1,500 chunks at the deployed 2,000 rows).
+MAX_ROWS = 3_000_000
 # Plan items and chunk markers are needed while the run can still be retried (the workflow times
 # out after two hours); they expire a week later (TTL), the report keeps the outcome.
 PLAN_TTL_SECONDS = 7 * 24 * 3600
@@ -140,20 +143,31 @@ class PlannedChunk:
 
 
 def plan_chunks(
-    stream: BinaryIO, *, columns: tuple[str, ...], offset: int, line: int, chunk_rows: int
+    stream: BinaryIO,
+    *,
+    columns: tuple[str, ...],
+    offset: int,
+    line: int,
+    chunk_rows: int,
+    max_rows: int | None = None,
 ) -> Iterator[PlannedChunk]:
     """Split the rows of ``stream`` (from the header's end) into chunks of ``chunk_rows`` rows,
     one pass, in constant memory apart from one digest per distinct valid payment_id.
 
     A row is valid when it splits and passes ``validate_payment``, exactly as ``process_chunk``
     decides; a valid row whose payment_id an earlier valid row has is that row's duplicate (the
-    contract's "seen earlier in the same file"), wherever the two rows fall.
+    contract's "seen earlier in the same file"), wherever the two rows fall. More than
+    ``max_rows`` rows raise ``InvalidBatchFileError`` before the digests outgrow the memory.
     """
     first_valid: dict[int, int] = {}
     chunk = PlannedChunk(index=0, offset=offset, end=offset, line=line)
-    for row, end, next_line in csv_reader.iter_rows(
-        stream, columns=columns, offset=offset, line=line
-    ):
+    rows = csv_reader.iter_rows(stream, columns=columns, offset=offset, line=line)
+    for total, (row, end, next_line) in enumerate(rows, start=1):
+        if max_rows is not None and total > max_rows:
+            raise InvalidBatchFileError(
+                f"the file has more than {max_rows:,} rows, the most one batch takes; "
+                "split it into several files"
+            )
         chunk.rows += 1
         chunk.end = end
         payment_id = _valid_payment_id(row)
@@ -339,20 +353,14 @@ class Batches:
                 offset=header.data_offset,
                 line=header.next_line,
                 chunk_rows=self.config.batch_chunk_rows,
+                max_rows=min(MAX_ROWS, MAX_CHUNKS * self.config.batch_chunk_rows),
             ):
-                if len(chunks) == MAX_CHUNKS:
-                    limit = MAX_CHUNKS * self.config.batch_chunk_rows
-                    self.fail(
-                        batch_id,
-                        run,
-                        INVALID_FILE,
-                        f"the file has more than {limit:,} rows, the most one batch takes; "
-                        "split it into several files",
-                    )
-                    return {**state, "failed": True, "done": True}
                 if chunk.duplicates:
                     self.repo.put_plan(batch_id, run, chunk.index, chunk.duplicates, expires_at)
                 chunks.append(chunk.item())
+        except InvalidBatchFileError as exc:
+            self.fail(batch_id, run, INVALID_FILE, exc.message)
+            return {**state, "failed": True, "done": True}
         finally:
             body.close()
         if not self.repo.update_batch_summary(

@@ -587,11 +587,15 @@ class TestPlannedChunks:
         assert view["report_key"] is None
         assert [p["payment_id"] for p in world.payments()] == ["u1"]
 
-    def test_a_file_with_more_chunks_than_one_batch_takes_fails_as_invalid(
-        self, world, context, monkeypatch
+    @pytest.mark.parametrize(
+        ("limit", "chunk_rows"), [("MAX_CHUNKS", 1), ("MAX_ROWS", 5)], ids=["chunks", "rows"]
+    )
+    def test_a_file_with_more_rows_than_one_batch_takes_fails_as_invalid(
+        self, world, context, monkeypatch, limit, chunk_rows
     ):
-        monkeypatch.setattr(batch_module, "MAX_CHUNKS", 2)
-        batches, state = start_batch(world, "big", rows_csv(["g1", "g2", "g3"]), chunk_rows=1)
+        monkeypatch.setattr(batch_module, limit, 2)
+        body = rows_csv(["g1", "g2", "g3"])
+        batches, state = start_batch(world, "big", body, chunk_rows=chunk_rows)
         assert (state["done"], state.get("failed"), "chunks" in state) == (True, True, False)
         view = batches.batch_view("big")
         assert (view["status"], view["reason_code"]) == ("FAILED", "INVALID_FILE")
