@@ -237,3 +237,11 @@ def test_moto_runs_the_chunks_as_map_iterations_and_duplicates_span_chunks(sfn_w
     assert {p["payment_id"]: int(p["batch_line"]) for p in sfn_world.payments()} == {
         "m1": 3, "m2": 4, "m3": 5, "m4": 6, "m5": 8, "m6": 9,
     }  # fmt: skip
+
+
+def test_a_file_with_only_its_header_maps_no_chunks_and_completes_empty(sfn_world):
+    (execution,) = upload_and_run(sfn_world, "empty", b"payment_id,amount,currency\r\n\r\n")
+    assert execution["status"] == "SUCCEEDED"
+    record = batch_record(sfn_world, "empty")
+    assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 0, 0)
+    assert sfn_world.payments() == []
