@@ -125,6 +125,32 @@ def retried_requests_answered_once() -> None:
             attempt.done.set()
 
     DomainDispatcherApplication.__call__ = call
+    _log_dropped_connections()
+
+
+def _log_dropped_connections() -> None:
+    """Say when an answer could not be delivered; werkzeug drops the error silently.
+
+    A retry that the patch above answers means the client did not get or could not use the first
+    answer. When the server could not send it (the client had closed or reset the connection),
+    this line names the request; when no such line precedes a replayed retry, the answer was
+    sent whole and lost on the client's side.
+    """
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    def connection_dropped(self: Any, error: BaseException, environ: Any = None) -> None:
+        environ = environ or getattr(self, "environ", None) or {}
+        log.warning(
+            "%s %s %s: the client's connection dropped before the answer was sent (%s, "
+            "invocation %s)",
+            _api(environ),
+            environ.get("REQUEST_METHOD", getattr(self, "command", "?")),
+            environ.get("PATH_INFO", getattr(self, "path", "?")),
+            type(error).__name__,
+            environ.get("HTTP_AMZ_SDK_INVOCATION_ID", "-"),
+        )
+
+    MotoRequestHandler.connection_dropped = connection_dropped
 
 
 def _api(environ: dict[str, Any]) -> str:

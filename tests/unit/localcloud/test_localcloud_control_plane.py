@@ -8,7 +8,11 @@ list come back without their description, and a retried request is carried out t
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import struct
 import threading
+import time
 import uuid
 
 import pytest
@@ -284,3 +288,26 @@ class TestRetriedRequests:
         first.join()
         assert answers == [{"n": 7}, {"n": 7}]
         assert recorded(record_file) == [{"n": 7}]
+
+    def test_an_answer_the_client_never_took_is_named_in_the_log(self, cloud, caplog):
+        cloud.create_function(
+            "slow-answer", "import time\ndef handler(event, context):\n    time.sleep(1)\n"
+        )
+        request = (
+            "POST /2015-03-31/functions/slow-answer/invocations HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{cloud.port}\r\n"
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/"
+            "aws4_request, SignedHeaders=host, Signature=0\r\n"
+            "amz-sdk-invocation-id: dropped-by-the-client\r\n"
+            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        with caplog.at_level(logging.WARNING, logger="localcloud.control_plane"):
+            client = socket.create_connection(("127.0.0.1", cloud.port))
+            client.sendall(request.encode())
+            time.sleep(0.3)  # the function is running
+            # Close with a reset, as a client that gave up does: the answer has nowhere to go.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            wait_for(lambda: "slow-answer/invocations" in caplog.text, timeout=10)
+        assert "connection dropped before the answer was sent" in caplog.text
+        assert "/2015-03-31/functions/slow-answer/invocations" in caplog.text
