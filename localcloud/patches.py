@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -114,6 +115,7 @@ def _server_keeps_connections_alive() -> None:
         ):
             self.close_connection = True
             return WSGIRequestHandler.run_wsgi(self)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         body = self.rfile.read(int(length)) if length else b""
         environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
@@ -150,10 +152,12 @@ def _server_keeps_connections_alive() -> None:
             self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:  # the client asked for it
             self.send_header("Connection", "close")
-        self.end_headers()
+        # Head and body in one write: written apart on a kept connection, the body would wait
+        # for the client's delayed ACK of the head (Nagle), up to 40 ms per request.
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD" and int(code) not in (204, 304):
-            self.wfile.write(payload)
-        self.wfile.flush()
+            self._headers_buffer.append(payload)
+        self.flush_headers()
 
     MotoRequestHandler.run_wsgi = run_wsgi
 
