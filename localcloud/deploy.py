@@ -421,9 +421,20 @@ def down(config: LocalCloudConfig) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     if config.state_dir.exists():
-        shutil.rmtree(config.state_dir)
+        _remove_tree(config.state_dir)
         _say(f"removed {config.state_dir}")
     return 0
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove ``path``; a Lambda worker still exiting may delete files of its own under it
+    meanwhile (its runtime directory, bytecode), which must not fail the removal."""
+
+    def gone_already(function: Any, name: str, exc_info: Any) -> None:
+        if not issubclass(exc_info[0], FileNotFoundError):
+            raise exc_info[1]
+
+    shutil.rmtree(path, onerror=gone_already)
 
 
 def status(config: LocalCloudConfig) -> int:
