@@ -81,6 +81,7 @@ def apply(
     _dynamodb_streams(on_stream_record)
     isolate_dynamodb_transactions()
     _dynamodb_expressions_tokenized_once()
+    _dynamodb_query_reads_its_partition()
     _sqs_redrive_policy_as_sent()
     _sqs_messages_without_counting_the_queue()
     _sqs_queue_operations_per_message()
@@ -715,6 +716,48 @@ def _dynamodb_expressions_tokenized_once() -> None:
         return list(tokens(cls, expression))
 
     ExpressionTokenizer.make_list = classmethod(make_list)
+
+
+def _dynamodb_query_reads_its_partition() -> None:
+    """A Query of a table's own key reads the items of that partition key, not the table.
+
+    moto answers every Query by listing all the table's items, sorting them, and keeping the
+    ones with the partition key asked for: each query of an audit trail cost the whole audit
+    log (reconciling 20,000 payments against 60,000 entries was 1.2 billion item checks). Here a
+    Query without an index lists only the items stored under its partition key (moto keeps them
+    in a dict by that key), sorted as before; index queries and scans take moto's way.
+    """
+    import inspect
+
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    original_all_items = Table.all_items
+    signature = inspect.signature(original_query)
+    partition = threading.local()
+
+    def query(self: Table, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        key = arguments.get("hash_key")
+        partition.key = key if key is not None and not arguments.get("index_name") else None
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            partition.key = None
+
+    def all_items(self: Table) -> list[Any]:
+        key = getattr(partition, "key", None)
+        if key is None:
+            return original_all_items(self)
+        stored = self.items.get(key)
+        if stored is None:
+            return []
+        if not self.range_key_attr:
+            return [stored]
+        return sorted(stored.values(), key=lambda item: item.range_key)
+
+    Table.query = query
+    Table.all_items = all_items
 
 
 def _journal(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -337,6 +337,72 @@ class TestDynamoDbExpressions:
                 )
 
 
+class TestDynamoDbQueries:
+    def test_a_query_of_the_tables_key_reads_only_that_partition(self, cloud, monkeypatch):
+        """Stock moto lists and sorts every item of the table for each Query."""
+        from moto.dynamodb.models.table import Table
+
+        listed = []
+        all_items = Table.all_items
+
+        def counting(self):
+            items = all_items(self)
+            listed.append(len(items))
+            return items
+
+        dynamodb = cloud.client("dynamodb")
+        dynamodb.create_table(
+            TableName="trails",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "entity", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "entity", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        )
+        for start in range(0, 500, 25):
+            dynamodb.batch_write_item(
+                RequestItems={
+                    "trails": [
+                        {
+                            "PutRequest": {
+                                "Item": {"entity": {"S": f"e-{n % 100}"}, "sk": {"S": f"{n:04d}"}}
+                            }
+                        }
+                        for n in range(start, start + 25)
+                    ]
+                }
+            )
+        monkeypatch.setattr(Table, "all_items", counting)
+        got = dynamodb.query(
+            TableName="trails",
+            KeyConditionExpression="entity = :e AND sk > :after",
+            ExpressionAttributeValues={":e": {"S": "e-7"}, ":after": {"S": "0100"}},
+            ScanIndexForward=False,
+            Limit=3,
+        )
+        assert [item["sk"]["S"] for item in got["Items"]] == ["0407", "0307", "0207"]
+        page = dynamodb.query(
+            TableName="trails",
+            KeyConditionExpression="entity = :e AND sk > :after",
+            ExpressionAttributeValues={":e": {"S": "e-7"}, ":after": {"S": "0100"}},
+            ScanIndexForward=False,
+            ExclusiveStartKey=got["LastEvaluatedKey"],
+        )
+        assert [item["sk"]["S"] for item in page["Items"]] == ["0107"]
+        assert max(listed) <= 5  # the partition's 5 items, not the table's 500
+        missing = dynamodb.query(
+            TableName="trails",
+            KeyConditionExpression="entity = :e",
+            ExpressionAttributeValues={":e": {"S": "nobody"}},
+        )
+        assert missing["Items"] == []
+        assert len(dynamodb.scan(TableName="trails")["Items"]) == 500  # scans as before
+
+
 class TestSqs:
     def test_redrive_policy_reads_back_exactly_as_sent(self, cloud):
         _, dlq_arn = cloud.create_queue("orders-dlq")
