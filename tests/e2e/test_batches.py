@@ -105,3 +105,106 @@ class TestCsvBatch:
         )
         time.sleep(3)
         assert cloud.request("GET", f"/batches/{batch_id}").status == 404
+
+
+LARGE_ROWS = 20_000
+# Deliberate defects of the large file (both primes, so they never fall on the same row).
+LARGE_REJECT_EVERY = 997
+LARGE_DUPLICATE_EVERY = 1009
+# What one file of that size may take on the local cloud (2-core CI runner, one file at a time).
+LARGE_COMPLETED_WITHIN = 300
+LARGE_FINAL_WITHIN = 900
+
+
+def large_file(batch_id: str) -> tuple[bytes, list[int], int]:
+    """``LARGE_ROWS`` data rows: a negative amount every ``LARGE_REJECT_EVERY``-th row, a repeat
+    of the row before every ``LARGE_DUPLICATE_EVERY``-th. Returns the file, the lines of the
+    rejected rows (the header is line 1) and the number of repeated rows."""
+    lines = ["payment_id,amount,currency"]
+    rejected_lines, duplicates = [], 0
+    for row in range(1, LARGE_ROWS + 1):
+        if row % LARGE_DUPLICATE_EVERY == 0:
+            lines.append(lines[-1])
+            duplicates += 1
+        elif row % LARGE_REJECT_EVERY == 0:
+            lines.append(f"{batch_id}-{row},-1.00,USD")
+            rejected_lines.append(row + 1)
+        else:
+            lines.append(f"{batch_id}-{row},{row % 9_000 + 1}.{row % 100:02d},USD")
+    return ("\n".join(lines) + "\n").encode(), rejected_lines, duplicates
+
+
+def batch_payments(cloud: LocalCloud, batch_id: str, *, open_only: bool = False) -> int:
+    """How many payments the batch stored (``open_only``: not yet COMPLETED or FAILED), from the
+    payments table's batch index."""
+    kwargs: dict = {
+        "TableName": cloud.stack["payments_table_name"],
+        "IndexName": "batch_id-index",
+        "KeyConditionExpression": "batch_id = :b",
+        "ExpressionAttributeValues": {":b": {"S": batch_id}},
+        "Select": "COUNT",
+    }
+    if open_only:
+        kwargs["FilterExpression"] = "NOT #s IN (:c, :f)"
+        kwargs["ExpressionAttributeNames"] = {"#s": "status"}
+        kwargs["ExpressionAttributeValues"] |= {":c": {"S": "COMPLETED"}, ":f": {"S": "FAILED"}}
+    dynamodb = cloud.client("dynamodb")
+    count = 0
+    while True:
+        page = dynamodb.query(**kwargs)
+        count += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return count
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def processing_queue_depth(cloud: LocalCloud) -> int:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    attributes = cloud.client("sqs").get_queue_attributes(
+        QueueUrl=cloud.stack["processing_queue_url"], AttributeNames=names
+    )["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+class TestLargeBatch:
+    def test_a_20000_row_file_counts_every_row_once_and_every_payment_ends_final(
+        self, cloud: LocalCloud
+    ) -> None:
+        batch_id = f"large-{uuid.uuid4().hex[:8]}"
+        body, rejected_lines, duplicates = large_file(batch_id)
+        accepted = LARGE_ROWS - len(rejected_lines) - duplicates
+        cloud.upload_batch(batch_id, body)
+
+        def finished() -> dict | None:
+            response = cloud.request("GET", f"/batches/{batch_id}")
+            view = response.json() if response.status == 200 else None
+            return view if view and view["status"] in FINAL else None
+
+        result = wait_for(
+            finished, timeout=LARGE_COMPLETED_WITHIN, interval=2, what=f"batch {batch_id} final"
+        )
+        assert result["status"] == "COMPLETED"
+        counts = (result["total_rows"], result["accepted"], result["rejected"])
+        assert counts == (LARGE_ROWS, accepted, len(rejected_lines))
+        assert result["duplicates"] == duplicates
+        assert sorted(row["line"] for row in result["rejected_rows"]) == rejected_lines
+        assert {row["payment_id"] for row in result["rejected_rows"]} == {
+            f"{batch_id}-{line - 1}" for line in rejected_lines
+        }
+        # The processing queue drains first (a cheap poll: an index query reads the whole table
+        # on the local cloud), then no payment of the batch may be left open.
+        wait_for(
+            lambda: processing_queue_depth(cloud) == 0,
+            timeout=LARGE_FINAL_WITHIN,
+            interval=5,
+            what=f"the processing queue drained of {batch_id}",
+        )
+        wait_for(
+            lambda: batch_payments(cloud, batch_id, open_only=True) == 0,
+            timeout=60,
+            interval=5,
+            what=f"every payment of {batch_id} final",
+        )
+        assert batch_payments(cloud, batch_id) == accepted  # each accepted row stored once
+        last = payment(cloud, f"{batch_id}-{LARGE_ROWS}")
+        assert (last["status"], last["batch_id"]) == ("COMPLETED", batch_id)
