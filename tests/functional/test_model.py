@@ -985,8 +985,11 @@ class PaymentsModel(RuleBasedStateMachine):
         earlier = [
             r for n, r in upload.rows.items() if n < line and r is not None and r[0] == payment_id
         ]
+        if earlier:
+            # Chunks run in any order (a Map): the earlier line's payment may not be stored yet.
+            return
         payment = payments[payment_id]
-        if earlier or payment["status"] != "RECEIVED":
+        if payment["status"] != "RECEIVED":
             return
         assert payment_id in self.queued_by_run.get(row["run"], set()), (
             f"run {row['run']} counted the RECEIVED payment {payment_id} as a duplicate and "
