@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from payments import env
+from payments import aws, env
 from payments.batch import report_key
 
 from tests.functional.lambda_runner import code_zip, in_process_lambdas
@@ -245,3 +245,26 @@ def test_a_file_with_only_its_header_maps_no_chunks_and_completes_empty(sfn_worl
     record = batch_record(sfn_world, "empty")
     assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 0, 0)
     assert sfn_world.payments() == []
+
+
+def test_a_chunk_that_fails_transiently_inside_the_map_is_retried_by_its_iteration(sfn_world):
+    """moto runs the Retry inside the Map's ItemProcessor: two failed reads of chunk 1 cost two
+    retries of that iteration, not the batch."""
+    body = (
+        b"payment_id,amount,currency\n"
+        b"m1,1,USD\nm2,1,USD\nm3,1,USD\nm4,1,USD\n"
+        b"m5,1,USD\nm6,1,USD\nm7,1,USD\nm8,1,USD\n"
+    )
+
+    def second_chunk(params):
+        rng = params.get("Range", "")
+        return rng.startswith("bytes=") and int(rng[6:].split("-")[0]) > 60
+
+    injected = inject_failures(
+        aws.client("s3"), "GetObject", times=2, code="InternalError", status=500, when=second_chunk
+    )
+    (execution,) = upload_and_run(sfn_world, "retried", body)
+    record = batch_record(sfn_world, "retried")
+    assert injected["injected"] == 2
+    assert execution["status"] == "SUCCEEDED"
+    assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 8, 8)
