@@ -37,6 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
 
+from chaos import _reconcile_module  # noqa: E402  (scripts/ is this script's sys.path[0])
+
 from localcloud.client import LocalCloud  # noqa: E402
 from localcloud.config import LocalCloudConfig  # noqa: E402
 
@@ -366,16 +368,6 @@ def report(
         say(f"  - {line}")
     say("SOAK PASSED" if not problems and final_at is not None else "SOAK FAILED")
     return 0 if not problems and final_at is not None else 1
-
-
-def _reconcile_module() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("reconcile_script", ROOT / "scripts/reconcile.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 if __name__ == "__main__":
