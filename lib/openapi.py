@@ -77,8 +77,9 @@ _HANDLER_ERRORS = {
     404: ("NotFound", "No such payment or batch (`NOT_FOUND`)"),
     409: (
         "Conflict",
-        "Same `payment_id` with other content, or `Idempotency-Key` reused with another body "
-        "(`CONFLICT`)",
+        "Same `payment_id` with other content, or `Idempotency-Key` reused with another body, "
+        "or a request with the same `Idempotency-Key` still in progress: then `Retry-After` says "
+        "when to retry (`CONFLICT`)",
     ),
     500: (
         "InternalError",
@@ -89,6 +90,13 @@ _HANDLER_ERRORS = {
         "ServiceUnavailable",
         "A dependency is unavailable or throttled; retry later (`SERVICE_UNAVAILABLE`)",
     ),
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds after which the request in progress has ended or lapsed "
+        "(only on that conflict)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 _SUCCESS = {
     ("createPayment", 202): "New payment, status `RECEIVED`, queued for processing",
@@ -244,6 +252,7 @@ def document() -> dict[str, Any]:
             },
             "responses": {
                 name: {"description": description, "content": _json("Error")}
+                | ({"headers": _RETRY_AFTER} if name == "Conflict" else {})
                 for name, description in _HANDLER_ERRORS.values()
             }
             | {

@@ -39,11 +39,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
 
+from handlers.idempotency import payment_id_for_key  # noqa: E402
+
 from localcloud.client import HttpResponse, LocalCloud  # noqa: E402
 
 FINAL = {"COMPLETED", "FAILED"}
 RETRYABLE = {429, 500, 502, 503, 504}
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 12  # of a GET
+# How long a client keeps retrying one payment before it reports a failure to its user.
+GIVE_UP_SECONDS = 120
 
 
 def say(text: str = "") -> None:
@@ -63,9 +67,16 @@ class Answer:
 
 
 def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
+    """POST until a final answer, as a careful client would: the same body and key each time,
+    backing off (jittered, at most 3 s, or as ``Retry-After`` says) on 5xx, 429, a lost
+    connection and a 409 "still in progress"; giving up after ``GIVE_UP_SECONDS``."""
     headers = {"Idempotency-Key": answer.key} if answer.key else {}
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    give_up = time.monotonic() + GIVE_UP_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
         answer.attempts = attempt
+        wait = min(0.1 * 2**attempt, 3) * rng.uniform(0.5, 1.5)
         try:
             response: HttpResponse = cloud.request(
                 "POST", "/payments", body=answer.request, headers=headers
@@ -81,8 +92,33 @@ def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
                 answer.status = response.status
                 return answer
             answer.retried_statuses.append(response.status)
-        time.sleep(min(0.1 * 2**attempt, 3) * rng.uniform(0.5, 1.5))
-    return answer
+            retry_after = {k.lower(): v for k, v in response.headers.items()}.get("retry-after")
+            if retry_after is not None and retry_after.isdigit():
+                wait = int(retry_after) + rng.uniform(0, 0.5)
+        if time.monotonic() + wait > give_up:
+            return answer
+        time.sleep(wait)
+
+
+def requested_id(answer: Answer) -> str:
+    """The payment a logical request names: its own id, or the one its key derives."""
+    if answer.key is not None:
+        return payment_id_for_key(answer.key)
+    return str(answer.request["payment_id"])
+
+
+def operator_error(cloud: LocalCloud, batch_id: str) -> str:
+    """What an operator sees of a failed batch and a client does not: the error it recorded."""
+    item = (
+        cloud.client("dynamodb")
+        .get_item(
+            TableName=cloud.stack["processing_status_table_name"],
+            Key={"pk": {"S": f"BATCH#{batch_id}"}, "sk": {"S": "SUMMARY"}},
+            ConsistentRead=True,
+        )
+        .get("Item", {})
+    )
+    return item.get("error", {}).get("S", "")
 
 
 def batch_file(batch_id: str, rows: int, rng: random.Random) -> tuple[bytes, int]:
@@ -235,16 +271,34 @@ def main(argv: list[str] | None = None) -> int:
             answer.payment["currency"],
         ):
             differs.append(stored["payment_id"])
-    answered_ids = {a.payment["payment_id"] for a in answers if a.payment}
+    # Every logical request names its payment: its own ``payment_id`` or the one its key derives.
+    # A request never answered 2xx may still have stored it (the answer was what got lost);
+    # only a payment no request names is a duplicate.
+    requested = {requested_id(a): a for a in answers}
     api_stored = [p for p in payments if p.get("source") == "api"]
-    duplicated = [p["payment_id"] for p in api_stored if p["payment_id"] not in answered_ids]
+    duplicated = [p["payment_id"] for p in api_stored if p["payment_id"] not in requested]
+    for payment in api_stored:
+        asked = requested.get(payment["payment_id"])
+        if (
+            asked is not None
+            and asked.payment is None
+            and (
+                Decimal(payment["amount"]),
+                payment["currency"],
+            )
+            != (Decimal(asked.request["amount"]), asked.request["currency"])
+        ):
+            differs.append(payment["payment_id"])
     stuck = [p["payment_id"] for p in payments if p["status"] not in FINAL]
     batch_problems = []
     for batch_id, (rows, accepted) in expected_batches.items():
         view = batches[batch_id]
         counted = view["accepted"] + view["rejected"] + view["duplicates"]
         if view["status"] != "COMPLETED" or view["total_rows"] != rows or counted != rows:
-            batch_problems.append(f"{batch_id}: {view['status']} {view['total_rows']}/{counted}")
+            batch_problems.append(
+                f"{batch_id}: {view['status']} {view['total_rows']}/{counted} "
+                f"{view.get('reason_code')} {operator_error(cloud, batch_id)}"
+            )
         elif batch_id != f"chaos-{run}-0" and view["accepted"] != accepted:
             batch_problems.append(f"{batch_id}: accepted {view['accepted']} != {accepted}")
     queue = cloud.stack["payment_events_subscriber_queue_url"]
@@ -265,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"sweeper runs:                  {sweeps}")
     say(f"events seen / expected:        {report.events_seen} / {report.events_expected}")
     say(f"reconcile mismatches:          {len(report.mismatches)}")
-    for line in (batch_problems + report.mismatches)[:30]:
+    unanswered_lines = [
+        f"{requested_id(a)}: {a.attempts} attempts, answers {a.status or a.retried_statuses}"
+        for a in unanswered
+    ]
+    for line in (unanswered_lines + batch_problems + report.mismatches)[:30]:
         say(f"  - {line}")
     bad = lost or differs or duplicated or stuck or batch_problems or report.mismatches
     bad = bad or unanswered

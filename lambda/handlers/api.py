@@ -60,7 +60,8 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 
 def _error(exc: PaymentError) -> Response:
-    return _json(errors.HTTP_STATUS.get(exc.code, 500), exc.public_body())
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return _json(errors.HTTP_STATUS.get(exc.code, 500), exc.public_body(), headers)
 
 
 def _raw_body() -> bytes:

@@ -12,6 +12,7 @@ the retry runs again: with the same id it lands on the stored payment (200, queu
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import cache
 from typing import Any
 
@@ -90,9 +91,13 @@ def submit_once(key: str, payment: Payment, context: Any) -> tuple[int, dict[str
             details={"Idempotency-Key": key},
         ) from None
     except IdempotencyAlreadyInProgressError:
+        # The first request is running, or died (a killed invocation, a failed clean-up) and
+        # left its record in progress; either way the record lapses when that invocation's time
+        # is up, at the latest the function's timeout from now.
         raise errors.ConflictError(
             "a request with this Idempotency-Key is still in progress; retry later",
             details={"Idempotency-Key": key},
+            retry_after=_in_progress_lapse_seconds(context),
         ) from None
     if _replayed[0]:
         # A replay answers like an identical resubmission: 200 with the payment as it is now.
@@ -100,6 +105,14 @@ def submit_once(key: str, payment: Payment, context: Any) -> tuple[int, dict[str
         # could miss the payment it created.
         return 200, Payments(settings()).get(result["payment_id"], consistent=True)
     return result["status"], result["payment"]
+
+
+def _in_progress_lapse_seconds(context: Any) -> int:
+    """Whole seconds until an in-progress record made by any invocation has lapsed: this
+    invocation's remaining time bounds it, since every invocation gets the same timeout."""
+    if context is None:
+        return 1
+    return max(1, math.ceil(context.get_remaining_time_in_millis() / 1000))
 
 
 @on_reset

@@ -79,11 +79,18 @@ class PaymentError(Exception):
     code: str = INTERNAL_ERROR
 
     def __init__(
-        self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details: dict[str, Any] = details or {}
+        # Seconds after which a retry can succeed (the API's ``Retry-After`` header), if known.
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
 

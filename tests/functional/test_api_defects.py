@@ -6,16 +6,18 @@ import importlib
 import io
 import json
 import logging
+import time
 from typing import ClassVar
 
 import handlers.api
 import pytest
+from handlers.idempotency import payment_id_for_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payments import aws, errors, validation
 from payments.validation import PAYMENT_ID
 
-from tests.functional.world import api_event, inject_failures, sign
+from tests.functional.world import LambdaContext, api_event, inject_failures, sign
 
 PAYMENT = {"amount": "10.00", "currency": "USD"}
 
@@ -208,6 +210,36 @@ class TestThrottledIdempotencyStore:
                 "details": {},
             }
         }
+
+    def test_a_record_left_in_progress_answers_409_with_retry_after_until_it_lapses(
+        self, world, context
+    ):
+        """A request whose clean-up failed leaves its record in progress (as a killed invocation
+        does): a retry is told when to come back, and then lands on the same payment."""
+        call(context, "GET", "/health")
+        inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError")
+        inject_failures(aws.client("dynamodb"), "DeleteItem", times=1, code="ThrottlingException")
+        short = LambdaContext()
+        short.get_remaining_time_in_millis = lambda: 300  # type: ignore[method-assign]
+        headers = {"Idempotency-Key": "order-12"}
+        assert call(short, "POST", "/payments", body=PAYMENT, headers=headers)[0] == 503
+
+        response = _api.handler(
+            api_event("POST", "/payments", body=PAYMENT, headers=headers), context
+        )
+        assert response["statusCode"] == 409
+        assert "in progress" in json.loads(response["body"])["error"]["message"]
+        # Bounded by the function's timeout: the longest any invocation's record stays.
+        assert response["multiValueHeaders"]["Retry-After"] == ["15"]
+
+        time.sleep(0.4)  # the first invocation's time is up
+        status, body = call(context, "POST", "/payments", body=PAYMENT, headers=headers)
+        # The first request stored the payment before its queue send failed: this is its replay.
+        assert status == 200
+        assert body["payment_id"] == payment_id_for_key("order-12")
+        assert [p["payment_id"] for p in world.payments()] == [body["payment_id"]]
+        queued = [json.loads(m["Body"])["payment_id"] for m in world.receive_all()]
+        assert queued == [body["payment_id"]]
 
     def test_a_throttled_ssm_secret_is_503(self, world, context):
         inject_failures(aws.client("ssm"), "GetParameter", times=1, code="ThrottlingException")
