@@ -441,7 +441,9 @@ class Functions(Construct):
                     ],
                     resources=[r.processing_queue_arn],
                 ),
-                _table_access("Payments", r.payments_table_arn, "GetItem", "UpdateItem"),
+                _table_access(
+                    "Payments", r.payments_table_arn, "GetItem", "BatchGetItem", "UpdateItem"
+                ),
                 _table_access("AppendAudit", r.audit_log_table_arn, "PutItem"),
             ]
         if key == PUBLISHER:

@@ -40,7 +40,7 @@ SUBSCRIBER_AGE_SECONDS = 3600
 TRANSACTION_CONFLICTS_THRESHOLD = 50
 # The DynamoDB operations the functions and the workflow call (SystemErrors is per operation).
 DYNAMODB_OPERATIONS = (
-    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem",
+    "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem",
     "TransactWriteItems",
 )  # fmt: skip
 PER_MINUTE = 60

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from payments import events
 from payments.repository import (
@@ -92,6 +92,14 @@ def pending_shard(payment_id: str) -> str:
     return str(int.from_bytes(digest[:4], "big") % PENDING_SHARDS)
 
 
+class Step(NamedTuple):
+    """One status change, ready to commit: its transaction items and the payment after it."""
+
+    payment_id: str
+    ops: list[dict[str, Any]]
+    updated: dict[str, Any]
+
+
 def transition(
     repo: Repository,
     payment: Mapping[str, Any],
@@ -103,6 +111,34 @@ def transition(
     extra_changes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Move ``payment`` (as last read) to ``to_status``; None if someone else moved it first."""
+    step = prepare_step(
+        repo,
+        payment,
+        to_status,
+        reason=reason,
+        actor=actor,
+        details=details,
+        extra_changes=extra_changes,
+    )
+    try:
+        repo.transact(step.ops)
+    except TransactionCanceled:
+        return None
+    return step.updated
+
+
+def prepare_step(
+    repo: Repository,
+    payment: Mapping[str, Any],
+    to_status: str,
+    *,
+    reason: str | None = None,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+    extra_changes: Mapping[str, Any] | None = None,
+) -> Step:
+    """The transaction items of ``transition`` (conditional on the status and version read) and
+    the payment as it will be; several steps of different payments can commit together."""
     from_status = payment["status"]
     if to_status not in ALLOWED[from_status]:
         raise ValueError(f"illegal transition {from_status} -> {to_status}")
@@ -137,10 +173,6 @@ def transition(
         audit=audit,
         final=to_status in FINAL_STATUSES,
     )
-    try:
-        repo.transact(ops)
-    except TransactionCanceled:
-        return None
     updated = {
         **payment,
         **changes,
@@ -150,7 +182,7 @@ def transition(
     if to_status in FINAL_STATUSES:
         updated.pop("pending_shard", None)
         updated.pop("pending_at", None)
-    return updated
+    return Step(payment["payment_id"], ops, updated)
 
 
 def amount_text(payment: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ numbers to ``Decimal`` both ways, so money never passes through a float.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -52,6 +52,9 @@ PENDING_SHARDS = 16
 # The sparse index of batches still running (``running`` / ``started_at``): few at a time.
 RUNNING_INDEX = "running-index"
 RUNNING = "BATCH"
+# BatchGetItem takes at most 100 keys; unprocessed keys are asked again this many times.
+_KEYS_PER_BATCH_GET = 100
+_BATCH_GET_ATTEMPTS = 5
 
 
 def now_iso() -> str:
@@ -144,6 +147,29 @@ class Repository:
         )
         item = response.get("Item")
         return deserialize(item) if item else None
+
+    def get_payments(self, payment_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Strongly consistent reads of many payments (``BatchGetItem``, 100 keys a call); the
+        ones that exist, by id. Keys DynamoDB leaves unprocessed (throttling) are asked again a
+        few times, then the call fails as transient."""
+        found: dict[str, dict[str, Any]] = {}
+        table = self.config.payments_table
+        for start in range(0, len(payment_ids), _KEYS_PER_BATCH_GET):
+            ids = payment_ids[start : start + _KEYS_PER_BATCH_GET]
+            keys = [{"payment_id": {"S": payment_id}} for payment_id in ids]
+            request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(_BATCH_GET_ATTEMPTS):
+                response = self._call("batch_get_item", RequestItems=request)
+                for item in response.get("Responses", {}).get(table, []):
+                    payment = deserialize(item)
+                    found[payment["payment_id"]] = payment
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise TransientError("DynamoDB left payment reads unprocessed; retry")
+        return found
 
     def create_payment_ops(self, item: Mapping[str, Any], audit: Mapping[str, Any]) -> list[dict]:
         """The two transaction items that create a payment and its first audit entry."""

@@ -5,19 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from payments import aws, events, processing
 from payments.config import Config
-from payments.errors import ConflictError, NotFoundError, TransientError
+from payments.errors import ConflictError, NotFoundError, PaymentError, TransientError
 from payments.lifecycle import (
     FINAL_STATUSES,
     PROCESSING,
     RECEIVED,
     SOURCE_API,
+    Step,
     new_payment_item,
+    prepare_step,
     public_view,
     transition,
 )
@@ -30,6 +33,8 @@ from payments.repository import (
 )
 from payments.validation import FraudSignal, Payment
 
+# A transaction takes at most 100 items; a step is two (the payment and its audit entry).
+_STEPS_PER_TRANSACTION = 50
 # A payment needs at most three steps (RECEIVED -> PROCESSING -> final); a few more attempts
 # absorb races with a concurrent worker before giving up to the queue's redelivery.
 _MAX_STEPS = 6
@@ -124,6 +129,53 @@ class Payments:
             assert item is not None
         raise TransientError(f"payment {payment_id} kept changing under the processor")
 
+    def process_many(self, payment_ids: Sequence[str]) -> dict[str, str | Exception]:
+        """``process`` for one queue batch, in a few calls instead of three per payment: one
+        strongly consistent read of them all, then one transaction per step that commits that
+        step for every payment (each item still conditional on the status and version read).
+
+        That is the common case. When anything else happens (a payment changed since the read,
+        a redelivery racing another worker, a throttled or conflicting transaction), the
+        payments not yet final take the one-by-one path, which already settles each of those
+        cases; so the outcome is the same as calling ``process`` on each id. Returns each id's
+        final status, or the error its message should fail with.
+        """
+        outcome: dict[str, str | Exception] = {}
+        unique = list(dict.fromkeys(payment_ids))
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            found = self.repo.get_payments(unique)
+            for payment_id in unique:
+                if payment_id not in found:
+                    outcome[payment_id] = NotFoundError(f"payment {payment_id} not found")
+            for _ in range(2):  # RECEIVED -> PROCESSING -> final
+                steps = [self._next_step(item) for item in found.values()]
+                steps = [step for step in steps if step is not None]
+                for group in _groups(steps, _STEPS_PER_TRANSACTION):
+                    self.repo.transact([op for step in group for op in step.ops])
+                    found.update((step.payment_id, step.updated) for step in group)
+        except (TransactionCanceled, PaymentError, ClientError):
+            pass  # what is not final yet goes one by one below
+        for payment_id, item in found.items():
+            if item["status"] in FINAL_STATUSES:
+                outcome[payment_id] = item["status"]
+        for payment_id in unique:
+            if payment_id not in outcome:
+                try:
+                    outcome[payment_id] = self.process(payment_id)
+                except Exception as exc:  # that message's failure, as when it is processed alone
+                    outcome[payment_id] = exc
+        return outcome
+
+    def _next_step(self, item: dict[str, Any]) -> Step | None:
+        status = item["status"]
+        if status in FINAL_STATUSES:
+            return None
+        if status == RECEIVED:
+            return prepare_step(self.repo, item, PROCESSING, actor="processor")
+        final, reason = processing.decide(item, self.config.max_payment_amount)
+        return prepare_step(self.repo, item, final, reason=reason, actor="processor")
+
     # -- fraud webhook --------------------------------------------------------------------
     def report_fraud(self, signal: FraudSignal, raw_body: bytes) -> dict[str, Any]:
         """Fail a payment that is not final; audit an alert on a final one.
@@ -185,3 +237,7 @@ class Payments:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientError) or (isinstance(exc, ClientError) and is_transient(exc))
+
+
+def _groups(steps: list[Step], size: int) -> list[list[Step]]:
+    return [steps[i : i + size] for i in range(0, len(steps), size)]

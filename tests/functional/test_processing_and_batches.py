@@ -18,7 +18,7 @@ from payments import aws, env
 from payments import batch as batch_module
 from payments.batch import ROWS_PER_TRANSACTION, WRITE_WORKERS, Batches
 from payments.config import load
-from payments.errors import PaymentError, TransientError
+from payments.errors import NotFoundError, PaymentError, TransientError
 from payments.service import Payments
 from payments.validation import validate_payment
 
@@ -99,7 +99,8 @@ class TestProcessor:
             "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
             "CancellationReasons": [{"Code": "TransactionConflict"}, {"Code": "None"}],
         }
-        inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=1, parsed=parsed)
+        # The batch's transaction loses, and then the payment's own one does too.
+        inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=2, parsed=parsed)
         assert len(deliver(world, context)["batchItemFailures"]) == 1
         assert deliver(world, context) == {"batchItemFailures": []}
         assert Payments(runtime_settings()).get("p1")["status"] == "COMPLETED"
@@ -107,11 +108,94 @@ class TestProcessor:
 
     def test_persistent_throttling_sends_the_message_to_the_dlq(self, world, context):
         submit(payment_id="p1")
-        inject_failures(aws.client("dynamodb"), "GetItem", times=100)
+        inject_failures(aws.client("dynamodb"), "BatchGetItem", times=100)  # the batch's read
+        inject_failures(aws.client("dynamodb"), "GetItem", times=100)  # and the payment's own
         for _ in range(4):
             deliver(world, context)
         dead = world.receive_all(world.dlq_url)
         assert [json.loads(m["Body"]) for m in dead] == [{"payment_id": "p1"}]
+
+
+class TestProcessingABatchTogether:
+    """The processor handles a queue batch in a few calls (``Payments.process_many``) and must
+    reach exactly what processing its messages one at a time would."""
+
+    def test_ten_payments_cost_one_read_and_one_transaction_per_step(self, world, context):
+        for i in range(10):
+            submit(payment_id=f"t{i}", amount="1000000.01" if i == 3 else "10.00")
+        counter = CallCounter().attach(aws.client("dynamodb"))
+        assert deliver(world, context) == {"batchItemFailures": []}
+        assert counter.calls == {"dynamodb:BatchGetItem": 1, "dynamodb:TransactWriteItems": 2}
+        payments = {p["payment_id"]: p for p in world.payments()}
+        assert {pid: p["status"] for pid, p in payments.items()} == {
+            f"t{i}": "FAILED" if i == 3 else "COMPLETED" for i in range(10)
+        }
+        assert payments["t3"]["reason"] == "LIMIT_EXCEEDED"
+        assert len(world.audit()) == 30
+
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(
+        states=st.lists(
+            st.sampled_from(["missing", "RECEIVED", "PROCESSING", "COMPLETED", "over limit"]),
+            min_size=1,
+            max_size=12,
+        ),
+        repeated=st.lists(st.integers(0, 11), max_size=3),
+        racer=st.none() | st.tuples(st.integers(0, 11), st.integers(1, 4)),
+    )
+    def test_the_outcome_is_that_of_one_message_at_a_time(self, world, states, repeated, racer):
+        """Whatever the payments' states, with redelivered ids in the batch, and with another
+        worker moving one payment just before the batch's n-th transaction."""
+        service = Payments(runtime_settings())
+        prefix = f"g{next(_batch_numbers)}-"
+        ids = [f"{prefix}{i}" for i in range(len(states))]
+        for payment_id, state in zip(ids, states, strict=True):
+            if state == "missing":
+                continue
+            submit(payment_id=payment_id, amount="1000000.01" if state == "over limit" else "1")
+            if state in ("PROCESSING", "COMPLETED"):
+                item = service.repo.get_payment(payment_id)
+                service.repo.transact(service._next_step(item).ops)
+            if state == "COMPLETED":
+                service.process(payment_id)
+        batch = ids + [ids[i % len(ids)] for i in repeated]
+
+        calls = itertools.count(1)
+        racing = [False]
+
+        def another_worker(**_):
+            if racer is None or racing[0] or next(calls) != racer[1]:
+                return
+            racing[0] = True
+            try:
+                item = service.repo.get_payment(ids[racer[0] % len(ids)])
+                step = service._next_step(item) if item else None
+                if step is not None:
+                    service.repo.transact(step.ops)
+            finally:
+                racing[0] = False
+
+        client = aws.client("dynamodb")
+        client.meta.events.register("before-call.dynamodb.TransactWriteItems", another_worker)
+        try:
+            outcome = service.process_many(batch)
+        finally:
+            client.meta.events.unregister("before-call.dynamodb.TransactWriteItems", another_worker)
+
+        assert set(outcome) == set(batch)
+        for payment_id, state in zip(ids, states, strict=True):
+            if state == "missing":
+                assert isinstance(outcome[payment_id], NotFoundError)
+                continue
+            final = "FAILED" if state == "over limit" else "COMPLETED"
+            assert outcome[payment_id] == final
+            stored = service.repo.get_payment(payment_id)
+            assert [h["status"] for h in stored["history"]] == ["RECEIVED", "PROCESSING", final]
+            assert stored["version"] == 3
+            trail = service.repo.audit_trail(f"PAYMENT#{payment_id}")
+            assert [a["status"] for a in trail] == ["RECEIVED", "PROCESSING", final]
 
 
 def run_batch(world, batch_id, body, *, chunk_rows=3, crash_after_store=False):

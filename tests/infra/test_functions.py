@@ -79,7 +79,7 @@ CONTRACT_ACTIONS = {
         "cmk": _DATA_KEY,
     },
     "processor": {
-        "payments": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "payments": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"},
         "audit-log": {"dynamodb:PutItem"},
         "processing-queue": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
         "cmk": _DATA_KEY,
