@@ -1,10 +1,12 @@
 """The batch workflow's Lambda tasks, dispatched on ``event["task"]``.
 
-Errors propagate on purpose: Step Functions sees the exception class as the error name
-(``TransientError`` is retried with backoff, anything else goes to the failure path). An AWS call
-that failed in a way a retry can fix (throttling, a 5xx, a timeout or a lost connection, a failed
-upload of the report) leaves as ``TransientError``: every task is idempotent, so retrying one
-whose call timed out after it took effect is safe, and one slow call never fails a batch.
+Every AWS call of a task is retried on its own, with backoff, when it fails in a way a retry can
+fix (throttling, a 5xx, a timeout or a lost connection: ``aws.patient``), so one slow call never
+fails a chunk. Errors that remain propagate on purpose: Step Functions sees the exception class
+as the error name (``TransientError`` is retried with backoff, anything else goes to the failure
+path). A call that still fails in a retryable way (or a failed upload of the report) leaves as
+``TransientError``: every task is idempotent, so retrying one whose call timed out after it took
+effect is safe.
 
 Each processed chunk adds its rows to the embedded metrics ``BatchRows``, ``BatchRowsAccepted``,
 ``BatchRowsRejected`` and ``BatchRowsDuplicate`` (a chunk Step Functions retries after it wrote its
@@ -18,10 +20,10 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
-from payments import env
+from payments import aws, env
 from payments.batch import Batches
 from payments.errors import TransientError, ValidationError
-from payments.repository import error_code, is_transient
+from payments.repository import Repository, error_code
 
 from handlers.common import business_metrics, logger, settings
 
@@ -32,9 +34,6 @@ ROW_METRICS = {
     "rejected": "BatchRowsRejected",
     "duplicates": "BatchRowsDuplicate",
 }
-
-# Throttling codes of S3, SQS and SNS (DynamoDB's are in repository.TRANSIENT_CODES).
-_THROTTLES = frozenset({"SlowDown", "Throttling", "RequestThrottled", "ThrottlingException"})
 
 _REQUIRED = (
     env.BATCH_BUCKET,
@@ -54,22 +53,25 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("AWS call failed; the task will be retried", error=repr(exc))
         raise TransientError(f"AWS call failed: {type(exc).__name__}") from exc
     except ClientError as exc:
-        if not _retryable(exc):
+        if not aws.retryable(exc):
             raise
         logger.warning("AWS call failed; the task will be retried", error=repr(exc))
         raise TransientError(f"AWS call failed: {error_code(exc)}") from exc
-
-
-def _retryable(exc: ClientError) -> bool:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    return is_transient(exc) or status >= 500 or error_code(exc) in _THROTTLES
 
 
 def _run(event: dict[str, Any]) -> dict[str, Any]:
     task = event.get("task")
     state = event.get("state") or {}
     logger.append_keys(batch_id=state.get("batch_id"), task=task)
-    batches = Batches(settings().require(*_REQUIRED))
+    config = settings().require(*_REQUIRED)
+    # Each of a task's calls is retried on its own first (aws.patient): a chunk makes hundreds,
+    # and one that failed must not send the whole chunk back to Step Functions' retry.
+    batches = Batches(
+        config,
+        repo=Repository(config, dynamodb=aws.patient("dynamodb")),
+        s3=aws.patient("s3"),
+        sqs=aws.patient("sqs"),
+    )
     if task == "register":
         return batches.register(state)
     if task == "process_chunk":

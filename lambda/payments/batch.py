@@ -28,8 +28,8 @@ classifies its own rows into its own ``ChunkOutcome``, and the outcomes are merg
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import random
 import re
 import tempfile
 import time
@@ -63,7 +63,7 @@ SQS_BATCH = 10
 # Threads per chunk for the transactions and the SQS sends: one pooled connection each (see aws).
 # More threads buy little: at 16 x 50 items x 2 write units per ~25 ms transaction a chunk can ask
 # for more than a new on-demand table serves (4,000 writes/s, doubling as it adapts), and
-# throttled transactions are retried (SDK, then ``_backoff`` here, then Step Functions).
+# throttled transactions are retried (SDK, then ``aws.backoff`` here, then Step Functions).
 WRITE_WORKERS = aws.MAX_POOL_CONNECTIONS
 _SQS_ATTEMPTS = 5
 _TRANSACTION_ATTEMPTS = 5
@@ -564,7 +564,7 @@ class Batches:
             except TransientError:
                 if attempt == _TRANSACTION_ATTEMPTS - 1:
                     raise
-                _backoff(attempt)
+                aws.backoff(attempt)
                 continue
             outcome.accepted.extend(p.payment_id or "" for _, p in pending)
             return outcome
@@ -633,7 +633,7 @@ class Batches:
             entries = [e for e in entries if e["Id"] in failed]
             if not entries:
                 return
-            _backoff(attempt)
+            aws.backoff(attempt)
         # Raising makes Step Functions retry the chunk; rows already stored count again as this
         # run's own and are re-sent, nothing is counted twice.
         raise TransientError(f"{len(entries)} SQS message(s) could not be sent")
@@ -711,13 +711,17 @@ class Batches:
                     out.write((b", " if i else b"") + json.dumps(row_view(item)).encode())
                 out.write(b"]")
             out.write(b"}")
-            out.seek(0)
-            self.s3.upload_fileobj(
-                out,
-                state["bucket"],
-                key,
-                ExtraArgs={"ContentType": "application/json"},
-            )
+
+            def upload() -> None:
+                out.seek(0)  # a repeat sends the whole report again
+                self.s3.upload_fileobj(
+                    _KeptOpen(out),  # boto3's transfer closes what it read from when it fails
+                    state["bucket"],
+                    key,
+                    ExtraArgs={"ContentType": "application/json"},
+                )
+
+            aws.retrying(upload)
 
     # -- helpers ----------------------------------------------------------------------------
     def _open(
@@ -767,12 +771,6 @@ class Batches:
         }
 
 
-def _backoff(attempt: int) -> None:
-    """Sleep before a retry. Full jitter: the workers throttled together must not all come back
-    at the same instant and be throttled together again."""
-    time.sleep(random.uniform(0, min(0.1 * 2**attempt, 2)))  # noqa: S311 - not for security
-
-
 def row_view(item: dict[str, Any]) -> dict[str, Any]:
     view = {"line": to_int(item.get("line")), "payment_id": item.get("payment_id")}
     if "code" in item:
@@ -787,3 +785,29 @@ class _Empty:
 
     def close(self) -> None:
         pass
+
+
+class _KeptOpen(io.RawIOBase):
+    """A file handed to someone who may close it: reads, seeks and tells go to the file, and
+    closing leaves it open for the next attempt."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__()
+        self._file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()

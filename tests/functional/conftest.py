@@ -26,7 +26,12 @@ os.environ.pop("AWS_PROFILE", None)
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
     from handlers import common
+    from payments import aws
 
+    # Retries back off in a thousandth of real time: the tests check what is retried, not how
+    # long it waits.
+    monkeypatch.setattr(aws, "BACKOFF_BASE_SECONDS", aws.BACKOFF_BASE_SECONDS / 1000)
+    monkeypatch.setattr(aws, "BACKOFF_CAP_SECONDS", aws.BACKOFF_CAP_SECONDS / 1000)
     with mock_aws(), serialized_moto_transactions():
         saved = dict(os.environ)
         common.reset()

@@ -1237,10 +1237,11 @@ def _run(workflow: Workflow, execution: Execution) -> None:
 
 
 def _register_fails_before_registering(world, workflow: Workflow, event: dict) -> None:
-    """Register for ``event`` while S3 answers 500 for longer than the workflow retries it
-    (the definition's Retry: 1 + MaxAttempts attempts), then the workflow's Catch path."""
+    """Register for ``event`` while S3 answers 500 for longer than the task and the workflow
+    retry it (the definition's Retry: 1 + MaxAttempts attempts), then the workflow's Catch path."""
     attempts = 1 + workflow.max_attempts
-    inject_failures(aws.client("s3"), "GetObject", times=attempts, code="InternalError", status=500)
+    calls = attempts * aws.PATIENT_ATTEMPTS  # each task tries each call that many times
+    inject_failures(aws.client("s3"), "GetObject", times=calls, code="InternalError", status=500)
     failing = _execution(event, "new")
     for _ in range(attempts):
         assert workflow.step(failing) == "TransientError"

@@ -7,7 +7,9 @@ indexes. Every test drives the real handlers against moto.
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +24,13 @@ from payments.sweep import Sweeper
 from payments.validation import validate_payment
 
 from tests.functional.batch_driver import only_chunk, process_chunks
-from tests.functional.world import CallCounter, LambdaContext, inject_failures, sqs_event
+from tests.functional.world import (
+    CallCounter,
+    LambdaContext,
+    error_answer,
+    inject_failures,
+    sqs_event,
+)
 
 
 def submit(**fields):
@@ -334,15 +342,83 @@ class TestTaskErrors:
         [("InternalError", 500), ("SlowDown", 503), ("ThrottlingException", 400)],
     )
     def test_an_aws_call_a_retry_can_fix_leaves_a_task_as_transient(self, world, code, status):
+        """... once the task's own tries of that call are spent (then Step Functions retries)."""
         from handlers import batch_tasks
         from payments.errors import TransientError
 
         key = "incoming/t.csv"
         version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=b"payment_id\n")
-        inject_failures(aws.client("s3"), "GetObject", times=1, code=code, status=status)
+        failures = inject_failures(
+            aws.client("s3"), "GetObject", times=aws.PATIENT_ATTEMPTS, code=code, status=status
+        )
         state = {"bucket": world.bucket, "key": key, "version_id": version["VersionId"]}
         with pytest.raises(TransientError):
             batch_tasks.handler({"task": "register", "state": state}, LambdaContext("tasks"))
+        assert failures["injected"] == aws.PATIENT_ATTEMPTS
+
+    @pytest.mark.parametrize(
+        "failure",
+        ["ThrottlingException", "InternalServerError", "ReadTimeoutError", "ConnectionClosedError"],
+    )
+    def test_a_chunk_whose_calls_each_fail_once_completes_in_one_attempt(self, world, failure):
+        """Every call the chunk makes fails once (after the SDK's retries) and the task still
+        completes, each row counted once: a task of hundreds of calls does not fail on one."""
+        from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+        from handlers import batch_tasks
+
+        rows = "".join(f"f{i},1.00,USD\n" for i in range(120))
+        key = "incoming/f.csv"
+        body = ("payment_id,amount,currency\n" + rows).encode()
+        version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)
+        state = {"bucket": world.bucket, "key": key, "version_id": version["VersionId"]}
+        context = LambdaContext("tasks")
+        state = batch_tasks.handler({"task": "register", "state": state}, context)
+
+        failed: set[tuple] = set()
+        calls = itertools.count()
+        lock = threading.Lock()
+
+        def fail_each_call_once(model, params, **_):
+            # A call and its repeats have the same operation, path, query, body and range (but
+            # for the token botocore draws for each TransactWriteItems).
+            body = params.get("body")
+            if model.name == "TransactWriteItems":
+                body = {**json.loads(body), "ClientRequestToken": None}
+            call = (
+                model.name,
+                params.get("url_path"),
+                repr(params.get("query_string")),
+                repr(body) if isinstance(body, bytes | str | dict) else "a stream",
+                params.get("headers", {}).get("Range"),
+            )
+            with lock:
+                if call in failed:
+                    return None
+                failed.add(call)
+                next(calls)
+            if failure == "ReadTimeoutError":
+                raise ReadTimeoutError(endpoint_url="http://aws")
+            if failure == "ConnectionClosedError":
+                raise ConnectionClosedError(endpoint_url="http://aws")
+            return error_answer(failure, 400 if failure == "ThrottlingException" else 500)
+
+        hooked = [aws.client(name) for name in ("dynamodb", "s3", "sqs")]
+        for client in hooked:
+            client.meta.events.register("before-call", fail_each_call_once)
+        try:
+            accepted = 0
+            for chunk in state["chunks"]:
+                task = {"task": "process_chunk", "state": {**state, "chunk": chunk}}
+                accepted += batch_tasks.handler(task, context)["counts"]["accepted"]
+            assert accepted == 120
+            done = batch_tasks.handler({"task": "finalize", "state": state}, context)
+        finally:
+            for client in hooked:
+                client.meta.events.unregister("before-call", fail_each_call_once)
+        assert next(calls) > 20  # reads, 25-row transactions, 10-message sends, counts, report
+        assert (done["status"], done["accepted"], done["total_rows"]) == ("COMPLETED", 120, 120)
+        assert len(world.payments()) == 120
+        assert len(world.receive_all()) >= 120
 
     def test_a_permanent_aws_error_is_not_retried(self, world):
         from botocore.exceptions import ClientError

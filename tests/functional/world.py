@@ -365,6 +365,14 @@ class _Http:
         self.text = ""
 
 
+def error_answer(code: str, status: int) -> tuple[_Http, dict[str, Any]]:
+    """What a ``before-call`` handler returns to answer a call with an AWS error instead."""
+    return _Http(status), {
+        "Error": {"Code": code, "Message": f"injected {code}"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+
+
 def inject_failures(
     client: Any,
     operation: str,

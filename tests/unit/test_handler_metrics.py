@@ -49,7 +49,7 @@ def test_each_chunk_adds_its_rows(monkeypatch):
     counts = {"total_rows": 7, "accepted": 4, "rejected": 2, "duplicates": 1}
 
     class Batches:
-        def __init__(self, _config):
+        def __init__(self, _config, **_clients):
             pass
 
         def process_chunk(self, state):
