@@ -31,8 +31,10 @@ from lib.iam import AwsAccount, service_role, statement
 from lib.settings import Settings
 from lib.storage import CSV_SUFFIX, INCOMING_PREFIX
 
-# SendMessageBatch's maximum; the processor answers with partial batch responses.
-PROCESSOR_BATCH_SIZE = 10
+# The processor commits a batch's payments together, one transaction per step (two items a
+# payment, at most 100 a transaction): 50 messages are three AWS calls. More than ten needs the
+# batching window below; the processor answers with partial batch responses.
+PROCESSOR_BATCH_SIZE = 50
 # Waiting one second fills batches under load without delaying a lone API payment noticeably.
 PROCESSOR_BATCHING_WINDOW_SECONDS = 1
 # Outbox: up to 100 audit entries per invocation = ten PublishBatch calls of ten events.

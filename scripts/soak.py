@@ -9,11 +9,12 @@ On a running local cloud (``make soak`` starts a fresh one and stops it afterwar
    (a 5xx, a 429 or a lost connection is retried with the same ``payment_id``, like a client);
 3. the batch is polled until ``COMPLETED``, then the processing queue and the payments table's
    ``pending-index`` until no payment is left non-final;
-4. while that runs the server's resident memory is sampled from ``/proc``.
+4. while that runs the server's resident memory is sampled from ``/proc``, and a subscriber
+   consumes the ``payment-events`` subscriber queue as a deployment's consumer would.
 
 Then it counts: the batch's ``total_rows``/``accepted``/``rejected``/``duplicates`` against the
 file, the payments the batch stored (each row once, each final), each API payment stored as
-answered, and reconciles histories, audit entries and (with ``--events``) the published events
+answered, and reconciles histories, audit entries and the events the subscriber received
 with ``payments.reconcile`` as ``make reconcile`` does. Prints the timings, rows/s and the RSS
 curve; exits 1 when a row is lost or counted twice, a payment is left non-final or the books
 disagree.
@@ -22,6 +23,7 @@ disagree.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import threading
@@ -131,6 +133,48 @@ class RssSampler(threading.Thread):
         return "  ".join(f"{t:.0f}s {mb} MB" for t, mb in picked)
 
 
+class EventSubscriber(threading.Thread):
+    """A consumer of ``payment-events``, as a deployment has: it drains the subscriber queue
+    while the soak runs (so the local cloud holds the events in flight, not every event ever
+    published) and keeps each event's owner and ``event_id`` for the reconcile."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        super().__init__(name="subscriber", daemon=True)
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.events: list[dict[str, str | None]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        empty = 0
+        # After ``stop`` it reads on until the queue answers empty a few times (SQS samples a
+        # subset of its servers per receive), so every event published by then is counted.
+        while not self._halt.is_set() or empty < 3:
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            empty = 0 if got else empty + 1
+            if not got:
+                continue
+            for message in got:
+                body = json.loads(message["Body"])
+                # Raw delivery carries the event itself; otherwise it is SNS's envelope.
+                event = json.loads(body["Message"]) if "Message" in body else body
+                self.events.append(
+                    {name: event.get(name) for name in ("event_id", "payment_id", "batch_id")}
+                )
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)
+                ],
+            )
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
 @dataclass
 class ApiPayment:
     request: dict[str, Any]
@@ -202,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         "--events",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="reconcile the published events too (default: files up to 20,000 rows)",
+        help="consume the published events while the soak runs and reconcile them (default)",
     )
     args = parser.parse_args(argv)
     if args.rows < 1 or args.api_payments < 0 or args.clients < 1:
         parser.error("--rows and --clients must be at least 1, --api-payments at least 0")
-    check_events = args.events if args.events is not None else args.rows <= 20_000
+    check_events = args.events is not False
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     config = LocalCloudConfig.from_env()
     cloud = LocalCloud(config)
@@ -237,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     sampler = RssSampler(server_pid(config), started)
     sampler.start()
+    subscriber = None
+    if check_events:
+        subscriber = EventSubscriber(sqs, cloud.stack["payment_events_subscriber_queue_url"])
+        subscriber.start()
     cloud.upload_batch(batch.batch_id, batch.body)
     uploaded = time.monotonic() - started
     clients = ThreadPoolExecutor(max_workers=args.clients, thread_name_prefix="client")
@@ -273,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.0 if completed_at is None else 2.0)
     clients.shutdown(wait=True)
     sampler.stop()
-    return report(cloud, args, batch, api, view, sampler, check_events,
+    return report(cloud, args, batch, api, view, sampler, subscriber,
                   uploaded=uploaded, completed_at=completed_at, api_done_at=api_done_at,
                   final_at=final_at)  # fmt: skip
 
@@ -285,7 +333,7 @@ def report(
     api: list[ApiPayment],
     view: dict[str, Any],
     sampler: RssSampler,
-    check_events: bool,
+    subscriber: EventSubscriber | None,
     *,
     uploaded: float,
     completed_at: float | None,
@@ -330,9 +378,9 @@ def report(
     if not_final:
         problems.append(f"{len(not_final)} payments not final, e.g. {not_final[:3]}")
     published = None
-    if check_events:
-        published = reconcile.read_events(cloud.client("sqs"), cloud.stack[
-            "payment_events_subscriber_queue_url"])  # fmt: skip
+    if subscriber is not None:
+        subscriber.stop()
+        published = subscriber.events
     books = reconciler.check(everything, batch_ids=[batch.batch_id], published=published)
     problems += books.mismatches
     check_seconds = time.monotonic() - checked

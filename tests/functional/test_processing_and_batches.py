@@ -133,6 +133,17 @@ class TestProcessingABatchTogether:
         assert payments["t3"]["reason"] == "LIMIT_EXCEEDED"
         assert len(world.audit()) == 30
 
+    def test_the_mapping_batch_of_fifty_is_three_calls(self, world):
+        from lib.triggers import PROCESSOR_BATCH_SIZE
+
+        ids = [f"f{i}" for i in range(PROCESSOR_BATCH_SIZE)]
+        for payment_id in ids:
+            submit(payment_id=payment_id)
+        counter = CallCounter().attach(aws.client("dynamodb"))
+        outcome = Payments(runtime_settings()).process_many(ids)
+        assert outcome == dict.fromkeys(ids, "COMPLETED")
+        assert counter.calls == {"dynamodb:BatchGetItem": 1, "dynamodb:TransactWriteItems": 2}
+
     @settings(
         max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
     )

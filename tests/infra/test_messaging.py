@@ -68,11 +68,11 @@ class TestQueues:
         assert _queue(production, "processing-dlq")["message_retention_seconds"] == 14 * DAY
         assert _queue(dev, "processing-dlq")["message_retention_seconds"] != 14 * DAY
 
-    def test_processor_reads_batches_of_ten_with_partial_batch_responses(self, each):
+    def test_processor_reads_batches_of_fifty_with_partial_batch_responses(self, each):
         assert each.has(
             LambdaEventSourceMapping.TF_RESOURCE_TYPE,
             {
-                "batch_size": 10,
+                "batch_size": 50,
                 "maximum_batching_window_in_seconds": 1,
                 "function_response_types": ["ReportBatchItemFailures"],
             },
