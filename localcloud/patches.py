@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import collections
 import copy
+import hashlib
 import heapq
 import importlib
 import io
@@ -20,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -42,6 +43,7 @@ REQUEST_CONTEXT = {"aws:securetransport": "true", "s3:tlsversion": "1.3"}
 LOG_STREAMS_KEPT = 1000
 
 # Distinct DynamoDB update expressions whose tokens are kept (the platform sends a handful).
+SENT_NOTIFICATIONS_KEPT = 1_000
 EXPRESSION_CACHE_SIZE = 1024
 
 # Shard iterators expire after 15 minutes in AWS.
@@ -81,10 +83,13 @@ def apply(
     _dynamodb_streams(on_stream_record)
     isolate_dynamodb_transactions()
     _dynamodb_expressions_tokenized_once()
+    _dynamodb_update_copies_only_for_streams()
     _dynamodb_query_reads_its_partition()
     _sqs_redrive_policy_as_sent()
     _sqs_messages_without_counting_the_queue()
     _sqs_queue_operations_per_message()
+    _sqs_deleted_handles_kept_small()
+    _sns_sent_notifications_bounded()
     _sqs_event_sources_by_poller(on_sqs_message)
     _lambda_runs_real_handlers(runner)
     # What a deploy meets (SQS redrive-allow, provisioned concurrency, SG rule descriptions).
@@ -717,6 +722,62 @@ def _dynamodb_expressions_tokenized_once() -> None:
 
     ExpressionTokenizer.make_list = classmethod(make_list)
 
+    # Condition expressions are lexed token by token with a freshly built list of patterns;
+    # the tokens likewise depend only on the text, and the parser consumes its own copy.
+    from collections import deque
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+    def condition_tokens(expression: str) -> tuple[Any, ...]:
+        parser = ConditionExpressionParser(expression, {}, {})
+        return tuple(lex(parser))
+
+    def lex_once(self: Any) -> deque[Any]:
+        return deque(condition_tokens(self.condition_expression))
+
+    ConditionExpressionParser._lex_condition_expression = lex_once  # type: ignore[method-assign]
+
+
+def _dynamodb_update_copies_only_for_streams() -> None:
+    """Copy the item an ``UpdateItem`` changes only when a stream wants its old image.
+
+    moto deep-copies the item before every update (and every update of a transaction) to hand
+    the old image to the table's stream, whether the table has a stream or not: with the item's
+    history growing by a step each time, 9 % of the server's busy time while payments were
+    processed went to copies of the payments table's items, which has no stream. The copy is
+    only ever read by the stream; without one, the item is used as it is. (A transaction's
+    rollback keeps its own copy: ``isolate_dynamodb_transactions``.)
+    """
+    import contextvars
+
+    from moto.dynamodb import models
+
+    streamless = contextvars.ContextVar("streamless", default=False)
+    previous = models.copy  # the transaction patch's: it copies no table either
+
+    class StreamlessNotCopied:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(previous, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if streamless.get() else previous.deepcopy(value, memo)
+
+    models.copy = StreamlessNotCopied()  # type: ignore[attr-defined]
+    update_item = models.DynamoDBBackend.update_item
+
+    def update_without_copy(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        token = streamless.set(self.get_table(table_name).stream_shard is None)
+        try:
+            return update_item(self, table_name, *args, **kwargs)
+        finally:
+            streamless.reset(token)
+
+    models.DynamoDBBackend.update_item = update_without_copy  # type: ignore[method-assign]
+
 
 def _dynamodb_query_reads_its_partition() -> None:
     """A Query of a table's own key reads the items of that partition key, not the table.
@@ -1307,6 +1368,64 @@ class IndexedMessages:
         while self._ready and self._ready[0] not in self._ready_set:
             self._ready.popleft()
         return bool(self._ready)
+
+
+class HandleDigests:
+    """The receipt handles of deleted messages, as 8-byte digests: what ``Queue.deleted_messages``
+    is asked (``in``, ``update``) without keeping every handle's text for the queue's life."""
+
+    def __init__(self) -> None:
+        self._digests: set[int] = set()
+
+    @staticmethod
+    def _digest(handle: str) -> int:
+        return int.from_bytes(hashlib.blake2b(handle.encode(), digest_size=8).digest(), "big")
+
+    def __contains__(self, handle: object) -> bool:
+        return isinstance(handle, str) and self._digest(handle) in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def add(self, handle: str) -> None:
+        self._digests.add(self._digest(handle))
+
+    def update(self, handles: Iterable[str | None]) -> None:
+        self._digests.update(self._digest(handle) for handle in handles if handle)
+
+
+def _sqs_deleted_handles_kept_small() -> None:
+    """moto remembers every receipt handle of every deleted message (so that deleting twice is
+    not an error, as in SQS) as text: about 1 KB per message, four messages per payment (its
+    processing message and its events on the subscriber queue), for the queue's life. The
+    handles are kept as 8-byte digests instead (a collision would make one delete of a handle
+    never issued succeed: 1 in 2^64 per pair)."""
+    from moto.sqs.models import Queue
+
+    init = Queue.__init__
+
+    def init_with_digests(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.deleted_messages = HandleDigests()
+
+    Queue.__init__ = init_with_digests  # type: ignore[method-assign]
+
+
+def _sns_sent_notifications_bounded() -> None:
+    """moto's topics keep every message ever published (``sent_notifications``, read by its
+    test helpers, never by SNS's API): three events per payment, each with its body and
+    attributes, for the server's life. A topic keeps its last ``SENT_NOTIFICATIONS_KEPT``."""
+    from collections import deque
+
+    from moto.sns.models import Topic
+
+    init = Topic.__init__
+
+    def init_bounded(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.sent_notifications = deque(maxlen=SENT_NOTIFICATIONS_KEPT)
+
+    Topic.__init__ = init_bounded  # type: ignore[method-assign]
 
 
 def indexed_messages(queue: Any) -> IndexedMessages:

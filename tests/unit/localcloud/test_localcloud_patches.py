@@ -624,3 +624,147 @@ class TestStepFunctions:
         )
         uuid.UUID(described["name"])
         assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"a": 1})
+
+
+class TestMemoryAndCopies:
+    """What the server keeps per payment and copies per update (the soak's RSS and CPU)."""
+
+    def _table(self, dynamodb, name, **extra):
+        dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            **extra,
+        )
+
+    def test_an_update_copies_the_item_only_for_a_stream(self, cloud, monkeypatch):
+        """Stock moto deep-copies the item before every update in a transaction, stream or not.
+        (A plain UpdateItem request is copied once more for its ReturnValues; left as it is.)"""
+        import copy
+
+        from moto.dynamodb.models.dynamo_type import Item
+
+        copied = []
+        deepcopy = copy.deepcopy
+
+        def counting(value, memo=None):
+            if isinstance(value, Item):
+                copied.append(value)
+            return deepcopy(value, memo)
+
+        monkeypatch.setattr(copy, "deepcopy", counting)
+        dynamodb = cloud.client("dynamodb")
+        self._table(dynamodb, "streamless")
+        stream = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+        self._table(dynamodb, "streamed", StreamSpecification=stream)
+        for table in ("streamless", "streamed"):
+            for n in range(3):  # as the processor's transactions update payments
+                update = {
+                    "TableName": table,
+                    "Key": {"pk": {"S": "a"}},
+                    "UpdateExpression": "SET n = :n",
+                    "ExpressionAttributeValues": {":n": {"N": str(n)}},
+                    "ConditionExpression": "attribute_not_exists(n) OR n < :n",
+                }
+                dynamodb.transact_write_items(TransactItems=[{"Update": update}])
+            item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "a"}})["Item"]
+            assert item["n"] == {"N": "2"}
+            if table == "streamless":
+                # The transaction's rollback journal of the two updates of an existing item
+                # (stock moto copied it a second time for each, for no stream).
+                assert len(copied) == 2
+        assert len(copied) == 2 + 4  # and the streamed table's old images as well
+        streams = cloud.client("dynamodbstreams")
+        arn = dynamodb.describe_table(TableName="streamed")["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = streams.get_records(ShardIterator=iterator)["Records"]
+        assert [r["dynamodb"].get("OldImage", {}).get("n") for r in records] == [
+            None,
+            {"N": "0"},
+            {"N": "1"},
+        ]
+
+    def test_a_condition_expression_is_lexed_once_and_still_checked_each_time(
+        self, cloud, monkeypatch
+    ):
+        from moto.dynamodb.comparisons import ConditionExpressionParser
+
+        lexed = []
+        lex_one = ConditionExpressionParser._lex_one_node
+
+        def counting(self, remaining):
+            lexed.append(self.condition_expression)
+            return lex_one(self, remaining)
+
+        monkeypatch.setattr(ConditionExpressionParser, "_lex_one_node", counting)
+        dynamodb = cloud.client("dynamodb")
+        self._table(dynamodb, "conditions")
+        condition = "attribute_not_exists(pk) OR version_a < :version"
+        for version in (1, 2, 2):
+            try:
+                dynamodb.put_item(
+                    TableName="conditions",
+                    Item={"pk": {"S": "a"}, "version_a": {"N": str(version)}},
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues={":version": {"N": str(version)}},
+                )
+            except ClientError as exc:
+                assert version == 2 and "ConditionalCheckFailed" in str(exc)
+        item = dynamodb.get_item(TableName="conditions", Key={"pk": {"S": "a"}})["Item"]
+        assert item["version_a"] == {"N": "2"}
+        # One pass over the text: a call per token or space (8 tokens, 4 spaces), not three.
+        assert lexed.count(condition) == 12
+        lexed.clear()
+        for _ in range(2):  # a malformed condition is refused every time (moto answers 500)
+            with pytest.raises(ClientError):
+                dynamodb.put_item(
+                    TableName="conditions",
+                    Item={"pk": {"S": "b"}},
+                    ConditionExpression="attribute_not_exists(pk",
+                    ExpressionAttributeValues={":v": {"S": "b"}},
+                )
+
+    def test_deleted_receipt_handles_are_kept_as_digests(self, cloud):
+        """Stock moto keeps the text of every receipt handle of every deleted message."""
+        from moto.sqs.models import sqs_backends
+
+        url, _ = cloud.create_queue("digests")
+        sqs = cloud.client("sqs")
+        sqs.send_message(QueueUrl=url, MessageBody="m")
+        handle = sqs.receive_message(QueueUrl=url)["Messages"][0]["ReceiptHandle"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)  # twice is fine, as in SQS
+        queue = sqs_backends[ACCOUNT_ID]["us-east-1"].get_queue("digests")
+        assert isinstance(queue.deleted_messages, patches.HandleDigests)
+        assert handle in queue.deleted_messages and len(queue.deleted_messages) == 1
+        assert "not-a-handle" not in queue.deleted_messages
+        with pytest.raises(ClientError, match="ReceiptHandleIsInvalid"):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+
+    def test_a_topic_keeps_only_its_latest_sent_notifications(self, cloud):
+        """Stock moto keeps every message ever published on the topic object."""
+        from moto.sns.models import sns_backends
+
+        sns = cloud.client("sns")
+        arn = sns.create_topic(Name="bounded")["TopicArn"]
+        url, queue_arn = cloud.create_queue("bounded-subscriber")
+        sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+        total = patches.SENT_NOTIFICATIONS_KEPT + 20
+        for start in range(0, total, 10):
+            sns.publish_batch(
+                TopicArn=arn,
+                PublishBatchRequestEntries=[
+                    {"Id": str(n), "Message": f"event {start + n}"} for n in range(10)
+                ],
+            )
+        topic = sns_backends[ACCOUNT_ID]["us-east-1"].topics[arn]
+        assert len(topic.sent_notifications) == patches.SENT_NOTIFICATIONS_KEPT
+        assert topic.sent_notifications[-1][1] == f"event {total - 1}"
+        depth = cloud.client("sqs").get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        assert depth == str(total)  # every message still reached the subscriber
