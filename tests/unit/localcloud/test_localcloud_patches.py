@@ -768,3 +768,84 @@ class TestMemoryAndCopies:
             QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]["ApproximateNumberOfMessages"]
         assert depth == str(total)  # every message still reached the subscriber
+
+    def test_sending_and_receiving_build_no_attribute_they_do_not_read(self, cloud, monkeypatch):
+        """Stock moto builds every attribute (the queue policy as JSON among them) per send."""
+        from moto.sqs.models import Queue
+
+        built = []
+        policy = Queue.policy
+
+        def counting(self):
+            built.append(self.name)
+            return policy.fget(self)
+
+        monkeypatch.setattr(Queue, "policy", property(counting, policy.fset))
+        url, _ = cloud.create_queue("lazy")
+        built.clear()
+        sqs = cloud.client("sqs")
+        sqs.send_message(QueueUrl=url, MessageBody="m")
+        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "b"}])
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]) == 2
+        assert built == []
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        assert set(built) == {"lazy"}  # GetQueueAttributes still builds it
+
+    def test_an_update_expression_tree_is_copied_without_pickles_protocol(self, cloud, monkeypatch):
+        """Stock moto copies each node of the tree through ``__reduce_ex__``."""
+        import copy
+
+        from moto.dynamodb.parsing.ast_nodes import Node
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+        tree = UpdateExpressionParser.make(
+            "SET #v = #v + :one, history = list_append(history, :h) REMOVE pending_at"
+        )
+        reconstructed = []
+        reconstruct = copy._reconstruct
+
+        def counting(x, memo, *args, **kwargs):
+            reconstructed.append(type(x).__name__)
+            return reconstruct(x, memo, *args, **kwargs)
+
+        monkeypatch.setattr(copy, "_reconstruct", counting)
+        copied = copy.deepcopy(tree)
+        assert reconstructed == []
+
+        def shape(node, parent=None):
+            assert node.parent is parent or parent is None
+            kids = [shape(c, node) for c in node.children or [] if isinstance(c, Node)]
+            leaves = [c for c in node.children or [] if not isinstance(c, Node)]
+            return (type(node).__name__, leaves, kids)
+
+        assert shape(copied) == shape(tree)
+        originals = {id(n) for n in _nodes(tree)}
+        assert not originals & {id(n) for n in _nodes(copied)}  # nothing shared
+
+        dynamodb = cloud.client("dynamodb")
+        self._table(dynamodb, "trees")
+        for n in range(2):
+            dynamodb.update_item(
+                TableName="trees",
+                Key={"pk": {"S": "a"}},
+                UpdateExpression="SET n = if_not_exists(n, :zero) + :one, h = list_append("
+                "if_not_exists(h, :empty), :h)",
+                ExpressionAttributeValues={
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":empty": {"L": []},
+                    ":h": {"L": [{"S": f"step {n}"}]},
+                },
+            )
+        item = dynamodb.get_item(TableName="trees", Key={"pk": {"S": "a"}})["Item"]
+        assert item["n"] == {"N": "2"}
+        assert item["h"] == {"L": [{"S": "step 0"}, {"S": "step 1"}]}
+
+
+def _nodes(node):
+    from moto.dynamodb.parsing.ast_nodes import Node
+
+    yield node
+    for child in node.children or []:
+        if isinstance(child, Node):
+            yield from _nodes(child)
