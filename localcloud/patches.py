@@ -68,6 +68,7 @@ def apply(
     if _applied:
         return
     _applied = True
+    _models_not_tracked()
     _server_keeps_connections_alive()
     _server_routes_by_credential_scope()
     _enable_step_functions_execution(port)
@@ -95,6 +96,29 @@ def apply(
     _lambda_runs_real_handlers(runner)
     # What a deploy meets (SQS redrive-allow, provisioned concurrency, SG rule descriptions).
     control_plane.apply()
+
+
+def _models_not_tracked() -> None:
+    """Stop keeping every model object moto ever made.
+
+    ``BaseModel.__new__`` appends every instance to its class's ``instances_tracked`` list, for
+    moto's test helpers: every DynamoDB item (and every copy of one a transaction's rollback or
+    an update's answer makes), every SQS message, for the server's life, so the server grew by
+    tens of KB per payment whatever was deleted. Only S3's keys and multipart uploads stay
+    tracked: S3's reset closes their buffers through those lists.
+    """
+    from moto.core.common_models import BaseModel
+    from moto.s3.models import FakeKey, FakeMultipart
+
+    kept = (FakeKey, FakeMultipart)
+
+    def new(cls: type, *args: Any, **kwargs: Any) -> Any:
+        instance = object.__new__(cls)
+        if issubclass(cls, kept):
+            cls.instances_tracked.append(instance)  # type: ignore[attr-defined]
+        return instance
+
+    BaseModel.__new__ = new  # type: ignore[method-assign, assignment]
 
 
 def _server_keeps_connections_alive() -> None:

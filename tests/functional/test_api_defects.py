@@ -220,7 +220,8 @@ class TestThrottledIdempotencyStore:
         inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError")
         inject_failures(aws.client("dynamodb"), "DeleteItem", times=1, code="ThrottlingException")
         short = LambdaContext()
-        short.get_remaining_time_in_millis = lambda: 300  # type: ignore[method-assign]
+        # Long enough that the retry below comes before it lapses, even on a loaded machine.
+        short.get_remaining_time_in_millis = lambda: 2_000  # type: ignore[method-assign]
         headers = {"Idempotency-Key": "order-12"}
         assert call(short, "POST", "/payments", body=PAYMENT, headers=headers)[0] == 503
 
@@ -232,7 +233,7 @@ class TestThrottledIdempotencyStore:
         # Bounded by the function's timeout: the longest any invocation's record stays.
         assert response["multiValueHeaders"]["Retry-After"] == ["15"]
 
-        time.sleep(0.4)  # the first invocation's time is up
+        time.sleep(2.1)  # the first invocation's time is up
         status, body = call(context, "POST", "/payments", body=PAYMENT, headers=headers)
         # The first request stored the payment before its queue send failed: this is its replay.
         assert status == 200

@@ -849,3 +849,33 @@ def _nodes(node):
     for child in node.children or []:
         if isinstance(child, Node):
             yield from _nodes(child)
+
+
+class TestModelTracking:
+    def test_items_and_messages_are_not_kept_after_they_are_gone(self, cloud):
+        """Stock moto appends every model instance it makes to ``instances_tracked``."""
+        from moto.dynamodb.models.dynamo_type import Item
+        from moto.sqs.models import Message
+
+        before = (len(Item.instances_tracked), len(Message.instances_tracked))
+        dynamodb = cloud.client("dynamodb")
+        dynamodb.create_table(
+            TableName="untracked",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        for n in range(20):
+            update = {
+                "TableName": "untracked",
+                "Key": {"pk": {"S": f"k{n % 5}"}},
+                "UpdateExpression": "SET n = :n",
+                "ExpressionAttributeValues": {":n": {"N": str(n)}},
+            }
+            dynamodb.transact_write_items(TransactItems=[{"Update": update}])
+        url, _ = cloud.create_queue("untracked")
+        sqs = cloud.client("sqs")
+        for n in range(20):
+            sqs.send_message(QueueUrl=url, MessageBody=f"m{n}")
+        assert (len(Item.instances_tracked), len(Message.instances_tracked)) == before
+        assert dynamodb.scan(TableName="untracked")["Count"] == 5
