@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from payments import aws, events, processing
 from payments.config import Config
@@ -154,7 +154,7 @@ class Payments:
                 for group in _groups(steps, _STEPS_PER_TRANSACTION):
                     self.repo.transact([op for step in group for op in step.ops])
                     found.update((step.payment_id, step.updated) for step in group)
-        except (TransactionCanceled, PaymentError, ClientError):
+        except (TransactionCanceled, PaymentError, ClientError, BotoCoreError):
             pass  # what is not final yet goes one by one below
         for payment_id, item in found.items():
             if item["status"] in FINAL_STATUSES:

@@ -144,6 +144,30 @@ class TestProcessingABatchTogether:
         assert outcome == dict.fromkeys(ids, "COMPLETED")
         assert counter.calls == {"dynamodb:BatchGetItem": 1, "dynamodb:TransactWriteItems": 2}
 
+    def test_a_timed_out_batch_transaction_falls_back_one_by_one(self, world):
+        """The batch's transaction commits but its answer is lost (a read timeout): each payment
+        then finds its step made and carries on alone; nothing is done twice."""
+        from botocore.exceptions import ReadTimeoutError
+
+        ids = [f"r{i}" for i in range(5)]
+        for payment_id in ids:
+            submit(payment_id=payment_id)
+        client = aws.client("dynamodb")
+        lost = []
+
+        def lose_the_answer(http_response, **_):
+            if not lost:
+                lost.append(True)
+                raise ReadTimeoutError(endpoint_url="http://dynamodb")
+
+        client.meta.events.register("after-call.dynamodb.TransactWriteItems", lose_the_answer)
+        try:
+            outcome = Payments(runtime_settings()).process_many(ids)
+        finally:
+            client.meta.events.unregister("after-call.dynamodb.TransactWriteItems", lose_the_answer)
+        assert lost and outcome == dict.fromkeys(ids, "COMPLETED")
+        assert len(world.audit()) == 15  # RECEIVED, PROCESSING, COMPLETED each, once
+
     @settings(
         max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
     )
