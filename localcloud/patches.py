@@ -42,8 +42,9 @@ REQUEST_CONTEXT = {"aws:securetransport": "true", "s3:tlsversion": "1.3"}
 # Log streams kept per function (one per invocation); the oldest go first.
 LOG_STREAMS_KEPT = 1000
 
-# Distinct DynamoDB update expressions whose tokens are kept (the platform sends a handful).
+# Messages a topic keeps of what it published (moto's test helpers read them; SNS's API does not).
 SENT_NOTIFICATIONS_KEPT = 1_000
+# Distinct DynamoDB update expressions whose tokens are kept (the platform sends a handful).
 EXPRESSION_CACHE_SIZE = 1024
 
 # Shard iterators expire after 15 minutes in AWS.
@@ -103,9 +104,10 @@ def _models_not_tracked() -> None:
 
     ``BaseModel.__new__`` appends every instance to its class's ``instances_tracked`` list, for
     moto's test helpers: every DynamoDB item (and every copy of one a transaction's rollback or
-    an update's answer makes), every SQS message, for the server's life, so the server grew by
-    tens of KB per payment whatever was deleted. Only S3's keys and multipart uploads stay
-    tracked: S3's reset closes their buffers through those lists.
+    an update's answer makes), every SQS message, for the server's life, whatever was deleted.
+    Only S3's keys and multipart uploads stay tracked: S3's reset closes their buffers through
+    those lists. Measured on the 100,000-row soak: the server grew about 21 KB per processed
+    payment before (2 MB/s at 95 payments/s), about 6 KB after.
     """
     from moto.core.common_models import BaseModel
     from moto.s3.models import FakeKey, FakeMultipart
@@ -770,11 +772,10 @@ def _dynamodb_update_copies_only_for_streams() -> None:
     """Copy the item an ``UpdateItem`` changes only when a stream wants its old image.
 
     moto deep-copies the item before every update (and every update of a transaction) to hand
-    the old image to the table's stream, whether the table has a stream or not: with the item's
-    history growing by a step each time, 9 % of the server's busy time while payments were
-    processed went to copies of the payments table's items, which has no stream. The copy is
-    only ever read by the stream; without one, the item is used as it is. (A transaction's
-    rollback keeps its own copy: ``isolate_dynamodb_transactions``.)
+    the old image to the table's stream, whether the table has a stream or not: every step of a
+    payment copied the whole payment, history and all, for no reader (the payments table has no
+    stream). The copy is only ever read by the stream; without one, the item is used as it is.
+    (A transaction's rollback keeps its own copy: ``isolate_dynamodb_transactions``.)
     """
     import contextvars
 
@@ -1485,8 +1486,9 @@ class HandleDigests:
 
 def _sqs_deleted_handles_kept_small() -> None:
     """moto remembers every receipt handle of every deleted message (so that deleting twice is
-    not an error, as in SQS) as text: about 1 KB per message, four messages per payment (its
-    processing message and its events on the subscriber queue), for the queue's life. The
+    not an error, as in SQS) as text: a 185-character string, about 280 bytes with its set
+    slot, four or more per payment (its processing message and its events on the subscriber
+    queue), for the queue's life; a digest takes about 80. The
     handles are kept as 8-byte digests instead (a collision would make one delete of a handle
     never issued succeed: 1 in 2^64 per pair)."""
     from moto.sqs.models import Queue

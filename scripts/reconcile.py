@@ -37,6 +37,13 @@ from payments.reconcile import Reconciler, Report  # noqa: E402
 READ_VISIBILITY_SECONDS = 900
 
 
+def event_of(message: dict[str, Any]) -> dict[str, Any]:
+    """The event an SQS message from the events topic carries."""
+    body = json.loads(message["Body"])
+    # Raw delivery carries the event itself; otherwise it is SNS's envelope.
+    return json.loads(body["Message"]) if "Message" in body else body
+
+
 def read_events(
     sqs: Any, queue_url: str, *, wait_seconds: int = 1, empty_polls: int = 3
 ) -> list[dict[str, Any]]:
@@ -59,9 +66,7 @@ def read_events(
             empty = 0
             for message in got:
                 handles.append(message["ReceiptHandle"])
-                body = json.loads(message["Body"])
-                # Raw delivery carries the event itself; otherwise it is SNS's envelope.
-                events.append(json.loads(body["Message"]) if "Message" in body else body)
+                events.append(event_of(message))
     finally:
         for start in range(0, len(handles), 10):
             sqs.change_message_visibility_batch(

@@ -23,7 +23,6 @@ disagree.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import threading
@@ -140,6 +139,7 @@ class EventSubscriber(threading.Thread):
 
     def __init__(self, sqs: Any, queue_url: str) -> None:
         super().__init__(name="subscriber", daemon=True)
+        self.event_of = _reconcile_module().event_of
         self.sqs = sqs
         self.queue_url = queue_url
         self.events: list[dict[str, str | None]] = []
@@ -157,9 +157,7 @@ class EventSubscriber(threading.Thread):
             if not got:
                 continue
             for message in got:
-                body = json.loads(message["Body"])
-                # Raw delivery carries the event itself; otherwise it is SNS's envelope.
-                event = json.loads(body["Message"]) if "Message" in body else body
+                event = self.event_of(message)
                 self.events.append(
                     {name: event.get(name) for name in ("event_id", "payment_id", "batch_id")}
                 )

@@ -6,7 +6,6 @@ of the import, so a cold start pays only for the clients a request actually uses
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -73,13 +72,12 @@ def reset() -> None:
 def retryable(exc: BaseException) -> bool:
     """True for a failure a retry of the same call can fix: throttling, a 5xx, a timeout or a
     lost connection. (A write that timed out may have taken effect: only repeat safe calls.)"""
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, HTTPClientError | BotoConnectionError):
         return True
-    from boto3.exceptions import S3UploadFailedError
-
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         return status >= 500 or exc.response.get("Error", {}).get("Code") in RETRYABLE_CODES
@@ -132,6 +130,7 @@ class _Patient:
 def backoff(attempt: int) -> None:
     """Sleep before retry ``attempt`` + 1. Full jitter: callers throttled together must not all
     come back at the same instant and be throttled together again."""
+    import random  # deferred like boto3: only a retry needs it
     import time
 
     ceiling = min(BACKOFF_BASE_SECONDS * 2**attempt, BACKOFF_CAP_SECONDS)

@@ -100,26 +100,9 @@ class Step(NamedTuple):
     updated: dict[str, Any]
 
 
-def transition(
-    repo: Repository,
-    payment: Mapping[str, Any],
-    to_status: str,
-    *,
-    reason: str | None = None,
-    actor: str,
-    details: Mapping[str, Any] | None = None,
-    extra_changes: Mapping[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    """Move ``payment`` (as last read) to ``to_status``; None if someone else moved it first."""
-    step = prepare_step(
-        repo,
-        payment,
-        to_status,
-        reason=reason,
-        actor=actor,
-        details=details,
-        extra_changes=extra_changes,
-    )
+def commit(repo: Repository, step: Step) -> dict[str, Any] | None:
+    """Commit one ``prepare_step``; the payment after it, or None if someone else moved the
+    payment first (its condition on the status and version read failed)."""
     try:
         repo.transact(step.ops)
     except TransactionCanceled:
@@ -137,8 +120,9 @@ def prepare_step(
     details: Mapping[str, Any] | None = None,
     extra_changes: Mapping[str, Any] | None = None,
 ) -> Step:
-    """The transaction items of ``transition`` (conditional on the status and version read) and
-    the payment as it will be; several steps of different payments can commit together."""
+    """Moving ``payment`` (as last read) to ``to_status``: the transaction items (conditional on
+    the status and version read) and the payment as it will be. ``commit`` commits one; several
+    steps of different payments can also commit in one transaction."""
     from_status = payment["status"]
     if to_status not in ALLOWED[from_status]:
         raise ValueError(f"illegal transition {from_status} -> {to_status}")

@@ -14,7 +14,6 @@ numbers to ``Decimal`` both ways, so money never passes through a float.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,20 +28,10 @@ from payments.errors import TransientError
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-# Error codes a retry (ours, the SDK's or Step Functions') can fix.
-TRANSIENT_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "InternalServerError",
-        "ServiceUnavailable",
-        "TransactionConflict",
-        "ThrottlingError",
-    }
-)
+# Error codes a retry (ours, the SDK's or Step Functions') can fix: any service's, and the
+# reasons a cancelled transaction gives for items that conflicted or were throttled.
+TRANSIENT_CODES = aws.RETRYABLE_CODES | {"TransactionConflict", "ThrottlingError"}
+
 SUMMARY_SK = "SUMMARY"
 # The sparse index of non-final payments (``pending_shard`` / ``updated_at``); 16 partition keys
 # spread a burst of new payments, and the sweeper reads all 16.
@@ -166,7 +155,7 @@ class Repository:
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
-                time.sleep(0.05 * 2**attempt)
+                aws.backoff(attempt)
             else:
                 raise TransientError("DynamoDB left payment reads unprocessed; retry")
         return found
@@ -495,7 +484,7 @@ class Repository:
                 pending = response.get("UnprocessedItems") or {}
                 if not pending:
                     break
-                time.sleep(min(0.05 * 2**attempt, 2))
+                aws.backoff(attempt)
             else:
                 raise TransientError("DynamoDB kept returning unprocessed items")
 

@@ -19,10 +19,10 @@ from payments.lifecycle import (
     RECEIVED,
     SOURCE_API,
     Step,
+    commit,
     new_payment_item,
     prepare_step,
     public_view,
-    transition,
 )
 from payments.repository import (
     Repository,
@@ -117,15 +117,10 @@ class Payments:
             # failing it sends it to the DLQ for a human instead of dropping it.
             raise NotFoundError(f"payment {payment_id} not found")
         for _ in range(_MAX_STEPS):
-            status = item["status"]
-            if status in FINAL_STATUSES:
-                return status
-            if status == RECEIVED:
-                moved = transition(self.repo, item, PROCESSING, actor="processor")
-            else:
-                final, reason = processing.decide(item, self.config.max_payment_amount)
-                moved = transition(self.repo, item, final, reason=reason, actor="processor")
-            item = moved or self.repo.get_payment(payment_id)
+            step = self._next_step(item)
+            if step is None:
+                return str(item["status"])
+            item = commit(self.repo, step) or self.repo.get_payment(payment_id)
             assert item is not None
         raise TransientError(f"payment {payment_id} kept changing under the processor")
 
@@ -168,6 +163,7 @@ class Payments:
         return outcome
 
     def _next_step(self, item: dict[str, Any]) -> Step | None:
+        """The processor's next step for ``item`` as read; None once it is final."""
         status = item["status"]
         if status in FINAL_STATUSES:
             return None
@@ -200,7 +196,7 @@ class Payments:
             if status in FINAL_STATUSES:
                 break
             target = PROCESSING if status == RECEIVED else "FAILED"
-            moved = transition(
+            step = prepare_step(
                 self.repo,
                 item,
                 target,
@@ -213,6 +209,7 @@ class Payments:
                     "fraud_signal": digest,
                 },
             )
+            moved = commit(self.repo, step)
             item = moved or self.repo.get_payment(signal.payment_id)
             assert item is not None
             if moved is not None and moved["status"] == "FAILED":
