@@ -336,6 +336,80 @@ class TestDynamoDbExpressions:
                     ExpressionAttributeValues={":one": {"N": "1"}},
                 )
 
+    def test_a_simple_update_skips_motos_walk_and_keeps_conditions_streams_and_errors(
+        self, cloud, monkeypatch
+    ):
+        """Stock moto validates and executes every update through its ten-processor walk."""
+        from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+        walked = []
+        validate = UpdateExpressionValidator.validate
+
+        def counting(self):
+            walked.append(self)
+            return validate(self)
+
+        monkeypatch.setattr(UpdateExpressionValidator, "validate", counting)
+        dynamodb = cloud.client("dynamodb")
+        dynamodb.create_table(
+            TableName="steps",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        key = {"pk": {"S": "pay-1"}}
+        dynamodb.put_item(
+            TableName="steps",
+            Item={**key, "version": {"N": "1"}, "status": {"S": "RECEIVED"}, "history": {"L": []}},
+        )
+        step = {
+            "TableName": "steps",
+            "Key": key,
+            "UpdateExpression": "SET #v = #v + :one, history = list_append(history, :h), "
+            "#s = :s REMOVE pending_at",
+            "ConditionExpression": "#s = :expected",
+            "ExpressionAttributeNames": {"#v": "version", "#s": "status"},
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":h": {"L": [{"S": "VALIDATED"}]},
+                ":s": {"S": "VALIDATED"},
+                ":expected": {"S": "RECEIVED"},
+            },
+        }
+        dynamodb.transact_write_items(TransactItems=[{"Update": step}])
+        again = {**step["ExpressionAttributeValues"], ":expected": {"S": "VALIDATED"}}
+        answer = dynamodb.update_item(
+            **{**step, "ExpressionAttributeValues": again}, ReturnValues="UPDATED_NEW"
+        )
+        assert answer["Attributes"]["version"] == {"N": "3"}
+        with pytest.raises(ClientError, match="ConditionalCheckFailed") as failed:
+            dynamodb.update_item(**step, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        assert failed.value.response["Item"]["version"] == {"N": "3"}
+        item = dynamodb.get_item(TableName="steps", Key=key)["Item"]
+        assert item["history"] == {"L": [{"S": "VALIDATED"}, {"S": "VALIDATED"}]}
+        assert walked == []
+        # What the direct path declines still reaches moto, and moto's refusal reaches the client.
+        with pytest.raises(ClientError, match="Cannot update attribute pk"):
+            dynamodb.update_item(
+                TableName="steps",
+                Key=key,
+                UpdateExpression="SET pk = :v",
+                ExpressionAttributeValues={":v": {"S": "pay-2"}},
+            )
+        assert len(walked) == 1
+        streams = cloud.client("dynamodbstreams")
+        arn = dynamodb.describe_table(TableName="steps")["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = streams.get_records(ShardIterator=iterator)["Records"]
+        assert [
+            (r["dynamodb"].get("OldImage", {}).get("version"), r["dynamodb"]["NewImage"]["version"])
+            for r in records
+        ] == [(None, {"N": "1"}), ({"N": "1"}, {"N": "2"}), ({"N": "2"}, {"N": "3"})]
+
 
 class TestDynamoDbQueries:
     def test_a_query_of_the_tables_key_reads_only_that_partition(self, cloud, monkeypatch):
