@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
-from moto.dynamodb.models.utilities import bytesize
 
 # Distinct expressions whose plans are kept (the platform sends a handful).
 PLANS_KEPT = 1024
@@ -36,11 +36,13 @@ PLANS_KEPT = 1024
 # Items larger than this go to moto, which enforces DynamoDB's 400 KB limit its own way.
 SIZE_CHECKED_HERE = 300_000
 
-_TOKEN = re.compile(r"\s*(?:(#[A-Za-z0-9_]+)|(:[A-Za-z0-9_]+)|([A-Za-z_][A-Za-z0-9_]*)|([=+\-(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(#[A-Za-z0-9_]+)|(:[A-Za-z0-9_]+)|([A-Za-z_][A-Za-z0-9_]*)|([=+\-(),]))"
+)
 _CLAUSES = ("SET", "REMOVE", "ADD")
 
 
-class NotSimple(Exception):  # noqa: N818 - a signal to take moto's way, not an error
+class NotSimple(Exception):
     """The update is not one this module applies; moto applies it (or rejects it)."""
 
 
@@ -78,7 +80,7 @@ def compile_plan(expression: str) -> tuple[Action, ...] | None:
     """The expression's actions, or None when it is not a simple one (or moto rejects it)."""
     try:
         UpdateExpressionParser.make(expression)
-    except Exception:  # noqa: BLE001 - moto raises its own validation error for it
+    except Exception:  # moto raises its own validation error for it
         return None
     tokens = _tokens(expression)
     if not tokens:
@@ -159,7 +161,10 @@ def apply_plan(
     names: dict[str, str] | None,
     values: dict[str, Any] | None,
 ) -> None:
-    """Apply ``plan`` to ``item`` (moto's ``Item``) as moto would; ``NotSimple`` leaves it as it was."""
+    """Apply ``plan`` to ``item`` (moto's ``Item``) as moto would.
+
+    ``NotSimple`` (raised before any change) leaves the item as it was.
+    """
     names, values = names or {}, values or {}
     attrs = item.attrs
 
