@@ -89,6 +89,7 @@ def apply(
     _dynamodb_update_copies_only_for_streams()
     _dynamodb_expression_trees_copied_directly()
     _dynamodb_query_reads_its_partition()
+    _dynamodb_attribute_values_serialized_as_stored()
     _sqs_redrive_policy_as_sent()
     _sqs_messages_without_counting_the_queue()
     _sqs_queue_operations_per_message()
@@ -828,6 +829,19 @@ def _dynamodb_expressions_tokenized_once() -> None:
 
     ExpressionTokenizer.make_list = classmethod(make_list)
 
+    # The parsed tree is read, never changed, by everything that asks for it (the request layer
+    # collects its placeholders; the validator works on its own deep copy), and a transaction's
+    # request layer parsed each item's expression again: each text's tree is kept too.
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    parse = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
+
+    @functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
+    def parsed(cls: type, expression: str) -> Any:
+        return parse(cls, expression)
+
+    UpdateExpressionParser.make = classmethod(parsed)  # type: ignore[method-assign,assignment]
+
     # Condition expressions are lexed token by token with a freshly built list of patterns;
     # the tokens likewise depend only on the text, and the parser consumes its own copy.
     from collections import deque
@@ -951,6 +965,60 @@ def _dynamodb_query_reads_its_partition() -> None:
 
     Table.query = query
     Table.all_items = all_items
+
+
+def _dynamodb_attribute_values_serialized_as_stored() -> Callable[[], None]:
+    """Answer an item's attribute values as they are instead of walking each through its shape.
+
+    moto serializes every response by walking the operation's output shapes, member by member:
+    each attribute value of each item (a payment's history, nested maps and lists) goes through
+    a dozen calls to come out unchanged. It was 15 % of the server while payments were processed,
+    almost all of it the processor's ``BatchGetItem``. An ``AttributeValue`` whose parts are
+    already what the wire carries (strings, numbers as strings, booleans, lists, maps; no
+    binary, which the shape walk base64-encodes) is placed in the response as it is; anything
+    else takes moto's walk. Returns a function that undoes the patch (the tests compare both).
+    """
+    from moto.core.serialize import BaseJSONSerializer
+
+    services = ("dynamodb", "dynamodbstreams")
+    original = BaseJSONSerializer._serialize
+
+    def _serialize(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            shape.name == "AttributeValue"
+            and self.operation_model.service_model.service_name in services
+            and _wire_ready(value)
+        ):
+            serialized[self.get_serialized_name(shape, key)] = value
+            return
+        original(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize = _serialize  # type: ignore[method-assign]
+
+    def undo() -> None:
+        BaseJSONSerializer._serialize = original  # type: ignore[method-assign]
+
+    return undo
+
+
+def _wire_ready(value: Any) -> bool:
+    """An attribute value in the form DynamoDB's JSON carries it, with no binary part."""
+    if type(value) is not dict or len(value) != 1:
+        return False
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return type(inner) is str
+    if kind in ("BOOL", "NULL"):
+        return type(inner) is bool
+    if kind in ("SS", "NS"):
+        return type(inner) is list and all(type(v) is str for v in inner)
+    if kind == "L":
+        return type(inner) is list and all(_wire_ready(v) for v in inner)
+    if kind == "M":
+        return type(inner) is dict and all(
+            type(k) is str and _wire_ready(v) for k, v in inner.items()
+        )
+    return False
 
 
 def _journal(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

@@ -293,17 +293,24 @@ class TestDynamoDbExpressions:
     def test_an_update_expression_is_tokenized_once_and_still_applied_each_time(
         self, cloud, monkeypatch
     ):
-        """Stock moto tokenizes the expression character by character on every request."""
+        """Stock moto tokenizes and parses the expression on every request and transact item."""
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser
         from moto.dynamodb.parsing.tokens import ExpressionTokenizer
 
-        tokenized = []
+        tokenized, parsed = [], []
         make = ExpressionTokenizer._make_list
+        parse = UpdateExpressionParser._parse
 
         def counting(self):
             tokenized.append(self.input_expression_str)
             return make(self)
 
+        def counting_parse(self):
+            parsed.append(self)
+            return parse(self)
+
         monkeypatch.setattr(ExpressionTokenizer, "_make_list", counting)
+        monkeypatch.setattr(UpdateExpressionParser, "_parse", counting_parse)
         dynamodb = cloud.client("dynamodb")
         dynamodb.create_table(
             TableName="tokens",
@@ -326,7 +333,7 @@ class TestDynamoDbExpressions:
             )
         item = dynamodb.get_item(TableName="tokens", Key={"pk": {"S": "counter"}})["Item"]
         assert (item["n"], item["note_a"]) == ({"N": "5"}, {"S": "update 4"})
-        assert tokenized.count(expression) <= 1
+        assert tokenized.count(expression) <= 1 and len(parsed) <= 1
         for _ in range(2):  # a malformed expression is refused every time
             with pytest.raises(ClientError, match="ValidationException"):
                 dynamodb.update_item(

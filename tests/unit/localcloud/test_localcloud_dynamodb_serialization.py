@@ -1,0 +1,102 @@
+"""Attribute values answered as stored give the same response body as moto's shape walk."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from moto.core.serialize import XFormedAttributePicker, get_serializer_class
+from moto.core.utils import get_service_model
+
+from localcloud import patches
+
+pytestmark = pytest.mark.xdist_group("localcloud-patches")
+
+scalars = st.one_of(
+    st.text(max_size=5).map(lambda s: {"S": s}),
+    st.integers(-(10**12), 10**12).map(lambda n: {"N": str(n)}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.lists(st.text(min_size=1, max_size=3), max_size=3).map(lambda v: {"SS": v}),
+    st.lists(st.integers(0, 99).map(str), max_size=3).map(lambda v: {"NS": v}),
+    # Binary parts: the shape walk base64-encodes them, so they must take it.
+    st.binary(max_size=4).map(lambda b: {"B": b}),
+    st.binary(max_size=4).map(lambda b: {"B": base64.b64encode(b).decode()}),
+)
+attribute_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
+        # Non-empty map keys: moto's walk drops a map's "" key level (it takes an empty key for
+        # the top of the response); answered as stored, the map keeps it, as DynamoDB does.
+        st.dictionaries(st.text(min_size=1, max_size=3), inner, max_size=3).map(lambda v: {"M": v}),
+    ),
+    max_leaves=12,
+)
+items = st.dictionaries(st.text(min_size=1, max_size=4), attribute_values, max_size=5)
+
+
+def body(operation: str, result: dict) -> str:
+    service = "dynamodbstreams" if operation == "GetRecords" else "dynamodb"
+    model = get_service_model(service)
+    serializer = get_serializer_class(service, "json")(
+        operation_model=model.operation_model(operation),
+        pretty_print=False,
+        value_picker=XFormedAttributePicker(response_transformers=None),
+    )
+    return serializer.serialize(result)["body"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(items, max_size=4), items)
+def test_items_as_stored_serialize_exactly_as_motos_walk_does(batch, single):
+    results = {
+        "BatchGetItem": {"Responses": {"payments": batch}, "UnprocessedKeys": {}},
+        "GetItem": {"Item": single},
+        "Query": {"Items": batch, "Count": len(batch), "ScannedCount": len(batch)},
+        "GetRecords": {
+            "Records": [{"eventName": "MODIFY", "dynamodb": {"NewImage": i}} for i in batch]
+        },
+    }
+    walked = {operation: body(operation, result) for operation, result in results.items()}
+    undo = patches._dynamodb_attribute_values_serialized_as_stored()
+    try:
+        direct = {operation: body(operation, result) for operation, result in results.items()}
+    finally:
+        undo()
+    assert direct == walked
+
+
+def test_wire_ready_values_are_exactly_the_binary_free_ones():
+    assert patches._wire_ready({"M": {"h": {"L": [{"S": "a"}, {"N": "1"}, {"NULL": True}]}}})
+    assert not patches._wire_ready({"M": {"h": {"L": [{"B": "AAEC"}]}}})
+    assert not patches._wire_ready({"S": "a", "N": "1"})  # two types: moto's way
+    assert not patches._wire_ready({"N": 1})  # not a string
+
+
+def test_a_batch_of_payments_is_answered_without_walking_their_attributes(monkeypatch):
+    """Stock moto walks every attribute value of every item through its shape."""
+    from moto.core.serialize import BaseJSONSerializer
+
+    walked = []
+    member = BaseJSONSerializer._serialize_structure_member
+
+    def counting(self, serialized, value, shape, key):
+        walked.append(key)
+        return member(self, serialized, value, shape, key)
+
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_structure_member", counting)
+    history = {"L": [{"M": {"status": {"S": s}, "at": {"S": "t"}}} for s in ("A", "B", "C")]}
+    payment = {"payment_id": {"S": "p"}, "amount": {"N": "10.00"}, "history": history}
+    result = {"Responses": {"payments": [payment] * 50}, "UnprocessedKeys": {}}
+    walk = body("BatchGetItem", result)
+    assert len(walked) > 50 * 10
+    walked.clear()
+    undo = patches._dynamodb_attribute_values_serialized_as_stored()
+    try:
+        assert body("BatchGetItem", result) == walk
+    finally:
+        undo()
+    assert len(walked) <= 3  # the response's own members only
