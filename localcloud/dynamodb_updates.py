@@ -160,8 +160,10 @@ def apply_plan(
     table: Any,
     names: dict[str, str] | None,
     values: dict[str, Any] | None,
+    store: Callable[[DynamoType], DynamoType] = lambda value: value,
 ) -> None:
-    """Apply ``plan`` to ``item`` (moto's ``Item``) as moto would.
+    """Apply ``plan`` to ``item`` (moto's ``Item``) as moto would; ``store`` gets each new
+    value on its way into the item.
 
     ``NotSimple`` (raised before any change) leaves the item as it was.
     """
@@ -202,7 +204,7 @@ def apply_plan(
         if value is None:
             attrs.pop(target, None)
         else:
-            dict.__setitem__(attrs, target, value)  # measured above, once for the whole item
+            dict.__setitem__(attrs, target, store(value))  # measured above, once for the item
 
 
 def _evaluate(

@@ -51,6 +51,8 @@ MAX_ATTEMPTS = 12
 REJECT_EVERY = 997
 DUPLICATE_EVERY = 1009
 RSS_SAMPLE_SECONDS = 2.0
+# Threads of the soak's ``payment-events`` consumer.
+SUBSCRIBER_READERS = 4
 
 
 def say(text: str = "") -> None:
@@ -132,20 +134,29 @@ class RssSampler(threading.Thread):
         return "  ".join(f"{t:.0f}s {mb} MB" for t, mb in picked)
 
 
-class EventSubscriber(threading.Thread):
+class EventSubscriber:
     """A consumer of ``payment-events``, as a deployment has: it drains the subscriber queue
     while the soak runs (so the local cloud holds the events in flight, not every event ever
-    published) and keeps each event's owner and ``event_id`` for the reconcile."""
+    published) and keeps each event's owner and ``event_id`` for the reconcile. Several readers
+    share the queue, as a consumer's workers would; one alone falls behind the platform's three
+    events per payment, and the backlog's messages then fill the server's memory."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
-        super().__init__(name="subscriber", daemon=True)
+    def __init__(self, sqs: Any, queue_url: str, readers: int = SUBSCRIBER_READERS) -> None:
         self.event_of = _reconcile_module().event_of
         self.sqs = sqs
         self.queue_url = queue_url
         self.events: list[dict[str, str | None]] = []
         self._halt = threading.Event()
+        self._readers = [
+            threading.Thread(target=self._read, name=f"subscriber-{n}", daemon=True)
+            for n in range(readers)
+        ]
 
-    def run(self) -> None:
+    def start(self) -> None:
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self) -> None:
         empty = 0
         # After ``stop`` it reads on until the queue answers empty a few times (SQS samples a
         # subset of its servers per receive), so every event published by then is counted.
@@ -170,7 +181,8 @@ class EventSubscriber(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join()
+        for reader in self._readers:
+            reader.join()
 
 
 @dataclass
@@ -280,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     sampler = RssSampler(server_pid(config), started)
     sampler.start()
     subscriber = None
+    events_url = cloud.stack["payment_events_subscriber_queue_url"]
     if check_events:
-        subscriber = EventSubscriber(sqs, cloud.stack["payment_events_subscriber_queue_url"])
+        subscriber = EventSubscriber(sqs, events_url)
         subscriber.start()
     cloud.upload_batch(batch.batch_id, batch.body)
     uploaded = time.monotonic() - started
@@ -315,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         if now - last_report >= 15:
             last_report = now
             depth = queue_depth(sqs, queue_url)
-            say(f"  {now:6.1f}s queue {depth:,}, server {sampler.rss_mb()} MB")
+            events = "" if subscriber is None else f", events {queue_depth(sqs, events_url):,}"
+            say(f"  {now:6.1f}s queue {depth:,}{events}, server {sampler.rss_mb()} MB")
         time.sleep(1.0 if completed_at is None else 2.0)
     clients.shutdown(wait=True)
     sampler.stop()
