@@ -97,7 +97,7 @@ def apply(
     _dynamodb_update_copies_only_for_streams()
     _dynamodb_expression_trees_copied_directly()
     _dynamodb_query_reads_its_partition()
-    _dynamodb_attribute_values_serialized_as_stored()
+    _dynamodb_attribute_values_as_sent()
     _sqs_redrive_policy_as_sent()
     _sqs_messages_without_counting_the_queue()
     _sqs_queue_operations_per_message()
@@ -1037,16 +1037,17 @@ def _dynamodb_query_reads_its_partition() -> None:
     Table.all_items = all_items
 
 
-def _dynamodb_attribute_values_serialized_as_stored() -> Callable[[], None]:
-    """Answer an item's attribute values as they are instead of walking each through its shape.
+def _dynamodb_attribute_values_as_sent() -> Callable[[], None]:
+    """Read and answer attribute values as they are instead of walking each through its shape.
 
     moto serializes every response by walking the operation's output shapes, member by member:
     each attribute value of each item (a payment's history, nested maps and lists) goes through
     a dozen calls to come out unchanged. It was 15 % of the server while payments were processed,
     almost all of it the processor's ``BatchGetItem``. An ``AttributeValue`` whose parts are
     already what the wire carries (strings, numbers as strings, booleans, lists, maps; no
-    binary, which the shape walk base64-encodes) is placed in the response as it is; anything
-    else takes moto's walk. Returns a function that undoes the patch (the tests compare both).
+    binary, which the shape walk base64-encodes) is placed in the response as it is, and taken
+    from a request as it is; anything else takes moto's walk. Returns a function that undoes the
+    patch (the tests compare both).
     """
     from moto.core.serialize import BaseJSONSerializer
 
@@ -1065,8 +1066,26 @@ def _dynamodb_attribute_values_serialized_as_stored() -> Callable[[], None]:
 
     BaseJSONSerializer._serialize = _serialize  # type: ignore[method-assign]
 
+    # Requests likewise: each attribute value was rebuilt member by member from the JSON it
+    # already is (15 % of the server while a large file was stored, its rows' puts).
+    from moto.core.parse import BaseJSONParser
+
+    original_parse = BaseJSONParser._parse_shape
+
+    def _parse_shape(self: Any, shape: Any, node: Any) -> Any:
+        if (
+            shape.name == "AttributeValue"
+            and self.operation_model.service_model.service_name in services
+            and _wire_ready(node)
+        ):
+            return node
+        return original_parse(self, shape, node)
+
+    BaseJSONParser._parse_shape = _parse_shape  # type: ignore[method-assign]
+
     def undo() -> None:
         BaseJSONSerializer._serialize = original  # type: ignore[method-assign]
+        BaseJSONParser._parse_shape = original_parse  # type: ignore[method-assign]
 
     return undo
 

@@ -1,12 +1,14 @@
-"""Attribute values answered as stored give the same response body as moto's shape walk."""
+"""Attribute values taken and answered as sent: the same parameters and bodies as moto's walk."""
 
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.serialize import XFormedAttributePicker, get_serializer_class
 from moto.core.utils import get_service_model
 
@@ -61,7 +63,7 @@ def test_items_as_stored_serialize_exactly_as_motos_walk_does(batch, single):
         },
     }
     walked = {operation: body(operation, result) for operation, result in results.items()}
-    undo = patches._dynamodb_attribute_values_serialized_as_stored()
+    undo = patches._dynamodb_attribute_values_as_sent()
     try:
         direct = {operation: body(operation, result) for operation, result in results.items()}
     finally:
@@ -94,9 +96,85 @@ def test_a_batch_of_payments_is_answered_without_walking_their_attributes(monkey
     walk = body("BatchGetItem", result)
     assert len(walked) > 50 * 10
     walked.clear()
-    undo = patches._dynamodb_attribute_values_serialized_as_stored()
+    undo = patches._dynamodb_attribute_values_as_sent()
     try:
         assert body("BatchGetItem", result) == walk
     finally:
         undo()
     assert len(walked) <= 3  # the response's own members only
+
+
+def parameters(operation: str, request: dict) -> dict:
+    model = get_service_model("dynamodb")
+    parser = PROTOCOL_PARSERS["json"](model.operation_model(operation), map_type=dict)
+    return parser.parse(
+        {
+            "method": "POST",
+            "values": {},
+            "headers": {},
+            "body": json.dumps(request).encode(),
+            "url_path": "/",
+            "url_params": {},
+        }
+    )
+
+
+# In a request, binary values are base64 text (the SDK encodes them); moto's walk decodes them.
+sent_values = attribute_values.map(
+    lambda v: json.loads(json.dumps(v, default=lambda b: base64.b64encode(b).decode()))
+)
+sent_items = st.dictionaries(st.text(min_size=1, max_size=4), sent_values, max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(sent_items, min_size=1, max_size=3), sent_values)
+def test_requests_parse_exactly_as_motos_walk_does(batch, value):
+    requests = {
+        "PutItem": {"TableName": "t", "Item": batch[0]},
+        "TransactWriteItems": {
+            "TransactItems": [{"Put": {"TableName": "t", "Item": item}} for item in batch]
+            + [
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": "p"}},
+                        "UpdateExpression": "SET a = :v",
+                        "ExpressionAttributeValues": {":v": value},
+                    }
+                }
+            ]
+        },
+        "BatchWriteItem": {"RequestItems": {"t": [{"PutRequest": {"Item": i}} for i in batch]}},
+    }
+    walked = {operation: parameters(operation, request) for operation, request in requests.items()}
+    undo = patches._dynamodb_attribute_values_as_sent()
+    try:
+        direct = {op: parameters(op, request) for op, request in requests.items()}
+    finally:
+        undo()
+    assert direct == walked
+
+
+def test_a_chunks_transaction_is_read_without_walking_its_attributes(monkeypatch):
+    """Stock moto rebuilds every attribute value of every item from its JSON, member by member."""
+    from moto.core.parse import BaseJSONParser
+
+    walked = []
+    structure = BaseJSONParser._parse_structure
+
+    def counting(self, shape, value):
+        walked.append(shape.name)
+        return structure(self, shape, value)
+
+    monkeypatch.setattr(BaseJSONParser, "_parse_structure", counting)
+    row = {"payment_id": {"S": "p"}, "amount": {"S": "10.00"}, "line": {"N": "7"}}
+    request = {"TransactItems": [{"Put": {"TableName": "t", "Item": row}}] * 50}
+    walk = parameters("TransactWriteItems", request)
+    assert walked.count("AttributeValue") == 50 * 3
+    walked.clear()
+    undo = patches._dynamodb_attribute_values_as_sent()
+    try:
+        assert parameters("TransactWriteItems", request) == walk
+    finally:
+        undo()
+    assert "AttributeValue" not in walked
