@@ -7,6 +7,7 @@ indexes. Every test drives the real handlers against moto.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import threading
@@ -88,20 +89,19 @@ class TestOutbox:
             submit(payment_id=f"p{i}")
         records = world.stream_records()
         topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
-        calls = {"n": 0}
+        eleventh = event_id(deserialize(records[10]["dynamodb"]["NewImage"]))
 
-        def second_call(_params):
-            calls["n"] += 1
-            return calls["n"] == 2
+        def second_group(params):
+            return any(eleventh in e["Message"] for e in params["PublishBatchRequestEntries"])
 
-        # The first ten go out; the second PublishBatch call fails.
+        # The first ten go out; the PublishBatch call of the other five fails.
         inject_failures(
             aws.client("sns"),
             "PublishBatch",
             times=1,
             code="InternalError",
             status=500,
-            when=second_call,
+            when=second_group,
         )
         failed = publisher.publish(records, topic, aws.client("sns"))
         assert failed == records[10]["dynamodb"]["SequenceNumber"]
@@ -132,14 +132,25 @@ class TestOutbox:
                 "Failed": [{"Id": "3", "Code": "InternalError", "SenderFault": False}],
             }
 
-        # (The faked answer stands for SNS; nothing of that call reaches the topic here.)
-        inject_failures(aws.client("sns"), "PublishBatch", times=1, parsed=fail_entry_3)
+        first = event_id(deserialize(records[0]["dynamodb"]["NewImage"]))
+
+        def first_group(params):
+            return any(first in e["Message"] for e in params["PublishBatchRequestEntries"])
+
+        # (The faked answer stands for SNS; nothing of that call reaches the topic here. The
+        # other call, records 10 and 11, runs beside it and goes out.)
+        inject_failures(
+            aws.client("sns"), "PublishBatch", times=1, parsed=fail_entry_3, when=first_group
+        )
         failed = publisher.publish(records, topic, aws.client("sns"))
         assert failed == records[3]["dynamodb"]["SequenceNumber"]
-        # Lambda resumes from the failed record: records 3.. are published.
+        # Lambda resumes from the failed record: records 3.. are published; 10 and 11 a second
+        # time, under the same event_id (consumers drop the copy).
         assert publisher.publish(records[3:], topic, aws.client("sns")) is None
         expected = [event_id(deserialize(r["dynamodb"]["NewImage"])) for r in records[3:]]
-        assert sorted(e["event_id"] for e in world.events()) == sorted(expected)
+        seen = collections.Counter(e["event_id"] for e in world.events())
+        assert sorted(seen) == sorted(expected)
+        assert all(seen[e] == 1 for e in expected[:7]) and all(seen[e] == 2 for e in expected[7:])
 
     def test_an_unmappable_entry_is_reported_and_earlier_ones_still_go_out(self, world):
         submit(payment_id="ok")
