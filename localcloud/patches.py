@@ -51,7 +51,7 @@ ITEM_SIZE_LIMIT = 405_000
 # statuses, currencies, timestamps, ids; longer ones (hashes, notes) are rarely repeated.
 SHARED_STRING_LENGTH = 40
 
-# Distinct DynamoDB update expressions whose tokens are kept (the platform sends a handful).
+# Distinct DynamoDB expressions whose parse is kept (the platform sends a handful).
 EXPRESSION_CACHE_SIZE = 1024
 
 # Shard iterators expire after 15 minutes in AWS.
@@ -93,7 +93,7 @@ def apply(
     _dynamodb_simple_updates_applied_directly()
     _dynamodb_items_built_once_with_shared_strings()
     isolate_dynamodb_transactions()
-    _dynamodb_expressions_tokenized_once()
+    _dynamodb_expressions_parsed_once()
     _dynamodb_update_copies_only_for_streams()
     _dynamodb_expression_trees_copied_directly()
     _dynamodb_query_reads_its_partition()
@@ -874,34 +874,19 @@ def share_strings(value: Any) -> Any:
     return value
 
 
-def _dynamodb_expressions_tokenized_once() -> None:
-    """Tokenize each distinct update expression once.
+def _dynamodb_expressions_parsed_once() -> None:
+    """Parse each distinct update expression once, and lex each condition expression once.
 
-    moto tokenizes an ``UpdateExpression`` character by character on every request and every
-    transact item (7 % of the server while payments were processed: the platform sends a
-    handful of distinct expressions, with different values each time). The token list depends
-    only on the expression's text and the parser reads the tokens without changing them, so
-    each text's list is kept (up to ``EXPRESSION_CACHE_SIZE``) and every request gets a copy of
-    the list; an invalid expression raises every time, as before.
+    moto tokenizes an ``UpdateExpression`` character by character and parses it on every
+    request, and a transaction's request layer parses each item's expression a second time to
+    collect its placeholders (the platform sends a handful of distinct expressions, with
+    different values each time; tokenizing alone was 7 % of the server while payments were
+    processed). The tree depends only on the text, and everything that asks for it only reads
+    it (the validator works on its own deep copy), so each text's tree is kept (up to
+    ``EXPRESSION_CACHE_SIZE``); an invalid expression raises every time, as before.
     """
     import functools
 
-    from moto.dynamodb.parsing.tokens import ExpressionTokenizer
-
-    tokenize = ExpressionTokenizer.make_list.__func__  # type: ignore[attr-defined]
-
-    @functools.lru_cache(maxsize=EXPRESSION_CACHE_SIZE)
-    def tokens(cls: type, expression: str) -> tuple[Any, ...]:
-        return tuple(tokenize(cls, expression))
-
-    def make_list(cls: type, expression: str) -> list[Any]:
-        return list(tokens(cls, expression))
-
-    ExpressionTokenizer.make_list = classmethod(make_list)
-
-    # The parsed tree is read, never changed, by everything that asks for it (the request layer
-    # collects its placeholders; the validator works on its own deep copy), and a transaction's
-    # request layer parsed each item's expression again: each text's tree is kept too.
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     parse = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]

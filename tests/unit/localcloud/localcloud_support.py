@@ -235,3 +235,17 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
         else:
             os.environ["MOTO_PORT"] = saved_moto_port
         werkzeug.setLevel(werkzeug_level)
+
+
+def record_calls(monkeypatch: Any, owner: type, name: str) -> list[tuple[Any, ...]]:
+    """Wrap the method ``owner.name`` so that each call's arguments (``self`` first) are
+    appended to the list returned; the method still runs. Undone with ``monkeypatch``."""
+    calls: list[tuple[Any, ...]] = []
+    method = getattr(owner, name)
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return method(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from localcloud_support import record_calls
 from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.serialize import XFormedAttributePicker, get_serializer_class
 from moto.core.utils import get_service_model
@@ -82,14 +83,7 @@ def test_a_batch_of_payments_is_answered_without_walking_their_attributes(monkey
     """Stock moto walks every attribute value of every item through its shape."""
     from moto.core.serialize import BaseJSONSerializer
 
-    walked = []
-    member = BaseJSONSerializer._serialize_structure_member
-
-    def counting(self, serialized, value, shape, key):
-        walked.append(key)
-        return member(self, serialized, value, shape, key)
-
-    monkeypatch.setattr(BaseJSONSerializer, "_serialize_structure_member", counting)
+    walked = record_calls(monkeypatch, BaseJSONSerializer, "_serialize_structure_member")
     history = {"L": [{"M": {"status": {"S": s}, "at": {"S": "t"}}} for s in ("A", "B", "C")]}
     payment = {"payment_id": {"S": "p"}, "amount": {"N": "10.00"}, "history": history}
     result = {"Responses": {"payments": [payment] * 50}, "UnprocessedKeys": {}}
@@ -159,22 +153,15 @@ def test_a_chunks_transaction_is_read_without_walking_its_attributes(monkeypatch
     """Stock moto rebuilds every attribute value of every item from its JSON, member by member."""
     from moto.core.parse import BaseJSONParser
 
-    walked = []
-    structure = BaseJSONParser._parse_structure
-
-    def counting(self, shape, value):
-        walked.append(shape.name)
-        return structure(self, shape, value)
-
-    monkeypatch.setattr(BaseJSONParser, "_parse_structure", counting)
+    calls = record_calls(monkeypatch, BaseJSONParser, "_parse_structure")
     row = {"payment_id": {"S": "p"}, "amount": {"S": "10.00"}, "line": {"N": "7"}}
     request = {"TransactItems": [{"Put": {"TableName": "t", "Item": row}}] * 50}
     walk = parameters("TransactWriteItems", request)
-    assert walked.count("AttributeValue") == 50 * 3
-    walked.clear()
+    assert [shape.name for _, shape, _ in calls].count("AttributeValue") == 50 * 3
+    calls.clear()
     undo = patches._dynamodb_attribute_values_as_sent()
     try:
         assert parameters("TransactWriteItems", request) == walk
     finally:
         undo()
-    assert "AttributeValue" not in walked
+    assert "AttributeValue" not in [shape.name for _, shape, _ in calls]
