@@ -15,8 +15,8 @@ from handlers.common import settings as runtime_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payments import aws, env
-from payments import batch as batch_module
 from payments.batch import ROWS_PER_TRANSACTION, WRITE_WORKERS, Batches
+from payments.batch import plan as batch_plan
 from payments.config import load
 from payments.errors import NotFoundError, PaymentError, TransientError
 from payments.service import Payments
@@ -724,7 +724,7 @@ class TestPlannedChunks:
     def test_a_file_with_more_rows_than_one_batch_takes_fails_as_invalid(
         self, world, context, monkeypatch, limit, chunk_rows
     ):
-        monkeypatch.setattr(batch_module, limit, 2)
+        monkeypatch.setattr(batch_plan, limit, 2)
         body = rows_csv(["g1", "g2", "g3"])
         batches, state = start_batch(world, "big", body, chunk_rows=chunk_rows)
         assert (state["done"], state.get("failed"), "chunks" in state) == (True, True, False)
