@@ -79,6 +79,7 @@ from tests.functional.model_support import (
 )
 from tests.functional.world import (
     REGION,
+    SEQUENCER_LENGTHS,
     LambdaContext,
     api_event,
     build_world,
@@ -829,6 +830,7 @@ class PaymentsModel(RuleBasedStateMachine):
         ),
         blank_after=st.one_of(st.none(), st.integers(0, 6)),
         deliver=st.booleans(),
+        sequencer_length=st.sampled_from(SEQUENCER_LENGTHS),
     )
     def upload_batch_file(
         self,
@@ -837,9 +839,11 @@ class PaymentsModel(RuleBasedStateMachine):
         rows: list[Any],
         blank_after: int | None,
         deliver: bool,
+        sequencer_length: int,
     ) -> None:
         """A new version of ``incoming/<batch_id>.csv``; its S3 event is delivered now, or
-        waits (to arrive late, after a newer upload's)."""
+        waits (to arrive late, after a newer upload's). Its sequencer has any length S3 gives
+        one, so uploads of one key compare sequencers of different lengths."""
         lines = [",".join(header)]
         by_line: dict[int, tuple[str, Content] | None] = {}
         for i, row in enumerate(rows):
@@ -866,7 +870,9 @@ class PaymentsModel(RuleBasedStateMachine):
         self.uploads[version] = Upload(
             batch_id, version, len(self.uploads), by_line, bad_header=header == HEADERS[2]
         )
-        event = s3_event(self.world.bucket, key, version, len(body))
+        event = s3_event(
+            self.world.bucket, key, version, len(body), sequencer_length=sequencer_length
+        )
         if not (deliver and self._deliver_s3_event(event)):
             self.s3_events.append(event)
 
@@ -1267,3 +1273,38 @@ def test_a_register_that_fails_on_a_reupload_is_recorded_and_published(world):
     assert f"{newer['version_id']}#FAILED" in audited
     view = Batches(load()).batch_view("b")
     assert (view["version_id"], view["status"]) == (newer["version_id"], "FAILED")
+
+
+# An 18-digit and a 20-digit sequencer: the older upload has the longer one. Padded on the left
+# (the defect) the older one compared as newer.
+OLDER_SEQUENCER, NEWER_SEQUENCER = "0055AED6DCD90281E512", "0055AED6DCD90281E6"
+
+
+def test_a_late_event_of_an_older_upload_with_a_longer_sequencer_is_superseded(world):
+    workflow = _workflow(world)
+    older = _upload(
+        world, "b", b"payment_id,amount,currency\nemp-17,1000.00,USD\n", OLDER_SEQUENCER
+    )
+    newer = _upload(world, "b", b"payment_id,amount,currency\nemp-17,100.00,USD\n", NEWER_SEQUENCER)
+    _run(workflow, _execution(newer, "new"))
+    late = _execution(older, "old")
+    _run(workflow, late)
+    assert late.state["superseded"] is True
+    view = Batches(load()).batch_view("b")
+    assert (view["version_id"], view["status"], view["accepted"]) == (
+        newer["version_id"],
+        "COMPLETED",
+        1,
+    )
+    [payment] = world.payments()
+    assert (payment["amount"], payment["batch_run"]) == (Decimal("100"), newer["version_id"])
+
+
+def test_the_failure_path_of_an_older_upload_with_a_longer_sequencer_does_not_take_over(world):
+    workflow = _workflow(world)
+    older = _upload(world, "b", b"payment_id,amount,currency\nv1,1.00,USD\n", OLDER_SEQUENCER)
+    newer = _upload(world, "b", b"payment_id,amount,currency\nv2,2.00,USD\n", NEWER_SEQUENCER)
+    _run(workflow, _execution(newer, "new"))
+    _register_fails_before_registering(world, workflow, older)
+    view = Batches(load()).batch_view("b")
+    assert (view["version_id"], view["status"]) == (newer["version_id"], "COMPLETED")

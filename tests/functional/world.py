@@ -329,14 +329,32 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     }
 
 
-_sequencer = iter(range(0x0055AED6DCD90281E5, 1 << 72))
+_sequencer = iter(range(0x0055AED6DCD90281, 1 << 64))
+# S3's sequencers differ in length; AWS orders two by padding the shorter on the right with zeros
+# (S3 User Guide, "Event message structure"). Fixtures make every length from 16 to 24 digits.
+SEQUENCER_LENGTHS = range(16, 25)
+
+
+def next_sequencer(length: int = 18) -> str:
+    """A sequencer greater than every one made before it (S3's rule), ``length`` hex digits: the
+    upload order in the first 16, then digits that only a wrong padding would let matter."""
+    order = next(_sequencer)
+    extra = length - 16
+    tail = f"{(order * 0x9E3779B1) % 16**extra:0{extra}X}" if extra > 0 else ""
+    return f"{order:016X}{tail}"
 
 
 def s3_event(
-    bucket: str, key: str, version_id: str | None, size: int, *, sequencer: str | None = None
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    size: int,
+    *,
+    sequencer: str | None = None,
+    sequencer_length: int = 18,
 ) -> dict[str, Any]:
     """An S3 ObjectCreated event; each new event gets a greater ``sequencer`` (upload order)."""
-    sequencer = sequencer or f"{next(_sequencer):018X}"
+    sequencer = sequencer or next_sequencer(sequencer_length)
     obj: dict[str, Any] = {"key": key, "size": size, "sequencer": sequencer}
     if version_id:
         obj["versionId"] = version_id

@@ -9,8 +9,11 @@ from payments.validation import BATCH_ID_PATTERN
 
 INCOMING_KEY = re.compile(rf"\Aincoming/(?P<batch_id>{BATCH_ID_PATTERN})\.csv\Z", re.ASCII)
 REPORTS_PREFIX = "reports/"
-# S3 sequencers are hex strings of varying length, compared after left-padding with zeros.
-SEQUENCER_WIDTH = 32
+# S3 sequencers are hex strings of varying length. S3's rule for ordering two of them (S3 User
+# Guide, "Event message structure"): pad the shorter one *on the right* with zeros, then compare
+# them as strings. Padding every one to the same width on the right keeps that order for any two,
+# and lets DynamoDB conditions and Step Functions compare the stored strings directly.
+SEQUENCER_WIDTH = 64
 
 
 def batch_id_from_key(key: str) -> str | None:
@@ -25,8 +28,9 @@ def report_key(batch_id: str, run: str) -> str:
 
 
 def sequencer_order(sequencer: str | None) -> str:
-    """An S3 event ``sequencer`` as a string that sorts in upload order ("" when unknown)."""
+    """An S3 event ``sequencer`` as a string that sorts in upload order ("" when unknown or
+    longer than ``SEQUENCER_WIDTH``): upper case, right-padded with zeros."""
     value = (sequencer or "").strip().upper()
     if not value or len(value) > SEQUENCER_WIDTH or any(c not in "0123456789ABCDEF" for c in value):
         return ""
-    return value.rjust(SEQUENCER_WIDTH, "0")
+    return value.ljust(SEQUENCER_WIDTH, "0")
