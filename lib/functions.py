@@ -420,6 +420,8 @@ class Functions(Construct):
                     "PutItem",
                     "UpdateItem",
                     "BatchWriteItem",
+                    # A chunk's row transactions check that its run is still current.
+                    "ConditionCheckItem",
                 ),
                 _table_access("AppendAudit", r.audit_log_table_arn, "PutItem"),
                 # sqs:SendMessage also authorises SendMessageBatch.

@@ -301,6 +301,22 @@ class Repository:
             raise
         return True
 
+    def run_current_check(self, batch_id: str, run: str) -> dict[str, Any]:
+        """A transaction item that holds only while ``run`` is the batch's run and PROCESSING:
+        whatever commits with it was written by a current run, at the moment of the write."""
+        return {
+            "ConditionCheck": {
+                "TableName": self.config.processing_status_table,
+                "Key": {"pk": {"S": batch_pk(batch_id)}, "sk": {"S": SUMMARY_SK}},
+                "ConditionExpression": "#run = :run AND #status = :processing",
+                "ExpressionAttributeNames": {"#run": "run", "#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":run": {"S": run},
+                    ":processing": {"S": "PROCESSING"},
+                },
+            }
+        }
+
     def get_batch_summary(self, batch_id: str) -> dict[str, Any] | None:
         response = self._call(
             "get_item",

@@ -734,3 +734,57 @@ class TestPlannedChunks:
             "the file has more than 2 rows, the most one batch takes; split it into several files"
         )
         assert world.payments() == []
+
+
+class TestReuploadWhileAChunkWrites:
+    """A corrected file registered while the older run's chunk is between two transactions."""
+
+    def upload(self, world, body: bytes, sequencer: str) -> dict:
+        key = "incoming/payroll.csv"
+        version = world.s3.put_object(Bucket=world.bucket, Key=key, Body=body)["VersionId"]
+        return {
+            "bucket": world.bucket,
+            "key": key,
+            "batch_id": "payroll",
+            "version_id": version,
+            "sequencer": sequencer,
+        }
+
+    def test_the_older_runs_later_rows_are_neither_stored_nor_queued(self, world, context):
+        from tests.functional.model_support import interleave
+
+        ids = [f"emp-{i:02d}" for i in range(ROWS_PER_TRANSACTION + 5)]
+        old_body = rows_csv(ids, amount="1000.00")
+        new_body = rows_csv(ids, amount="100.00")
+        cfg = load()
+        batches = Batches(type(cfg)(**{**cfg.__dict__, "batch_chunk_rows": 100}), workers=1)
+        old = batches.register(self.upload(world, old_body, "0055AED6DCD90281E5"))
+        newer_event = self.upload(world, new_body, "0055AED6DCD90281E6")
+        new: dict = {}
+
+        def corrected_file_registers() -> None:
+            new.update(batches.register(newer_event))
+
+        # The first transaction (rows emp-00..emp-24) commits; the corrected file registers
+        # before the second one (emp-25..emp-29).
+        with interleave(
+            aws.client("dynamodb"), "TransactWriteItems", corrected_file_registers, skip=1
+        ):
+            result = batches.process_chunk(only_chunk(old))
+        assert result["superseded"] is True and new["run"] == newer_event["version_id"]
+        old_run_queued = queued_ids(world)
+        assert sorted(old_run_queued) == ids[:ROWS_PER_TRANSACTION]
+
+        process_chunks(batches, new)
+        assert batches.finalize(new)["status"] == "COMPLETED"
+        view = batches.batch_view("payroll")
+        # The rows the old run wrote while it was current are stored payments with other
+        # content (conflicts for the corrected file); the rows it never wrote are the new run's.
+        assert counts(view) == (len(ids), 5, ROWS_PER_TRANSACTION, 0)
+        payments = {p["payment_id"]: p for p in world.payments()}
+        for pid in ids[ROWS_PER_TRANSACTION:]:
+            assert (payments[pid]["amount"], payments[pid]["batch_run"]) == (
+                100,
+                newer_event["version_id"],
+            )
+        assert sorted(queued_ids(world)) == ids[ROWS_PER_TRANSACTION:]

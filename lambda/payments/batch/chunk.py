@@ -4,7 +4,8 @@ counts to the run's summary once.
 
 Every step is safe to run again with the same input, because Step Functions retries the task:
 
-- a payment row is written with a condition; a row that finds its payment already written *by
+- a payment row is written with a condition, in a transaction that holds only while the run is
+  current (``rows``); a row that finds its payment already written *by
   this run at this line* is the earlier attempt's own work and counts as accepted again (its
   message is sent again; the consumer is idempotent);
 - the chunk's counts are added to the batch summary in one transaction with the chunk's marker
@@ -88,7 +89,11 @@ def process_chunk(ctx: BatchContext, state: dict[str, Any]) -> dict[str, Any]:
         outcome.merge(stored)
     outcome.outcomes.sort(key=lambda row: row["line"])
     # Only after every row of the chunk is stored: a message never names a missing payment.
+    # Rows the run wrote before it stopped being current are payments like any other, so they
+    # are queued even then; rows it did not write are never queued.
     send(ctx, sqs, [*outcome.accepted, *outcome.requeue])
+    if outcome.superseded:
+        return {**done, "superseded": True}
     ctx.repo.put_row_outcomes(batch_id, outcome.outcomes)
     counts = {
         "total_rows": len(chunk.rows),

@@ -1,6 +1,14 @@
 """A chunk's valid rows written as payments: one transaction per ``ROWS_PER_TRANSACTION`` rows
 (each payment with its first audit entry), and every row that could not be written sorted into
-the chunk's outcome as this run's own earlier write, a duplicate or a conflict."""
+the chunk's outcome as this run's own earlier write, a duplicate or a conflict.
+
+Each transaction also checks that its run is still the batch's current run and PROCESSING (a
+``ConditionCheck`` on the summary). A chunk checked that once when it started, but a corrected
+file may be uploaded and registered while the chunk is writing; without the check in every
+transaction the old file's rows went on being stored and queued, and the corrected rows were
+then rejected as conflicts. With it, the first transaction after the takeover is cancelled and
+the chunk stops: its outcome says ``superseded`` and lists only the rows that were written.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +38,9 @@ class ChunkOutcome:
     outcomes: list[dict[str, Any]] = field(default_factory=list)  # rejected + duplicate rows
     rejected: int = 0
     duplicates: int = 0
+    # The run stopped being current while rows were written: the rows not yet written never
+    # will be, and the chunk's counts must not be added.
+    superseded: bool = False
 
     def reject(self, line: int, payment_id: str | None, code: str, reason: str, run: str) -> None:
         self.rejected += 1
@@ -62,6 +73,7 @@ class ChunkOutcome:
         self.outcomes.extend(other.outcomes)
         self.rejected += other.rejected
         self.duplicates += other.duplicates
+        self.superseded = self.superseded or other.superseded
 
 
 def store_rows(
@@ -89,10 +101,14 @@ def store_rows(
             )
             hashes.append(item["content_hash"])
             ops.extend(ctx.repo.create_payment_ops(item, audit))
+        ops.append(ctx.repo.run_current_check(batch_id, run))
         try:
             ctx.repo.transact(ops)
         except TransactionCanceled as exc:
             failed = exc.failed_conditions()
+            if len(ops) - 1 in failed:
+                outcome.superseded = True  # a newer upload took over, or the run ended
+                return outcome
             retry = []
             for index, (line, payment) in enumerate(pending):
                 if 2 * index not in failed and 2 * index + 1 not in failed:
