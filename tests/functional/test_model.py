@@ -126,6 +126,7 @@ RULE_WEIGHTS = {
     "upload_batch_file": 7,
     "deliver_s3_event": 5,
     "step_batch_workflow": 14,
+    "reupload_mid_task": 4,
     "sweeper_runs": 2,
 }
 LIFECYCLE = {"RECEIVED": {"PROCESSING"}, "PROCESSING": FINAL}
@@ -339,6 +340,9 @@ class PaymentsModel(RuleBasedStateMachine):
         self.unpublished: list[dict[str, Any]] = []
         self.published: list[dict[str, Any]] = []
         self.queued_by_run: dict[str, set[str]] = {}  # payment ids each batch run queued
+        # Each batch's current run, and what each replaced run had stored when it was replaced.
+        self.current_run: dict[str, str] = {}
+        self.stored_when_replaced: dict[str, set[str]] = {}
         self.faults = Faults()
 
         self._saved_environ = dict(os.environ)
@@ -618,6 +622,46 @@ class PaymentsModel(RuleBasedStateMachine):
             return
         note(f"sweeper: {report.as_dict()}")
 
+    def _upload_file(
+        self,
+        batch_id: str,
+        header: tuple[str, ...],
+        rows: list[Any],
+        blank_after: int | None,
+        sequencer_length: int,
+    ) -> dict[str, Any]:
+        """Put a new version of ``incoming/<batch_id>.csv``; its S3 event."""
+        lines = [",".join(header)]
+        by_line: dict[int, tuple[str, Content] | None] = {}
+        for i, row in enumerate(rows):
+            if isinstance(row, tuple):
+                payment_id, content = row
+                values = {
+                    "payment_id": payment_id,
+                    "amount": str(content.amount),
+                    "currency": content.currency,
+                }
+                by_line[len(lines) + 1] = (payment_id, content)
+            else:
+                values = row
+                by_line[len(lines) + 1] = None
+            cells = [values.get(column.lower(), "note") for column in header]
+            lines.append(",".join(f'"{c}"' if c.startswith("1") else c for c in cells))
+            if blank_after == i:
+                lines.append("")
+        body = ("\n".join(lines) + "\n").encode()
+        key = f"incoming/{batch_id}.csv"
+        version = self.world.s3.put_object(Bucket=self.world.bucket, Key=key, Body=body)[
+            "VersionId"
+        ]
+        self.uploads[version] = Upload(
+            batch_id, version, len(self.uploads), by_line, bad_header=header == HEADERS[2]
+        )
+        event = s3_event(
+            self.world.bucket, key, version, len(body), sequencer_length=sequencer_length
+        )
+        return event
+
     # -- clients ----------------------------------------------------------------------------
     @rule(
         kind=st.sampled_from(("payment_id", "payment_id+key", "key", "anonymous")),
@@ -844,35 +888,7 @@ class PaymentsModel(RuleBasedStateMachine):
         """A new version of ``incoming/<batch_id>.csv``; its S3 event is delivered now, or
         waits (to arrive late, after a newer upload's). Its sequencer has any length S3 gives
         one, so uploads of one key compare sequencers of different lengths."""
-        lines = [",".join(header)]
-        by_line: dict[int, tuple[str, Content] | None] = {}
-        for i, row in enumerate(rows):
-            if isinstance(row, tuple):
-                payment_id, content = row
-                values = {
-                    "payment_id": payment_id,
-                    "amount": str(content.amount),
-                    "currency": content.currency,
-                }
-                by_line[len(lines) + 1] = (payment_id, content)
-            else:
-                values = row
-                by_line[len(lines) + 1] = None
-            cells = [values.get(column.lower(), "note") for column in header]
-            lines.append(",".join(f'"{c}"' if c.startswith("1") else c for c in cells))
-            if blank_after == i:
-                lines.append("")
-        body = ("\n".join(lines) + "\n").encode()
-        key = f"incoming/{batch_id}.csv"
-        version = self.world.s3.put_object(Bucket=self.world.bucket, Key=key, Body=body)[
-            "VersionId"
-        ]
-        self.uploads[version] = Upload(
-            batch_id, version, len(self.uploads), by_line, bad_header=header == HEADERS[2]
-        )
-        event = s3_event(
-            self.world.bucket, key, version, len(body), sequencer_length=sequencer_length
-        )
+        event = self._upload_file(batch_id, header, rows, blank_after, sequencer_length)
         if not (deliver and self._deliver_s3_event(event)):
             self.s3_events.append(event)
 
@@ -918,6 +934,52 @@ class PaymentsModel(RuleBasedStateMachine):
             f"batch task failed without a fault: {execution.error}"
         )
 
+    @precondition(lambda self: self._running())
+    @rule(
+        index=st.integers(0, 1000),
+        at=st.sampled_from(BATCH_CALLS),
+        skip=st.integers(0, 2),
+        header=st.sampled_from(HEADERS[:2]),
+        rows=st.lists(
+            st.tuples(st.sampled_from(PAYMENT_IDS), st.sampled_from(CSV_CONTENTS)), max_size=5
+        ),
+        sequencer_length=st.sampled_from(SEQUENCER_LENGTHS),
+        new_tasks=st.integers(0, 3),
+        chunk=st.integers(0, 1000),
+    )
+    def reupload_mid_task(
+        self,
+        index: int,
+        at: tuple[str, str],
+        skip: int,
+        header: tuple[str, ...],
+        rows: list[Any],
+        sequencer_length: int,
+        new_tasks: int,
+        chunk: int,
+    ) -> None:
+        """A corrected file of a running batch is uploaded, its event delivered and its first
+        ``new_tasks`` tasks run while one task of the older run is at its ``at`` call (a
+        re-upload landing at any step of the other run)."""
+        running = self._running()
+        execution = running[index % len(running)]
+        batch_id = execution.input["batch_id"]
+
+        def corrected_file() -> None:
+            event = self._upload_file(batch_id, header, rows, None, sequencer_length)
+            if not self._deliver_s3_event(event):
+                self.s3_events.append(event)
+                return
+            version = event["Records"][0]["s3"]["object"]["versionId"]
+            newer = next(e for e in self.executions.values() if e.input["version_id"] == version)
+            for i in range(new_tasks):
+                if newer.running:
+                    self._step(newer, chunk=chunk + i)
+            self._note_takeovers()
+
+        with interleave(aws.client(at[0]), at[1], corrected_file, skip=skip):
+            self._step(execution, chunk=chunk)
+
     # -- the sweeper ----------------------------------------------------------------------------
     @rule(ahead=st.sampled_from(("now", "stuck", "timed-out")), fault=faults(SWEEPER_CALLS))
     def sweeper_runs(self, ahead: str, fault: Fault | None) -> None:
@@ -952,6 +1014,32 @@ class PaymentsModel(RuleBasedStateMachine):
         payments = {p["payment_id"]: p for p in self.world.payments()}
         self.one_payment_per_request_and_as_answered(payments)
         self.batch_counters_add_up(payments)
+        self._note_takeovers(payments)
+        self.a_replaced_run_stores_nothing_more(payments)
+
+    def _note_takeovers(self, payments: dict[str, dict] | None = None) -> None:
+        """Remember what a run had stored when a newer upload's run replaced it (called at the
+        takeover itself when it happens inside another run's task)."""
+        if payments is None:
+            payments = {p["payment_id"]: p for p in self.world.payments()}
+        for summary in self.world.table_items(env.PROCESSING_STATUS_TABLE):
+            if summary["sk"] != "SUMMARY":
+                continue
+            batch_id, run = summary["batch_id"], summary["run"]
+            previous = self.current_run.get(batch_id)
+            if previous is not None and previous != run:
+                self.stored_when_replaced.setdefault(
+                    previous,
+                    {p for p, item in payments.items() if item.get("batch_run") == previous},
+                )
+            self.current_run[batch_id] = run
+
+    def a_replaced_run_stores_nothing_more(self, payments: dict[str, dict]) -> None:
+        for run, stored in self.stored_when_replaced.items():
+            now = {p for p, item in payments.items() if item.get("batch_run") == run}
+            assert now <= stored, (
+                f"run {run} stored {sorted(now - stored)} after a newer upload replaced it"
+            )
 
     def one_payment_per_request_and_as_answered(self, payments: dict[str, dict]) -> None:
         by_request = Counter(p.get("description") for p in payments.values())
