@@ -61,3 +61,37 @@ class TestStepFunctions:
         )
         uuid.UUID(described["name"])
         assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"a": 1})
+
+    def test_a_service_integration_calls_this_server_at_its_loopback_address(self, cloud):
+        """Stock moto's interpreter calls ``localhost:$MOTO_PORT``, which may be ``::1``."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_sqs,
+        )
+
+        client = state_task_service_sqs.boto_client_for("us-east-1", "sqs")
+        assert client.meta.endpoint_url == f"http://127.0.0.1:{cloud.port}"
+        url, _ = cloud.create_queue("from-a-workflow")
+        send = {
+            "StartAt": "Send",
+            "States": {
+                "Send": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::sqs:sendMessage",
+                    "Parameters": {"QueueUrl": url, "MessageBody": "sent by the workflow"},
+                    "End": True,
+                }
+            },
+        }
+        sfn = cloud.client("stepfunctions")
+        arn = sfn.create_state_machine(
+            name="sends", definition=json.dumps(send), roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/sfn"
+        )["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+        described = wait_for(
+            lambda: (
+                (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d
+            )
+        )
+        assert described["status"] == "SUCCEEDED"
+        messages = cloud.client("sqs").receive_message(QueueUrl=url)["Messages"]
+        assert [m["Body"] for m in messages] == ["sent by the workflow"]
