@@ -4,8 +4,6 @@ pickle's protocol."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 from botocore.exceptions import ClientError
 from localcloud_support import TablesKeyedByPk, record_calls
@@ -99,6 +97,7 @@ class TestParsedOnce(TablesKeyedByPk):
 class TestTreesCopied(TablesKeyedByPk):
     def test_an_update_expression_tree_is_copied_without_pickles_protocol(self, cloud, monkeypatch):
         """Stock moto copies each node of the tree through ``__reduce_ex__``."""
+        import copy
 
         from moto.dynamodb.parsing.ast_nodes import Node
         from moto.dynamodb.parsing.expressions import UpdateExpressionParser

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from localcloud_support import REGION, handler_zip, recorded, wait_for
+from localcloud_support import REGION, recorded, wait_for
 from streams_support import (
     HANDLER,
     batches,
@@ -254,5 +254,6 @@ class TestFailures:
 
 
 def _zip(source: str) -> bytes:
+    from localcloud_support import handler_zip
 
     return handler_zip(source)

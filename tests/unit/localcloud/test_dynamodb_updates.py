@@ -5,8 +5,6 @@ test_dynamodb_update_plans.py.)"""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 from botocore.exceptions import ClientError
 from localcloud_support import TablesKeyedByPk, record_calls
@@ -87,6 +85,7 @@ class TestUpdateCopies(TablesKeyedByPk):
     def test_an_update_copies_the_item_only_for_a_stream(self, cloud, monkeypatch):
         """Stock moto deep-copies the item before every update in a transaction, stream or not.
         (A plain UpdateItem request is copied once more for its ReturnValues; left as it is.)"""
+        import copy
 
         from moto.dynamodb.models.dynamo_type import Item
 

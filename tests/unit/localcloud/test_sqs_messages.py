@@ -4,9 +4,6 @@ digests."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from botocore.exceptions import ClientError
 from localcloud_support import ACCOUNT_ID, wait_for
@@ -109,6 +106,8 @@ class TestIndexedMessages:
         assert [m["Body"] for m in receive()] == ["after purge"]
 
     def test_a_long_poll_returns_when_a_message_arrives(self, cloud):
+        import threading
+        import time
 
         url, _ = cloud.create_queue("long-poll")
         sqs = cloud.client("sqs")
