@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 def _schedule(config: LocalCloudConfig, args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from localcloud import scheduler
+    from localcloud.services import scheduler
 
     try:
         if args.schedule_command == "run":

@@ -1,4 +1,6 @@
-"""A local API Gateway (REST, v1) that serves the API Terraform deployed into moto.
+"""A local API Gateway (REST, v1) that serves the API Terraform deployed into moto. It is
+one idea: the API as deployed and the requests served against it share every type and change
+together, so they stay in one module.
 
 There is no route table here: the gateway reads the REST APIs, resources, methods, integrations,
 stages, request validators and models, gateway responses, API keys and usage plans from the local

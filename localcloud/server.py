@@ -32,11 +32,11 @@ def serve(config: LocalCloudConfig) -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     from localcloud import patches
-    from localcloud.dynamodb_streams import StreamPoller
     from localcloud.gateway import Gateway
-    from localcloud.lambda_runner import LambdaRunner
-    from localcloud.scheduler import Scheduler
-    from localcloud.sqs_poller import SqsPoller
+    from localcloud.services.dynamodb_streams.poller import StreamPoller
+    from localcloud.services.lambda_.runner import LambdaRunner
+    from localcloud.services.scheduler import Scheduler
+    from localcloud.services.sqs.poller import SqsPoller
 
     runner = LambdaRunner(
         work_dir=Path(config.state_dir) / "lambda", endpoint_url=config.endpoint_url

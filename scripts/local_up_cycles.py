@@ -4,7 +4,7 @@ Each cycle runs ``python -m localcloud up`` (the server, the account stack, the 
 answering) and then ``down``, with the ports and state directory of the environment
 (``LOCALCLOUD_PORT``, ``LOCALCLOUD_GATEWAY_PORT``, ``LOCALCLOUD_STATE_DIR``). It prints each
 cycle's ``up`` time and how many requests the server answered as retries of an earlier attempt
-(``localcloud.control_plane``: a write that took effect is never carried out twice), stops at the
+(``localcloud.services.core``: a write that took effect is never carried out twice), stops at the
 first failure with the tail of that cycle's output and exit code 1, and ends with the minimum,
 median and maximum ``up`` times. Each cycle's full output is kept in ``--logs``.
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from localcloud.config import LocalCloudConfig, LocalCloudError  # noqa: E402
 
-# What localcloud.control_plane logs when it answers a retry with the first attempt's answer.
+# What localcloud.services.core logs when it answers a retry with the first attempt's answer.
 REPLAY_MARK = "answered with its first attempt's"
 # A cycle that takes longer than this has hung (a fresh `up` takes about 2.5 minutes).
 UP_TIMEOUT_SECONDS = 15 * 60

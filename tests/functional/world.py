@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 from payments import env
 
-from localcloud.patches import isolate_dynamodb_transactions
+from localcloud.services.dynamodb.transactions import isolate_transactions
 
 REGION = "us-east-1"
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -467,7 +467,7 @@ class CallCounter:
 def serialized_moto_transactions() -> Iterator[None]:
     """Run moto's TransactWriteItems one at a time, as DynamoDB isolates transactions (the local
     cloud applies the same patch; its docstring says why)."""
-    undo = isolate_dynamodb_transactions()
+    undo = isolate_transactions()
     try:
         yield
     finally:

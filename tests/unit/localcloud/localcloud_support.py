@@ -191,9 +191,9 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     from localcloud import patches
-    from localcloud.dynamodb_streams import StreamPoller
-    from localcloud.lambda_runner import LambdaRunner
-    from localcloud.sqs_poller import SqsPoller
+    from localcloud.services.dynamodb_streams.poller import StreamPoller
+    from localcloud.services.lambda_.runner import LambdaRunner
+    from localcloud.services.sqs.poller import SqsPoller
 
     _import_patched_packages()
     snapshot = _snapshot()
@@ -235,6 +235,19 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
         else:
             os.environ["MOTO_PORT"] = saved_moto_port
         werkzeug.setLevel(werkzeug_level)
+
+
+class TablesKeyedByPk:
+    """For test classes whose tests create tables keyed by a string ``pk``."""
+
+    def _table(self, dynamodb, name, **extra):
+        dynamodb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            **extra,
+        )
 
 
 def record_calls(monkeypatch: Any, owner: type, name: str) -> list[tuple[Any, ...]]:

@@ -1,4 +1,5 @@
-"""``localcloud.dynamodb_updates`` against moto's own update path, on random expressions and items.
+"""``localcloud.services.dynamodb.update_plans`` against moto's own update path, on random
+expressions and items.
 
 The direct path may decline an update (``NotSimple``, the item untouched: moto then applies it);
 when it applies one, moto must accept the same update and produce the same item.
@@ -18,7 +19,7 @@ from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.dynamodb.parsing.validators import UpdateExpressionValidator
 
-from localcloud import dynamodb_updates as updates
+from localcloud.services.dynamodb import update_plans as updates
 
 # Attribute names an expression may touch: the table's keys, an index key, plain attributes and
 # reserved words (which moto refuses bare).

@@ -5,7 +5,8 @@ invokes the function once per batch, deletes the messages of a successful batch 
 mapping has ``ReportBatchItemFailures``, keeps only the items the function names in
 ``batchItemFailures``. Kept messages become visible again when their visibility timeout expires,
 and moto's ``ReceiveMessage`` moves a message to the DLQ once it has been received
-``maxReceiveCount`` times — the redrive behaviour of SQS itself.
+``maxReceiveCount`` times — the redrive behaviour of SQS itself. ``event_sources_by_poller`` (at
+the end) takes moto's own inline delivery out of ``SendMessage``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import base64
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from localcloud.lambda_runner import MAX_WORKERS_PER_FUNCTION
+from localcloud.services.lambda_.runner import MAX_WORKERS_PER_FUNCTION
+from localcloud.services.sqs.messages import indexed_messages
 
 log = logging.getLogger("localcloud.sqs")
 
@@ -172,8 +175,6 @@ class SqsPoller:
     def _has_visible(account: str, region: str, mapping: Any) -> bool:
         from moto.sqs.models import sqs_backends
 
-        from localcloud.patches import indexed_messages
-
         try:
             queue = sqs_backends[account][region].get_queue(mapping.event_source_arn.split(":")[5])
         except Exception:  # the queue was deleted under the mapping
@@ -239,3 +240,31 @@ class SqsPoller:
             log.info(
                 "%d of %d messages from %s reported as failed", len(keep), len(messages), queue.name
             )
+
+
+def event_sources_by_poller(on_message: Callable[[], None]) -> None:
+    """Deliver SQS messages to Lambda from a poller, not inside ``SendMessage``.
+
+    moto invokes the function synchronously inside the sender's request, one message per event,
+    ignores ``batchItemFailures`` and never retries. The poller above polls like the Lambda
+    service: batches, partial batch responses, visibility timeout, redrive to the DLQ.
+    """
+    from moto.sqs.models import DEDUPLICATION_TIME_IN_SECONDS, Queue
+
+    def add_message(self: Queue, message: Any) -> None:
+        # moto's own add_message minus its inline Lambda delivery (FIFO deduplication kept).
+        if self.fifo_queue and (
+            self.attributes.get("ContentBasedDeduplication") == "true" or message.deduplication_id
+        ):
+            for existing in self._messages:
+                if existing.deduplication_id == message.deduplication_id:
+                    age = (message.sent_timestamp - existing.sent_timestamp) / 1000
+                    if age < DEDUPLICATION_TIME_IN_SECONDS:
+                        return
+        with self._messages_lock:
+            self._messages.append(message)
+            self._messages_lock.notify_all()
+        if self.lambda_event_source_mappings:
+            on_message()
+
+    Queue.add_message = add_message

@@ -1,6 +1,6 @@
 """Run Lambda functions from the zip (and layers) that Terraform uploaded to moto.
 
-Each function gets a small pool of warm worker subprocesses (``localcloud._worker``): the
+Each function gets a small pool of warm worker subprocesses (``_worker.py`` beside this file): the
 environment variables differ per function and ``os.environ`` is global to a process, so the
 handlers cannot share the local cloud's own interpreter. A worker is reused across invocations,
 like a warm Lambda execution environment, and replaced when the function's code or configuration

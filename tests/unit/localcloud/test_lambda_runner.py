@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from localcloud_support import handler_zip, zip_of
 
-from localcloud.lambda_runner import FunctionSpec, LambdaRunner
+from localcloud.services.lambda_.runner import FunctionSpec, LambdaRunner
 
 ACCOUNT_ARN = "arn:aws:lambda:eu-west-1:123456789012"
 

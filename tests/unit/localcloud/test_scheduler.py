@@ -12,7 +12,7 @@ from localcloud_support import RECORDING_HANDLER, recorded, wait_for
 
 from localcloud.__main__ import main
 from localcloud.config import LocalCloudConfig, LocalCloudError
-from localcloud.scheduler import (
+from localcloud.services.scheduler import (
     Cron,
     ScheduleError,
     Scheduler,

@@ -13,9 +13,9 @@ from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.serialize import XFormedAttributePicker, get_serializer_class
 from moto.core.utils import get_service_model
 
-from localcloud import patches
+from localcloud.services.dynamodb import serialization
 
-pytestmark = pytest.mark.xdist_group("localcloud-patches")
+pytestmark = pytest.mark.xdist_group("localcloud-dynamodb-serialization")
 
 scalars = st.one_of(
     st.text(max_size=5).map(lambda s: {"S": s}),
@@ -64,7 +64,7 @@ def test_items_as_stored_serialize_exactly_as_motos_walk_does(batch, single):
         },
     }
     walked = {operation: body(operation, result) for operation, result in results.items()}
-    undo = patches._dynamodb_attribute_values_as_sent()
+    undo = serialization.attribute_values_as_sent()
     try:
         direct = {operation: body(operation, result) for operation, result in results.items()}
     finally:
@@ -73,10 +73,10 @@ def test_items_as_stored_serialize_exactly_as_motos_walk_does(batch, single):
 
 
 def test_wire_ready_values_are_exactly_the_binary_free_ones():
-    assert patches._wire_ready({"M": {"h": {"L": [{"S": "a"}, {"N": "1"}, {"NULL": True}]}}})
-    assert not patches._wire_ready({"M": {"h": {"L": [{"B": "AAEC"}]}}})
-    assert not patches._wire_ready({"S": "a", "N": "1"})  # two types: moto's way
-    assert not patches._wire_ready({"N": 1})  # not a string
+    assert serialization._wire_ready({"M": {"h": {"L": [{"S": "a"}, {"N": "1"}, {"NULL": True}]}}})
+    assert not serialization._wire_ready({"M": {"h": {"L": [{"B": "AAEC"}]}}})
+    assert not serialization._wire_ready({"S": "a", "N": "1"})  # two types: moto's way
+    assert not serialization._wire_ready({"N": 1})  # not a string
 
 
 def test_a_batch_of_payments_is_answered_without_walking_their_attributes(monkeypatch):
@@ -90,7 +90,7 @@ def test_a_batch_of_payments_is_answered_without_walking_their_attributes(monkey
     walk = body("BatchGetItem", result)
     assert len(walked) > 50 * 10
     walked.clear()
-    undo = patches._dynamodb_attribute_values_as_sent()
+    undo = serialization.attribute_values_as_sent()
     try:
         assert body("BatchGetItem", result) == walk
     finally:
@@ -141,7 +141,7 @@ def test_requests_parse_exactly_as_motos_walk_does(batch, value):
         "BatchWriteItem": {"RequestItems": {"t": [{"PutRequest": {"Item": i}} for i in batch]}},
     }
     walked = {operation: parameters(operation, request) for operation, request in requests.items()}
-    undo = patches._dynamodb_attribute_values_as_sent()
+    undo = serialization.attribute_values_as_sent()
     try:
         direct = {op: parameters(op, request) for op, request in requests.items()}
     finally:
@@ -159,7 +159,7 @@ def test_a_chunks_transaction_is_read_without_walking_its_attributes(monkeypatch
     walk = parameters("TransactWriteItems", request)
     assert [shape.name for _, shape, _ in calls].count("AttributeValue") == 50 * 3
     calls.clear()
-    undo = patches._dynamodb_attribute_values_as_sent()
+    undo = serialization.attribute_values_as_sent()
     try:
         assert parameters("TransactWriteItems", request) == walk
     finally:

@@ -1,9 +1,10 @@
 """One warm Lambda execution environment: a subprocess that runs one function's handler.
 
-Started by ``localcloud.lambda_runner`` with the function's environment already in ``os.environ``
-and ``sys.path`` arguments for the extracted code and layers. It reads one JSON request per line on
-stdin and writes one JSON reply per line on a private copy of the original stdout; the handler's own
-``print`` and logging go to stderr, which the parent forwards to the local cloud's log.
+Started by ``localcloud.services.lambda_.runner`` with the function's environment already in
+``os.environ`` and ``sys.path`` arguments for the extracted code and layers. It reads one JSON
+request per line on stdin and writes one JSON reply per line on a private copy of the original
+stdout; the handler's own ``print`` and logging go to stderr, which the parent forwards to the
+local cloud's log.
 
 Only the standard library is imported here before the handler: the handler must find its
 dependencies in its own zip and layers, as it would in Lambda.

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from localcloud_support import RECORDING_HANDLER, REGION, recorded, wait_for
 
-from localcloud import sqs_poller
-from localcloud.sqs_poller import failed_item_ids
+from localcloud.services.sqs import poller as sqs_poller
+from localcloud.services.sqs.poller import failed_item_ids
 
 pytestmark = pytest.mark.xdist_group("localcloud-sqs-poller")
 
@@ -189,3 +190,20 @@ class TestDelivery:
             }
         }
         assert record["receiptHandle"]
+
+
+class TestSendMessage:
+    def test_fifo_content_based_deduplication_still_applies(self, cloud):
+        url, _ = cloud.create_queue(
+            "dedup.fifo", FifoQueue="true", ContentBasedDeduplication="true"
+        )
+        sqs = cloud.client("sqs")
+        for _ in range(2):
+            sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+        read = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        assert read["Attributes"]["ApproximateNumberOfMessages"] == "1"
+        plain, _ = cloud.create_queue("no-dedup.fifo", FifoQueue="true")
+        with pytest.raises(ClientError):
+            sqs.send_message(QueueUrl=plain, MessageBody="x", MessageGroupId="g")

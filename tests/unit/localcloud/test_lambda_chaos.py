@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
-from localcloud import _chaos
+from localcloud.services.lambda_ import _chaos
 
 
 def test_settings_are_fractions_and_unknown_names_are_refused():
@@ -74,7 +74,7 @@ def test_every_faulted_call_is_a_throttle_a_500_or_a_timeout_after_it_took_effec
 def test_a_kill_ends_the_process_like_a_lost_execution_environment():
     code = (
         "import sys; sys.path.insert(0, '.');"
-        "from localcloud import _chaos; _chaos.install('kills=1');"
+        "from localcloud.services.lambda_ import _chaos; _chaos.install('kills=1');"
         "import boto3;"
         "boto3.client('sts', region_name='us-east-1', endpoint_url='http://127.0.0.1:9',"
         " aws_access_key_id='x', aws_secret_access_key='x').get_caller_identity()"

@@ -13,8 +13,8 @@ path twice, the attribute definitions' types, operands present and of the right 
 size) and applies the actions with moto's own ``DynamoType`` arithmetic. Anything else, and
 anything those checks find wrong, raises ``NotSimple`` *before* the item changes: the caller then
 hands the request to moto, which applies it or raises its own error for it. Both give the same
-item (``tests/unit/localcloud/test_localcloud_dynamodb_updates.py`` checks that on random
-expressions and items).
+item (``tests/unit/localcloud/test_dynamodb_update_plans.py`` checks that on random
+expressions and items). ``localcloud.services.dynamodb.updates`` routes ``UpdateItem`` here.
 """
 
 from __future__ import annotations

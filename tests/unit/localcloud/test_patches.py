@@ -7,7 +7,7 @@ from localcloud_support import patched_cloud
 
 from localcloud import patches
 
-pytestmark = pytest.mark.xdist_group("localcloud-isolation")
+pytestmark = pytest.mark.xdist_group("localcloud-patches")
 
 
 def test_patches_apply_inside_and_are_undone_after(tmp_path):
