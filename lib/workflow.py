@@ -102,9 +102,12 @@ class Workflow(Construct):
                     actions=["lambda:InvokeFunction"],
                     resources=[tasks_function_arn, f"{tasks_function_arn}:*"],
                 ),
+                # The failure path: the FAILED status and its audit entry in one transaction
+                # (authorised by its items' UpdateItem and PutItem), then a read of the summary
+                # when the transaction was cancelled.
                 statement(
                     sid="UpdateBatchStatus",
-                    actions=["dynamodb:UpdateItem"],
+                    actions=["dynamodb:UpdateItem", "dynamodb:GetItem"],
                     resources=[status_table_arn],
                 ),
                 statement(

@@ -2,19 +2,21 @@
 
 Pure Python, no cdktf import: the stack json-encodes the dict and the runtime tests execute the
 very same definition in moto. Only states both Step Functions and moto's interpreter run are used
-(Task with lambda:invoke / dynamodb:updateItem / dynamodb:putItem, Choice, inline Map, Succeed,
-Fail, Retry/Catch).
+(Task with lambda:invoke / dynamodb:getItem / the AWS SDK's dynamodb:transactWriteItems, Choice,
+inline Map, Succeed, Fail, Retry/Catch).
 
     Register (+ plan) -> [superseded or rejected?] -> Chunks: Map(ProcessChunk), at most
         MaxConcurrency at once -> Finalize -> Succeeded
-        platform failure -> MarkFailed (DynamoDB) -> AuditFailure (DynamoDB) -> Failed
+        platform failure -> MarkFailed (one DynamoDB transaction: status + audit entry) -> Failed
+                            (cancelled: FailedRun, CheckFailed reads the summary -> Failed or
+                             Succeeded)
 
 Register plans the file (each chunk's byte range, first line, and its duplicate lines, stored in
 DynamoDB) and returns the chunks as small Map items; each iteration processes one chunk with the
 tasks' Retry, and a chunk that still fails fails the Map, which the Map's Catch sends to
 MarkFailed (an iteration's Catch could only lead to a state inside the iteration).
 
-Nothing here publishes: every outcome is an audit entry (written by the tasks, or by AuditFailure)
+Nothing here publishes: every outcome is an audit entry (written by the tasks, or by MarkFailed)
 and the audit log's outbox publishes ``batch.completed`` / ``batch.failed``. A file the contract
 rejects (no header) and a run superseded by a newer upload are successful executions: only the
 platform failing fails an execution (and trips the ExecutionsFailed alarm).
@@ -123,6 +125,93 @@ def _invoke(
     return state
 
 
+_SUMMARY_KEY = {
+    "pk": {"S.$": "States.Format('BATCH#{}', $$.Execution.Input.batch_id)"},
+    "sk": {"S": "SUMMARY"},
+}
+# Errors of the AWS SDK integration are named ``DynamoDb.<Exception>`` (the optimized
+# integrations' ``DynamoDB.``): its throttling and server errors, retried like the others.
+_SDK_TRANSACTION_CANCELLED = "DynamoDb.TransactionCanceledException"
+_SDK_RETRY = [
+    {
+        "ErrorEquals": [
+            "DynamoDb.ProvisionedThroughputExceededException",
+            "DynamoDb.ThrottlingException",
+            "DynamoDb.RequestLimitExceededException",
+            "DynamoDb.InternalServerErrorException",
+            "DynamoDb.TransactionInProgressException",
+        ],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 6,
+        "BackoffRate": 2.0,
+    }
+]
+_CANCELLED_RETRY = {
+    "ErrorEquals": [_SDK_TRANSACTION_CANCELLED],
+    "IntervalSeconds": 1,
+    "MaxAttempts": 3,
+    "BackoffRate": 2.0,
+}
+
+
+def _mark_failed_update(status_table_name: str) -> dict[str, Any]:
+    """The summary's FAILED status, leaving the running-index: this run's summary while it runs,
+    or, when Register failed before writing one, no summary yet or an older upload's (a newer
+    upload takes over). Clients see a stable code and a plain sentence; the error's cause (a
+    stack trace, paths, ARNs) stays in the execution history and the logs."""
+    return {
+        "TableName": status_table_name,
+        "Key": _SUMMARY_KEY,
+        "UpdateExpression": (
+            "SET #status = :failed, reason_code = :code, #reason = :reason, "
+            "#error = :error, #run = :run, version_id = :run, batch_id = :batch_id, "
+            "sequencer = :sequencer, updated_at = :now, "
+            "finished_at = :now REMOVE running"
+        ),
+        "ConditionExpression": (
+            "attribute_not_exists(pk) OR (#run = :run AND #status = :processing) OR "
+            "(#run <> :run AND (attribute_not_exists(sequencer) OR "
+            "sequencer < :sequencer))"
+        ),
+        "ExpressionAttributeNames": {
+            "#status": "status",
+            "#reason": "reason",
+            "#error": "error",
+            "#run": "run",
+        },
+        "ExpressionAttributeValues": {
+            ":failed": {"S": "FAILED"},
+            ":processing": {"S": "PROCESSING"},
+            ":code": {"S": PROCESSING_ERROR},
+            ":reason": {"S": PROCESSING_ERROR_REASON},
+            ":error": {"S.$": "$.error.Error"},
+            ":run": {"S.$": "$$.Execution.Input.version_id"},
+            ":sequencer": {"S.$": "$$.Execution.Input.sequencer"},
+            ":batch_id": {"S.$": "$$.Execution.Input.batch_id"},
+            ":now": {"S.$": "$$.State.EnteredTime"},
+        },
+    }
+
+
+def _failure_audit_put(audit_table_name: str) -> dict[str, Any]:
+    """The audit entry of the run's failure (the outbox record of batch.failed), keyed per run:
+    insert-only, so a transaction that already committed cannot write it twice."""
+    return {
+        "TableName": audit_table_name,
+        "Item": {
+            "entity_id": {"S.$": "States.Format('BATCH#{}', $$.Execution.Input.batch_id)"},
+            "sk": {"S.$": "States.Format('{}#FAILED', $$.Execution.Input.version_id)"},
+            "event": {"S": "batch.failed"},
+            "run": {"S.$": "$$.Execution.Input.version_id"},
+            "at": {"S.$": "$$.State.EnteredTime"},
+            "reason_code": {"S": PROCESSING_ERROR},
+            "reason": {"S": PROCESSING_ERROR_REASON},
+            "error": {"S.$": "$.error.Error"},
+        },
+        "ConditionExpression": "attribute_not_exists(entity_id)",
+    }
+
+
 def batch_workflow_definition(
     *,
     tasks_function_arn: str,
@@ -170,96 +259,99 @@ def batch_workflow_definition(
             "Finalize": invoke("finalize", "Succeeded"),
             "Succeeded": {"Type": "Succeed"},
             # The batch record is written by the workflow itself, so a failure is recorded even
-            # when the Lambda function is what failed. The run condition stops a superseded run
-            # from failing a newer upload of the same batch_id.
+            # when the Lambda function is what failed: the FAILED status and its audit entry (the
+            # outbox record of batch.failed) in one transaction, so neither lands without the
+            # other whatever fails in between (a throttled retry, a task timeout, the
+            # execution's timeout). The run condition stops a superseded run from failing a
+            # newer upload of the same batch_id.
             "MarkFailed": {
                 "Type": "Task",
-                "Resource": _integration(partition, "dynamodb", "updateItem"),
+                "Resource": _integration(partition, "aws-sdk:dynamodb", "transactWriteItems"),
                 "TimeoutSeconds": DYNAMODB_TASK_TIMEOUT_SECONDS,
                 "Parameters": {
-                    "TableName": status_table_name,
-                    "Key": {
-                        "pk": {"S.$": "States.Format('BATCH#{}', $$.Execution.Input.batch_id)"},
-                        "sk": {"S": "SUMMARY"},
-                    },
-                    # Clients see a stable code and a plain sentence; the error's cause (a stack
-                    # trace, paths, ARNs) stays in the execution history and the logs.
-                    "UpdateExpression": (
-                        "SET #status = :failed, reason_code = :code, #reason = :reason, "
-                        "#error = :error, #run = :run, version_id = :run, batch_id = :batch_id, "
-                        "sequencer = :sequencer, updated_at = :now, "
-                        "finished_at = :now REMOVE running"
-                    ),
-                    # This run's summary while it runs; or, when Register failed before writing
-                    # one, no summary yet or an older upload's (a newer upload takes over).
-                    "ConditionExpression": (
-                        "attribute_not_exists(pk) OR (#run = :run AND #status = :processing) OR "
-                        "(#run <> :run AND (attribute_not_exists(sequencer) OR "
-                        "sequencer < :sequencer))"
-                    ),
-                    "ExpressionAttributeNames": {
-                        "#status": "status",
-                        "#reason": "reason",
-                        "#error": "error",
-                        "#run": "run",
-                    },
-                    "ExpressionAttributeValues": {
-                        ":failed": {"S": "FAILED"},
-                        ":processing": {"S": "PROCESSING"},
-                        ":code": {"S": PROCESSING_ERROR},
-                        ":reason": {"S": PROCESSING_ERROR_REASON},
-                        ":error": {"S.$": "$.error.Error"},
-                        ":run": {"S.$": "$$.Execution.Input.version_id"},
-                        ":sequencer": {"S.$": "$$.Execution.Input.sequencer"},
-                        ":batch_id": {"S.$": "$$.Execution.Input.batch_id"},
-                        ":now": {"S.$": "$$.State.EnteredTime"},
-                    },
+                    "TransactItems": [
+                        {"Update": _mark_failed_update(status_table_name)},
+                        {"Put": _failure_audit_put(audit_table_name)},
+                    ]
                 },
-                "Retry": _RETRY,
-                # A newer upload replaced this run, or the run already ended (the sweeper
-                # marked it TIMED_OUT): nothing is left to mark.
+                # A cancelled transaction is retried a few times (a conflict with another
+                # write of the summary clears at once), then read back: a failed condition
+                # (superseded, already ended, or this very transaction committed before its
+                # answer was lost) is what CheckFailed tells apart.
+                "Retry": [_CANCELLED_RETRY, *_SDK_RETRY],
                 "Catch": [
                     {
-                        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
+                        "ErrorEquals": [_SDK_TRANSACTION_CANCELLED],
                         "ResultPath": None,
-                        "Next": "Succeeded",
-                    }
-                ],
-                "ResultPath": None,
-                "Next": "AuditFailure",
-            },
-            # The audit entry is the outbox record of batch.failed; its key is per run, so a
-            # retry finds it written (the condition) and carries on.
-            "AuditFailure": {
-                "Type": "Task",
-                "Resource": _integration(partition, "dynamodb", "putItem"),
-                "TimeoutSeconds": DYNAMODB_TASK_TIMEOUT_SECONDS,
-                "Parameters": {
-                    "TableName": audit_table_name,
-                    "Item": {
-                        "entity_id": {
-                            "S.$": "States.Format('BATCH#{}', $$.Execution.Input.batch_id)"
-                        },
-                        "sk": {"S.$": "States.Format('{}#FAILED', $$.Execution.Input.version_id)"},
-                        "event": {"S": "batch.failed"},
-                        "run": {"S.$": "$$.Execution.Input.version_id"},
-                        "at": {"S.$": "$$.State.EnteredTime"},
-                        "reason_code": {"S": PROCESSING_ERROR},
-                        "reason": {"S": PROCESSING_ERROR_REASON},
-                        "error": {"S.$": "$.error.Error"},
-                    },
-                    "ConditionExpression": "attribute_not_exists(entity_id)",
-                },
-                "Retry": _RETRY,
-                "Catch": [
-                    {
-                        "ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"],
-                        "ResultPath": None,
-                        "Next": "Failed",
+                        "Next": "FailedRun",
                     }
                 ],
                 "ResultPath": None,
                 "Next": "Failed",
+            },
+            # The run and its upload order where the Choice can compare them (its paths are the
+            # state's, not the execution's input).
+            "FailedRun": {
+                "Type": "Pass",
+                "Parameters": {
+                    "run.$": "$$.Execution.Input.version_id",
+                    "sequencer.$": "$$.Execution.Input.sequencer",
+                },
+                "ResultPath": "$.failed_run",
+                "Next": "CheckFailed",
+            },
+            "CheckFailed": {
+                "Type": "Task",
+                "Resource": _integration(partition, "dynamodb", "getItem"),
+                "TimeoutSeconds": DYNAMODB_TASK_TIMEOUT_SECONDS,
+                "Parameters": {
+                    "TableName": status_table_name,
+                    "Key": _SUMMARY_KEY,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#run, #status, sequencer",
+                    "ExpressionAttributeNames": {"#run": "run", "#status": "status"},
+                },
+                "Retry": _RETRY,
+                "ResultPath": "$.summary",
+                "Next": "FailedOrSuperseded",
+            },
+            # What the summary says once MarkFailed could not write: this run FAILED (its own
+            # transaction, or the sweeper's TIMED_OUT) fails the execution; a run that completed
+            # meanwhile, or a newer upload's run, leaves nothing to mark. A run still in
+            # progress, no summary at all, or an older upload's summary mean the transaction
+            # never got through: the execution fails unrecorded, and the sweeper times a
+            # registered run out (its own status change and audit entry, one transaction).
+            "FailedOrSuperseded": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Not": {"Variable": "$.summary.Item", "IsPresent": True}, "Next": "Failed"},
+                    {
+                        "And": [
+                            {
+                                "Variable": "$.summary.Item.run.S",
+                                "StringEqualsPath": "$.failed_run.run",
+                            },
+                            {"Variable": "$.summary.Item.status.S", "StringEquals": "COMPLETED"},
+                        ],
+                        "Next": "Succeeded",
+                    },
+                    {
+                        "Variable": "$.summary.Item.run.S",
+                        "StringEqualsPath": "$.failed_run.run",
+                        "Next": "Failed",
+                    },
+                    {
+                        "Or": [
+                            {"Not": {"Variable": "$.summary.Item.sequencer", "IsPresent": True}},
+                            {
+                                "Variable": "$.summary.Item.sequencer.S",
+                                "StringLessThanPath": "$.failed_run.sequencer",
+                            },
+                        ],
+                        "Next": "Failed",
+                    },
+                ],
+                "Default": "Succeeded",
             },
             "Failed": {
                 "Type": "Fail",

@@ -11,8 +11,9 @@
 - ``WeightedRules``: the next rule drawn by weight among those whose preconditions hold.
 - ``Workflow``: the batch workflow's states executed one task at a time with the semantics of
   lib/workflow_definition.py (Choice, the Map's iterations in any order, Retry on its transient
-  errors per iteration, Catch -> MarkFailed -> AuditFailure with the definition's own DynamoDB
-  parameters), so a test can interleave runs and the chunks of one run.
+  errors per iteration, Catch -> MarkFailed's transaction -> CheckFailed -> its Choice, with the
+  definition's own DynamoDB parameters and Retry), so a test can interleave runs and the chunks
+  of one run, and fault the failure path's own calls.
 """
 
 from __future__ import annotations
@@ -72,15 +73,22 @@ RUNTIME_CALLS: dict[str, tuple[str, ...]] = {
     "ssm": ("GetParameter",),
     "stepfunctions": ("StartExecution",),
 }
+# Step Functions' own DynamoDB calls (the failure path's), faulted apart from the runtime's.
+STATES_DYNAMODB = "states-dynamodb"
 _THROTTLE_CODES = {
     "dynamodb": ("ProvisionedThroughputExceededException", 400),
+    STATES_DYNAMODB: ("ProvisionedThroughputExceededException", 400),
     "sqs": ("RequestThrottled", 400),
     "sns": ("Throttling", 400),
     "s3": ("SlowDown", 503),
     "ssm": ("ThrottlingException", 400),
     "stepfunctions": ("ThrottlingException", 400),
 }
-_SERVER_CODES = {"dynamodb": "InternalServerError", "ssm": "InternalServerError"}
+_SERVER_CODES = {
+    "dynamodb": "InternalServerError",
+    STATES_DYNAMODB: "InternalServerError",
+    "ssm": "InternalServerError",
+}
 
 
 class Crash(BaseException):
@@ -295,6 +303,17 @@ def workflow_definition(status_table: str, audit_table: str) -> dict[str, Any]:
     )
 
 
+_MISSING = object()
+
+
+class _StepFailed(Exception):
+    """A service-integration state failed for good, with Step Functions' error name."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 REGISTER, CHUNK, FINALIZE, SUCCEEDED, FAILED = (
     "register",
     "process_chunk",
@@ -327,8 +346,9 @@ class Workflow:
     """Step Functions' side of the batch workflow, one state at a time.
 
     The task states call the real batch-tasks handler; a task error named in the definition's
-    Retry is retried (up to its MaxAttempts), any other goes to MarkFailed / AuditFailure, whose
-    DynamoDB parameters are taken from the definition and resolved like Step Functions does.
+    Retry is retried (up to its MaxAttempts), any other goes to the failure path (MarkFailed,
+    CheckFailed), whose DynamoDB parameters are taken from the definition and resolved like
+    Step Functions does; ``dynamodb`` is Step Functions' own client (faults can be attached).
     """
 
     def __init__(self, definition: dict[str, Any], dynamodb: Any) -> None:
@@ -415,18 +435,97 @@ class Workflow:
             execution.state = output
             execution.position = SUCCEEDED
 
+    def fail(self, execution: Execution, error: str) -> None:
+        """The current task fails for good with ``error``: the Catch path runs (the Map's
+        Catch stops the other iterations)."""
+        assert execution.running
+        execution.steps += 1
+        execution.pending = []
+        execution.error = error
+        self._mark_failed(execution, error)
+
     def _mark_failed(self, execution: Execution, error: str) -> None:
-        context = {"error": {"Error": error}}
-        for state_name, call in (("MarkFailed", "update_item"), ("AuditFailure", "put_item")):
-            params = self._resolve(self.states[state_name]["Parameters"], execution, context)
-            try:
-                getattr(self.dynamodb, call)(**params)
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                execution.position = SUCCEEDED if state_name == "MarkFailed" else FAILED
+        """The Catch path: MarkFailed's transaction (the FAILED status and its audit entry),
+        retried as its Retry says; when it stays cancelled, CheckFailed's read of the summary
+        and the FailedOrSuperseded Choice decide. A call of Step Functions' own that fails
+        otherwise, or whose answer is lost, fails the execution there (no Catch)."""
+        context: dict[str, Any] = {"error": {"Error": error}}
+        mark = self.states["MarkFailed"]
+        params = self._resolve(mark["Parameters"], execution, context)
+        try:
+            self._call(mark, "DynamoDb", lambda: self.dynamodb.transact_write_items(**params))
+        except _StepFailed as failed:
+            caught = [c for c in mark.get("Catch", []) if failed.error in c["ErrorEquals"]]
+            if not caught:
+                execution.position = FAILED
                 return
-        execution.position = FAILED
+        else:
+            execution.position = FAILED
+            return
+        # The Pass state the Catch leads to, then the read of the summary.
+        passed = self.states[caught[0]["Next"]]
+        assert passed["Type"] == "Pass", passed
+        context[passed["ResultPath"][2:]] = self._resolve(passed["Parameters"], execution, context)
+        check = self.states[passed["Next"]]
+        key = self._resolve(check["Parameters"], execution, context)
+        try:
+            answer = self._call(check, "DynamoDB", lambda: self.dynamodb.get_item(**key))
+        except _StepFailed:
+            execution.position = FAILED
+            return
+        choice = self.states[check["Next"]]
+        data = {**context, "summary": {k: v for k, v in answer.items() if k == "Item"}}
+        execution.position = next(
+            (c["Next"] for c in choice["Choices"] if self._holds(c, execution, data)),
+            choice["Default"],
+        )
+
+    def _call(self, state: dict[str, Any], service: str, call: Callable[[], Any]) -> Any:
+        """One service-integration call with the state's Retry; ``_StepFailed`` with Step
+        Functions' error name when it fails for good."""
+        attempts: dict[int, int] = {}
+        while True:
+            try:
+                return call()
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                name = f"{service}.{code}"
+                if not name.endswith("Exception"):
+                    name += "Exception"  # how Step Functions names a service's errors
+            except (ReadTimeoutError, Crash):
+                raise _StepFailed("States.Timeout") from None
+            for index, retrier in enumerate(state.get("Retry", [])):
+                if name in retrier["ErrorEquals"]:
+                    if attempts.get(index, 0) < retrier["MaxAttempts"]:
+                        attempts[index] = attempts.get(index, 0) + 1
+                        break
+                    raise _StepFailed(name) from None
+            else:
+                raise _StepFailed(name) from None
+
+    def _holds(self, rule: dict[str, Any], execution: Execution, data: dict[str, Any]) -> bool:
+        """A Choice rule, for the comparisons the definition uses."""
+        if "And" in rule:
+            return all(self._holds(r, execution, data) for r in rule["And"])
+        if "Or" in rule:
+            return any(self._holds(r, execution, data) for r in rule["Or"])
+        if "Not" in rule:
+            return not self._holds(rule["Not"], execution, data)
+        try:
+            value = self._evaluate(rule["Variable"], execution, data)
+        except KeyError:
+            value = _MISSING
+        if "IsPresent" in rule:
+            return (value is not _MISSING) == rule["IsPresent"]
+        if value is _MISSING:
+            return False  # a comparison with a missing variable fails the state in AWS
+        if "StringEquals" in rule:
+            return value == rule["StringEquals"]
+        if "StringEqualsPath" in rule:
+            return value == self._evaluate(rule["StringEqualsPath"], execution, data)
+        if "StringLessThanPath" in rule:
+            return value < self._evaluate(rule["StringLessThanPath"], execution, data)
+        raise AssertionError(f"the model does not evaluate the Choice rule {rule}")
 
     def _resolve(
         self, value: Any, execution: Execution, context: dict[str, Any], *, item: Any = None

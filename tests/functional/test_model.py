@@ -63,6 +63,7 @@ from payments.errors import TransientError
 from tests.functional.model_support import (
     CRASH,
     RUNTIME_CALLS,
+    STATES_DYNAMODB,
     TIMEOUT_AFTER_COMMIT,
     Crash,
     Execution,
@@ -127,6 +128,7 @@ RULE_WEIGHTS = {
     "deliver_s3_event": 5,
     "step_batch_workflow": 14,
     "reupload_mid_task": 4,
+    "task_fails_for_good": 3,
     "sweeper_runs": 2,
 }
 LIFECYCLE = {"RECEIVED": {"PROCESSING"}, "PROCESSING": FINAL}
@@ -197,6 +199,8 @@ BATCH_CALLS = (
     ("dynamodb", "Query"),
     ("sqs", "SendMessageBatch"),
 )
+# The failure path's own calls: its transaction, and the read when that was cancelled.
+FAILURE_PATH_CALLS = ((STATES_DYNAMODB, "TransactWriteItems"), (STATES_DYNAMODB, "GetItem"))
 SWEEPER_CALLS = (
     ("dynamodb", "Query"),
     ("dynamodb", "TransactWriteItems"),
@@ -375,7 +379,10 @@ class PaymentsModel(RuleBasedStateMachine):
             roleArn="arn:aws:iam::123456789012:role/payments-batch-workflow",
         )["stateMachineArn"]
         os.environ[env.STATE_MACHINE_ARN] = self.machine_arn
-        self.workflow = Workflow(definition, self.world.dynamodb)
+        # Step Functions' own client for the failure path's DynamoDB calls, faulted on its own.
+        states_dynamodb = boto3.client("dynamodb", region_name=REGION)
+        self.faults.attach(states_dynamodb, STATES_DYNAMODB)
+        self.workflow = Workflow(definition, states_dynamodb)
         self.queue_arn = self.world.sqs.get_queue_attributes(
             QueueUrl=self.world.queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
@@ -980,6 +987,22 @@ class PaymentsModel(RuleBasedStateMachine):
         with interleave(aws.client(at[0]), at[1], corrected_file, skip=skip):
             self._step(execution, chunk=chunk)
 
+    @precondition(lambda self: self._running())
+    @rule(
+        index=st.integers(0, 1000),
+        error=st.sampled_from(("PaymentError", "States.Timeout", "Lambda.Unknown")),
+        fault=faults(FAILURE_PATH_CALLS),
+    )
+    def task_fails_for_good(self, index: int, error: str, fault: Fault | None) -> None:
+        """The current task of a running execution fails in a way no Retry covers (a platform
+        error, the task's timeout, retries exhausted): the Catch path runs, with a fault on any
+        of its own calls (its transaction throttled or answered after it committed, its read)."""
+        running = self._running()
+        execution = running[index % len(running)]
+        with self._armed(fault):
+            self.workflow.fail(execution, error)
+        note(f"{execution.name} failed ({error}) -> {execution.position}")
+
     # -- the sweeper ----------------------------------------------------------------------------
     @rule(ahead=st.sampled_from(("now", "stuck", "timed-out")), fault=faults(SWEEPER_CALLS))
     def sweeper_runs(self, ahead: str, fault: Fault | None) -> None:
@@ -1016,6 +1039,16 @@ class PaymentsModel(RuleBasedStateMachine):
         self.batch_counters_add_up(payments)
         self._note_takeovers(payments)
         self.a_replaced_run_stores_nothing_more(payments)
+        self.an_ended_run_has_its_audit_entry()
+
+    def an_ended_run_has_its_audit_entry(self) -> None:
+        """A batch's status change and its audit entry commit together, the failure path's too:
+        an ended run without its entry would never publish ``batch.failed``/``.completed``."""
+        audited = {(e["entity_id"], e["sk"]) for e in self.world.audit()}
+        for summary in self.world.table_items(env.PROCESSING_STATUS_TABLE):
+            if summary["sk"] == "SUMMARY" and summary["status"] in FINAL:
+                entry = (summary["pk"], f"{summary['run']}#{summary['status']}")
+                assert entry in audited, f"batch ended {summary['status']} without {entry}"
 
     def _note_takeovers(self, payments: dict[str, dict] | None = None) -> None:
         """Remember what a run had stored when a newer upload's run replaced it (called at the
@@ -1396,3 +1429,64 @@ def test_the_failure_path_of_an_older_upload_with_a_longer_sequencer_does_not_ta
     _register_fails_before_registering(world, workflow, older)
     view = Batches(load()).batch_view("b")
     assert (view["version_id"], view["status"]) == (newer["version_id"], "COMPLETED")
+
+
+def _started_run(world, workflow: Workflow) -> tuple[dict[str, Any], Execution]:
+    """A registered run with its chunks still to do."""
+    event = _upload(world, "b", b"payment_id,amount,currency\nv1,1.00,USD\n")
+    execution = _execution(event, "run")
+    assert workflow.step(execution) is None  # Register
+    return event, execution
+
+
+def _batch_audit(world) -> list[str]:
+    return sorted(e["sk"] for e in world.audit() if e["entity_id"] == "BATCH#b")
+
+
+def test_a_failed_run_whose_failure_write_keeps_being_throttled_ends_with_nothing_half_written(
+    world,
+):
+    """Throttled on every retry (the failure path's transaction never commits): no FAILED
+    status without its entry; the run stays PROCESSING until the sweeper times it out, with its
+    own status and entry in one transaction."""
+    from handlers.common import settings as runtime_settings
+    from payments.sweep import Sweeper
+
+    workflow = _workflow(world)
+    event, execution = _started_run(world, workflow)
+    inject_failures(world.dynamodb, "TransactWriteItems", times=100)
+    workflow.fail(execution, "PaymentError")
+    assert execution.position == "Failed"
+    assert Batches(load()).batch_view("b")["status"] == "PROCESSING"
+    assert _batch_audit(world) == []
+    cfg = runtime_settings()
+    Sweeper(cfg).run(now=datetime.now(UTC) + timedelta(seconds=cfg.workflow_timeout_seconds + 60))
+    view = Batches(load()).batch_view("b")
+    assert (view["status"], view["reason_code"]) == ("FAILED", "TIMED_OUT")
+    assert _batch_audit(world) == [f"{event['version_id']}#FAILED"]
+
+
+def test_a_failure_write_whose_answer_is_lost_is_read_back_and_fails_the_execution(world):
+    workflow = _workflow(world)
+    event, execution = _started_run(world, workflow)
+    faults = Faults()
+    faults.attach(world.dynamodb, STATES_DYNAMODB)
+    faults.arm(Fault(STATES_DYNAMODB, "TransactWriteItems", TIMEOUT_AFTER_COMMIT))
+    # The lost answer is retried as Step Functions would not (a timeout is no Retry of ours):
+    # the execution fails with the write committed, status and entry together.
+    workflow.fail(execution, "PaymentError")
+    assert execution.position == "Failed"
+    view = Batches(load()).batch_view("b")
+    assert (view["status"], view["reason_code"]) == ("FAILED", "PROCESSING_ERROR")
+    assert _batch_audit(world) == [f"{event['version_id']}#FAILED"]
+
+
+def test_a_retried_failure_write_that_had_committed_finds_its_run_failed(world):
+    workflow = _workflow(world)
+    event, execution = _started_run(world, workflow)
+    again = _execution(event, "run")  # the same execution's failure path, run a second time
+    again.position = execution.position
+    workflow.fail(execution, "PaymentError")
+    workflow.fail(again, "PaymentError")  # cancelled (already FAILED) -> CheckFailed -> Failed
+    assert (execution.position, again.position) == ("Failed", "Failed")
+    assert _batch_audit(world) == [f"{event['version_id']}#FAILED"]

@@ -268,3 +268,41 @@ def test_a_chunk_that_fails_transiently_inside_the_map_is_retried_by_its_iterati
     assert injected["injected"] == 2
     assert execution["status"] == "SUCCEEDED"
     assert (record["status"], record["total_rows"], record["accepted"]) == ("COMPLETED", 8, 8)
+
+
+def test_the_failure_path_of_a_superseded_upload_reads_back_and_leaves_the_newer_run(sfn_world):
+    """The older upload's Register fails for good after the newer upload completed: its
+    failure transaction is cancelled (the newer run owns the summary), CheckFailed reads the
+    summary, and the Choice ends the execution as superseded (no ExecutionsFailed)."""
+    from handlers import batch_trigger
+    from payments import aws
+
+    key = "incoming/late.csv"
+    old_body = b"payment_id,amount,currency\nold,1,USD\n"
+    old_version = sfn_world.s3.put_object(Bucket=sfn_world.bucket, Key=key, Body=old_body)[
+        "VersionId"
+    ]
+    old_event = s3_event(sfn_world.bucket, key, old_version, len(old_body))
+    [newer] = upload_and_run(sfn_world, "late", b"payment_id,amount,currency\nnew,2,USD\n")
+    assert newer["status"] == "SUCCEEDED"
+    inject_failures(aws.client("s3"), "GetObject", times=1000, code="AccessDenied", status=403)
+    batch_trigger.handler(old_event, LambdaContext(function_name="batch-trigger"))
+    sfn, machine = sfn_world.extra["sfn"], sfn_world.extra["machine"]
+    deadline = time.monotonic() + 60
+    while any(
+        e["status"] == "RUNNING" for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+    ):
+        assert time.monotonic() < deadline, "workflow did not finish"
+        time.sleep(0.2)
+    statuses = sorted(
+        e["status"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+    )
+    assert statuses == ["SUCCEEDED", "SUCCEEDED"]
+    record = batch_record(sfn_world, "late")
+    assert (record["status"], record["version_id"]) == ("COMPLETED", newer_version(newer))
+    audited = [e["sk"] for e in sfn_world.audit() if e["entity_id"] == "BATCH#late"]
+    assert audited == [f"{newer_version(newer)}#COMPLETED"]
+
+
+def newer_version(execution: dict) -> str:
+    return json.loads(execution["input"])["version_id"]

@@ -212,3 +212,40 @@ class TestChunkConcurrency:
         assert production.warm_throughput is True
         assert PROFILES["dev"].warm_throughput is False
         assert PROFILES["staging"].warm_throughput is False
+
+
+class TestFailurePath:
+    definition = batch_workflow_definition(
+        tasks_function_arn="fn", status_table_name="status", audit_table_name="audit"
+    )
+
+    def test_the_failed_status_and_its_audit_entry_are_one_transaction(self):
+        mark = self.definition["States"]["MarkFailed"]
+        assert mark["Resource"] == "arn:aws:states:::aws-sdk:dynamodb:transactWriteItems"
+        update, put = mark["Parameters"]["TransactItems"]
+        assert update["Update"]["TableName"] == "status"
+        assert ":failed" in update["Update"]["UpdateExpression"]
+        assert put["Put"]["TableName"] == "audit"
+        assert put["Put"]["ConditionExpression"] == "attribute_not_exists(entity_id)"
+        assert mark["Next"] == "Failed"
+
+    def test_no_other_state_writes_the_status_or_the_audit_log(self):
+        writers = [
+            name
+            for name, state in all_states(self.definition["States"])
+            if state["Type"] == "Task" and ":dynamodb:" in state["Resource"]
+            and not state["Resource"].endswith(":getItem")
+        ]  # fmt: skip
+        assert writers == ["MarkFailed"]
+
+    def test_a_cancelled_failure_write_is_read_back_before_the_execution_ends(self):
+        states = self.definition["States"]
+        [caught] = states["MarkFailed"]["Catch"]
+        assert caught["ErrorEquals"] == ["DynamoDb.TransactionCanceledException"]
+        assert states[caught["Next"]]["Next"] == "CheckFailed"
+        assert states["CheckFailed"]["Parameters"]["ConsistentRead"] is True
+        choice = states[states["CheckFailed"]["Next"]]
+        assert {c["Next"] for c in choice["Choices"]} | {choice["Default"]} == {
+            "Failed",
+            "Succeeded",
+        }
