@@ -48,6 +48,9 @@ MAX_LINE_BYTES = 64 * 1024
 # One record spanning lines (a quoted field with line breaks, see the module docstring).
 MAX_RECORD_BYTES = 64 * 1024
 MAX_RECORD_LINES = 32
+# Columns a header may have. The workflow's state carries one entry per column (an ignored
+# column as ""), so this bounds its size within Step Functions' 256 KiB.
+MAX_HEADER_COLUMNS = 1000
 # Columns whose values may contain a line break; every other validated column is one line.
 MULTILINE_COLUMNS = frozenset({"description"})
 _READ_BLOCK = 256 * 1024
@@ -367,6 +370,12 @@ def read_header(stream: BinaryIO) -> Header:
         ) from None
     except csv.Error as exc:
         raise InvalidBatchFileError(f"header line {record.line} is malformed CSV: {exc}") from None
+    if len(columns) > MAX_HEADER_COLUMNS:
+        raise InvalidBatchFileError(
+            f"header line {record.line} has {len(columns):,} columns; "
+            f"at most {MAX_HEADER_COLUMNS:,} are accepted",
+            details={"line": record.line, "columns": len(columns)},
+        )
     missing = [name for name in CSV_REQUIRED_COLUMNS if name not in columns]
     if missing:
         raise InvalidBatchFileError(

@@ -323,3 +323,21 @@ def test_every_non_blank_line_ends_in_exactly_one_row(fragments, eol, final_eol,
     non_blank = [n for n in range(2, len(physical) + 1) if physical[n - 1].strip()]
     assert set(non_blank) <= set(covered), "a line is in no row"
     assert set(covered) <= set(range(2, len(physical) + 1))
+
+
+def test_a_header_with_more_columns_than_the_workflow_carries_is_refused():
+    import io
+
+    from payments.csv_reader import MAX_HEADER_COLUMNS, read_header
+    from payments.errors import InvalidBatchFileError
+
+    names = ["payment_id", "amount", "currency"]
+    at_limit = names + [f"c{i}" for i in range(MAX_HEADER_COLUMNS - len(names))]
+    assert len(read_header(io.BytesIO((",".join(at_limit) + "\n").encode())).columns) == 1000
+    over = ",".join([*at_limit, "one-more"]) + "\n"
+    try:
+        read_header(io.BytesIO(over.encode()))
+    except InvalidBatchFileError as exc:
+        assert exc.message == "header line 1 has 1,001 columns; at most 1,000 are accepted"
+    else:
+        raise AssertionError("a 1,001-column header was accepted")

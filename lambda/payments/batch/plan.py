@@ -29,19 +29,20 @@ from payments.batch.states import (
 from payments.batch.uploads import batch_id_from_key, sequencer_order
 from payments.errors import InvalidBatchFileError, ValidationError
 from payments.repository import RUNNING, now_iso
-from payments.validation import BATCH_ID, validate_payment
+from payments.validation import BATCH_ID, CSV_FIELDS, validate_payment
 
 # The plan's set of payment ids seen on valid rows holds a 16-byte BLAKE2b digest per id, not the
 # id: ~118 MB per 1,000,000 distinct ids in CPython (dict of 128-bit ints -> line numbers; measured
 # with tracemalloc), within batch-tasks' 1,024 MB. At 128 bits, two different ids of a 1M-row file
 # share a digest with probability ~1e-27.
 PLAN_DIGEST_BYTES = 16
-# Chunks one file may have. Each is an item of the Map state (~90 bytes of its 256 KiB input and
-# output) and ~7 events of the execution's 25,000-event history; 3,000 chunks keep both at about
-# a quarter of the limit.
-MAX_CHUNKS = 3_000
+# Chunks one file may have: each is a Map iteration of one execution, whose history holds at
+# most 25,000 events; an iteration whose task is retried to its limit takes 25 of them, so 750
+# keep a run within 80 % of the limit however its chunks retry, and their items (~100 bytes
+# each) a third of its 256 KiB of state (tests/infra/test_workflow_limits.py computes both).
+MAX_CHUNKS = 750
 # Rows one file may have: the plan's digests take ~118 MB per 1,000,000 distinct ids, so 3,000,000
-# rows stay near 350 MB of batch-tasks' 1,024 MB (1,500 chunks at the deployed 2,000 rows).
+# rows stay near 350 MB of batch-tasks' 1,024 MB (600 chunks at the deployed 5,000 rows).
 MAX_ROWS = 3_000_000
 
 
@@ -170,7 +171,10 @@ def _plan(ctx: BatchContext, state: dict[str, Any], header: csv_reader.Header) -
     ):
         # A newer upload took over, or the run already ended (timed out).
         return {**state, "superseded": True, "done": True}
-    return {**state, "columns": list(header.columns), "chunks": chunks}
+    # An ignored column travels as "": the rows are read the same way (only the payment fields'
+    # names matter to the reader) and the state stays small.
+    columns = [name if name in CSV_FIELDS else "" for name in header.columns]
+    return {**state, "columns": columns, "chunks": chunks}
 
 
 def plan_chunks(
