@@ -6,15 +6,20 @@ write committed) and now and then a function's worker is killed mid-invocation. 
 
 1. API clients (a few threads) send ``--api-payments`` logical payments, half with a
    ``payment_id`` and half with only an ``Idempotency-Key``; on a 5xx, a 429, a 409 "in
-   progress" or a lost connection a client retries the very same request, as a real one would.
+   progress" or a lost connection a client retries the very same request, as a real one would,
+   and now and then (keyed requests) first sends the same key with a changed amount, which
+   must be refused with 409 and never make a second payment.
 2. ``--batches`` CSV files of ``--rows`` rows each (a few bad and duplicate rows among them) are
-   uploaded, and one is uploaded again.
+   uploaded, one is uploaded again, and a corrected version of another (a tenth of its amounts
+   changed) lands while its first run is in progress.
 3. Drain: with the sweeper's threshold shortened to ``--stuck-after`` seconds (what an operator
    draining a fault does), run the sweeper's schedule now and then (``python -m localcloud
    schedule run``) until every payment is final or ``--timeout`` passes.
 4. Count and reconcile: each answered request has exactly one stored payment equal to what the
    2xx answered; the API stored no payment nobody asked for; every batch completed with counters
-   that add up; nothing is non-final; every audit entry's event reached the subscriber queue.
+   that add up; nothing is non-final; every audit entry's event reached the subscriber queue;
+   a consumer applying the delivered events by version (docs/CONTRACT.md) ends equal to the
+   table, and no payment's version was first delivered before the one below it.
 
 Prints the counts; exits 1 when any of lost / duplicated / stuck / mismatched is not 0.
 """
@@ -64,6 +69,16 @@ class Answer:
     payment: dict[str, Any] | None = None
     attempts: int = 0
     retried_statuses: list[int] = field(default_factory=list)
+    # A client that, after a failed answer, sent the same key with a changed body (another
+    # amount, or its payment_id dropped): what that got. Only a 409 (or a retryable 5xx) is right.
+    changed_body_statuses: list[int] = field(default_factory=list)
+
+
+def changed_body(request: dict[str, Any]) -> dict[str, Any]:
+    """The request a careless client sends again under the same key: one cent more."""
+    changed = dict(request)
+    changed["amount"] = str(Decimal(request["amount"]) + Decimal("0.01"))
+    return changed
 
 
 def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
@@ -92,6 +107,14 @@ def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
                 answer.status = response.status
                 return answer
             answer.retried_statuses.append(response.status)
+            if answer.key and not answer.changed_body_statuses and rng.random() < 0.3:
+                try:
+                    other = cloud.request(
+                        "POST", "/payments", body=changed_body(answer.request), headers=headers
+                    )
+                    answer.changed_body_statuses.append(other.status)
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    answer.changed_body_statuses.append(0)
             retry_after = {k.lower(): v for k, v in response.headers.items()}.get("retry-after")
             if retry_after is not None and retry_after.isdigit():
                 wait = int(retry_after) + rng.uniform(0, 0.5)
@@ -136,6 +159,43 @@ def batch_file(batch_id: str, rows: int, rng: random.Random) -> tuple[bytes, int
             lines.append(f"{batch_id}-{i},{rng.randint(1, 99999)}.{rng.randint(0, 99):02d},USD")
             accepted += 1
     return ("\n".join(lines) + "\n").encode(), accepted
+
+
+def corrected_file(body: bytes, rng: random.Random) -> bytes:
+    """The same rows with a tenth of the good ones' amounts changed."""
+    lines = body.decode().splitlines()
+    for i, line in enumerate(lines[1:], start=1):
+        payment_id, amount, currency = line.split(",")
+        if not amount.startswith("-") and rng.random() < 0.1:
+            lines[i] = f"{payment_id},{rng.randint(1, 99999)}.{rng.randint(0, 99):02d},{currency}"
+    return ("\n".join(lines) + "\n").encode()
+
+
+def good_rows(body: bytes) -> dict[str, Decimal]:
+    """payment_id -> amount of each valid row (its first occurrence)."""
+    rows: dict[str, Decimal] = {}
+    for line in body.decode().splitlines()[1:]:
+        payment_id, amount, _ = line.split(",")
+        if not amount.startswith("-"):
+            rows.setdefault(payment_id, Decimal(amount))
+    return rows
+
+
+def stored_as_their_runs_file(
+    files: dict[str, dict[str, bytes]], payments: list[dict[str, Any]]
+) -> list[str]:
+    """Every batch payment holds the amount of the file version whose run stored it."""
+    problems = []
+    for batch_id, versions in files.items():
+        rows_of = {version: good_rows(body) for version, body in versions.items()}
+        for payment in (p for p in payments if p.get("batch_id") == batch_id):
+            expected = rows_of.get(payment.get("batch_run"), {}).get(payment["payment_id"])
+            if expected is None or Decimal(payment["amount"]) != expected:
+                problems.append(
+                    f"{payment['payment_id']}: {payment['amount']} stored by run "
+                    f"{payment.get('batch_run')}, whose file says {expected}"
+                )
+    return problems
 
 
 def get_json(cloud: LocalCloud, path: str) -> dict[str, Any]:
@@ -196,14 +256,23 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- batches first, so their rows are processed while the API traffic arrives ------------
     expected_batches: dict[str, tuple[int, int]] = {}
+    files: dict[str, dict[str, bytes]] = {}  # each batch's uploads: version id -> content
     for b in range(args.batches):
         batch_id = f"chaos-{run}-{b}"
         body, accepted = batch_file(batch_id, args.rows, rng)
-        cloud.upload_batch(batch_id, body)
+        files[batch_id] = {cloud.upload_batch(batch_id, body): body}
         if b == 0:  # the same file again: a new version whose stored rows are duplicates
-            cloud.upload_batch(batch_id, body)
+            files[batch_id][cloud.upload_batch(batch_id, body)] = body
             accepted = 0
         expected_batches[batch_id] = (args.rows, accepted)
+    if args.batches > 1:
+        # A corrected file of a batch whose first version is being processed: its run takes
+        # over mid-way; neither run may store a row with the other file's amount.
+        time.sleep(2)
+        racing = f"chaos-{run}-1"
+        [first] = files[racing].values()
+        corrected = corrected_file(first, rng)
+        files[racing][cloud.upload_batch(racing, corrected)] = corrected
 
     # -- API payments through retrying clients -------------------------------------------------
     answers = []
@@ -290,6 +359,12 @@ def main(argv: list[str] | None = None) -> int:
         ):
             differs.append(payment["payment_id"])
     stuck = [p["payment_id"] for p in payments if p["status"] not in FINAL]
+    changed = [a for a in answers if a.changed_body_statuses]
+    changed_accepted = [
+        f"key {a.key}: a changed body was answered {a.changed_body_statuses}"
+        for a in changed
+        if any(200 <= status < 300 for status in a.changed_body_statuses)
+    ]
     batch_problems = []
     for batch_id, (rows, accepted) in expected_batches.items():
         view = batches[batch_id]
@@ -299,11 +374,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{batch_id}: {view['status']} {view['total_rows']}/{counted} "
                 f"{view.get('reason_code')} {operator_error(cloud, batch_id)}"
             )
-        elif batch_id != f"chaos-{run}-0" and view["accepted"] != accepted:
+        elif len(files[batch_id]) == 1 and view["accepted"] != accepted:
             batch_problems.append(f"{batch_id}: accepted {view['accepted']} != {accepted}")
+    batch_problems += stored_as_their_runs_file(files, payments)
     queue = cloud.stack["payment_events_subscriber_queue_url"]
     published = reconcile.read_events(cloud.client("sqs"), queue)
     report = reconciler.check(payments, batch_ids=list(expected_batches), published=published)
+    order_problems = event_order_problems(published, payments)
 
     say()
     say(f"== chaos {run} (seed {seed}) after {time.monotonic() - started:.0f}s ==")
@@ -315,20 +392,60 @@ def main(argv: list[str] | None = None) -> int:
     say(f"stored differs from answer:    {len(differs)}")
     say(f"duplicated (stored, unasked):  {len(duplicated)}")
     say(f"stuck (not final):             {len(stuck)}")
+    refused = sum(1 for a in changed if 409 in a.changed_body_statuses)
+    say(f"key reused with another body:  {len(changed)} sent, {refused} refused 409, "
+        f"{len(changed_accepted)} accepted")  # fmt: skip
     say(f"batch problems:                {len(batch_problems)}")
     say(f"sweeper runs:                  {sweeps}")
     say(f"events seen / expected:        {report.events_seen} / {report.events_expected}")
     say(f"reconcile mismatches:          {len(report.mismatches)}")
+    say(f"event order (by version):      {len(order_problems)} problems")
     unanswered_lines = [
         f"{requested_id(a)}: {a.attempts} attempts, answers {a.status or a.retried_statuses}"
         for a in unanswered
     ]
-    for line in (unanswered_lines + batch_problems + report.mismatches)[:30]:
+    problems = unanswered_lines + changed_accepted + batch_problems + report.mismatches
+    for line in (problems + order_problems)[:30]:
         say(f"  - {line}")
     bad = lost or differs or duplicated or stuck or batch_problems or report.mismatches
+    bad = bad or order_problems or changed_accepted
     bad = bad or unanswered
     say("CHAOS PASSED" if not bad else "CHAOS FAILED")
     return 1 if bad else 0
+
+
+def event_order_problems(
+    published: list[dict[str, Any]], payments: list[dict[str, Any]]
+) -> list[str]:
+    """The consumer contract, checked on what the subscriber queue delivered, in its order.
+
+    A consumer that drops an ``event_id`` it has seen and applies a payment's state event only
+    when its ``version`` is higher than the one it holds ends with every payment's stored status
+    and version. And the publisher never let a later version overtake an earlier one: each
+    version's first delivery comes after the previous version's first delivery."""
+    seen: set[str] = set()
+    held: dict[str, tuple[int, str]] = {}
+    first: dict[str, list[int]] = {}
+    for event in published:
+        if event.get("type") not in ("payment.received", "payment.status_changed"):
+            continue
+        if event["event_id"] in seen:
+            continue
+        seen.add(event["event_id"])
+        payment_id, version = event["payment_id"], int(event["version"])
+        first.setdefault(payment_id, []).append(version)
+        if version > held.get(payment_id, (0, ""))[0]:
+            held[payment_id] = (version, event["status"])
+    problems = []
+    for payment in payments:
+        payment_id = payment["payment_id"]
+        stored = (int(payment["version"]), payment["status"])
+        if held.get(payment_id) != stored:
+            problems.append(f"{payment_id}: consumer holds {held.get(payment_id)}, table {stored}")
+        order = first.get(payment_id, [])
+        if order != sorted(order):
+            problems.append(f"{payment_id}: versions first delivered in the order {order}")
+    return problems
 
 
 def _reconcile_module() -> Any:
