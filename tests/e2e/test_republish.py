@@ -6,7 +6,6 @@ and the stream mapping to give up at once (no retries), then both are put back a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 import uuid
@@ -15,18 +14,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from localcloud.client import LocalCloud, wait_for
-from localcloud.config import REPO_ROOT
 from tests.e2e.test_batches import payment
-from tests.e2e.test_outbox import _function_name, _published, _reconcile_script
-
-
-def _republish_script():
-    spec = importlib.util.spec_from_file_location(
-        "republish_script", REPO_ROOT / "scripts" / "republish.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.e2e.test_outbox import _function_name, _published
+from tests.scripts import script
 
 
 def _outbox_dlq(cloud: LocalCloud, mapping: dict) -> str:
@@ -101,13 +91,13 @@ class TestRepublish:
         ours = {f"{pid}#{v}" for pid in ids for v in (1, 2, 3)}
         assert ours.isdisjoint(e["event_id"] for e in _published(cloud))
 
-        assert _republish_script().main(["--dlq"]) == 0, capsys.readouterr().out
+        assert script("republish").main(["--dlq"]) == 0, capsys.readouterr().out
         assert _messages(cloud, dlq) == 0
         published = [e for e in _published(cloud) if run in json.dumps(e)]
         assert {e["event_id"] for e in published} == ours
         assert {e["version"] for e in published} == {1, 2, 3}
 
-        code = _reconcile_script().main(["--since", since])
+        code = script("reconcile").main(["--since", since])
         out = capsys.readouterr().out
         assert code == 0, out
         assert "mismatches:            0" in out

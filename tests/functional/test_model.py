@@ -63,6 +63,7 @@ from payments.errors import TransientError
 from tests.functional.consumer import Consumer, first_deliveries_overtaken
 from tests.functional.model_support import (
     CRASH,
+    PARTIAL_FAILURE,
     RUNTIME_CALLS,
     TIMEOUT_AFTER_COMMIT,
     Crash,
@@ -1311,3 +1312,25 @@ def test_a_register_that_fails_on_a_reupload_is_recorded_and_published(world):
     assert f"{newer['version_id']}#FAILED" in audited
     view = Batches(load()).batch_view("b")
     assert (view["version_id"], view["status"]) == (newer["version_id"], "FAILED")
+
+
+def test_a_partial_publish_fault_fails_only_the_entries_it_names(world):
+    """The model's PARTIAL_FAILURE fault: the named entries fail, the others reach the topic."""
+    from handlers import publisher
+    from payments.service import Payments
+    from payments.validation import validate_payment
+
+    for i in range(3):
+        Payments(load()).submit(
+            validate_payment({"payment_id": f"q{i}", "amount": "1.00", "currency": "USD"})
+        )
+    records = world.stream_records()
+    faults = Faults()
+    faults.attach(aws.client("sns"), "sns")
+    faults.arm(Fault("sns", "PublishBatch", PARTIAL_FAILURE, entries=0b010))
+    topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+    assert (
+        publisher.publish(records, topic, aws.client("sns"))
+        == (records[1]["dynamodb"]["SequenceNumber"])
+    )
+    assert sorted(e["event_id"] for e in world.events()) == ["q0#1", "q2#1"]

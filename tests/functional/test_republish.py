@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import pytest
@@ -16,15 +14,7 @@ from payments.republish import Republisher, instant
 from tests.functional.consumer import Consumer, first_deliveries_overtaken
 from tests.functional.test_outbox import delivered, processed_payments
 from tests.functional.world import REGION, LambdaContext, inject_failures
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def script():
-    spec = importlib.util.spec_from_file_location("republish_script", ROOT / "scripts/republish.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import script
 
 
 def publish_all(world, records) -> None:
@@ -102,7 +92,7 @@ class TestRepublish:
         publish_all(world, processed_payments(world, 2))
         original = {e["event_id"]: e for e in delivered(world) if e["payment_id"] == "p0"}
         for _ in range(2):
-            assert script().main(["--entity", "PAYMENT#p0"]) == 0
+            assert script("republish").main(["--entity", "PAYMENT#p0"]) == 0
         assert "events published:      4 in 4 PublishBatch calls" in capsys.readouterr().out
         again = delivered(world)
         assert sorted(e["event_id"] for e in again) == sorted(list(original) * 2)
@@ -172,7 +162,7 @@ class TestDeadLetters:
 
     def test_a_message_that_is_no_stream_batch_stays_in_the_queue(self, world, dlq, capsys):
         world.sqs.send_message(QueueUrl=dlq, MessageBody='{"hello": 1}')
-        assert script().main(["--dlq", "--dlq-url", dlq]) == 1
+        assert script("republish").main(["--dlq", "--dlq-url", dlq]) == 1
         out = capsys.readouterr().out
         assert "not a stream batch description" in out and "INCOMPLETE" in out
         assert len(world.receive_all(dlq)) == 1
@@ -198,7 +188,7 @@ class TestArguments:
     )
     def test_bad_arguments_are_refused_with_the_reason(self, argv, message, capsys):
         with pytest.raises(SystemExit) as exit_:
-            script().main(argv)
+            script("republish").main(argv)
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
 
