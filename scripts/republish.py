@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         if not queue:
             raise SystemExit("republish: no on-failure queue on the audit log's stream mapping")
         print(f"republish: the outbox dead-letter queue {queue}")
-        report = publisher.drain_dead_letters(queue, stream_arn=stream)
+        report = publisher.drain_dead_letters(queue)
         result = report.result
         print(f"dead-letter messages:  {report.messages} ({report.deleted} done and deleted)")
         for why in report.kept:
