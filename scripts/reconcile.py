@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
+from deployment import local_outputs  # noqa: E402
 from payments import env  # noqa: E402
 from payments.config import Config, load  # noqa: E402
 from payments.reconcile import Reconciler, Report  # noqa: E402
@@ -80,26 +80,18 @@ def read_events(
 
 
 def _local_cloud() -> tuple[Config, Any, str | None] | None:
-    from localcloud.config import LOCAL_CREDENTIALS, LocalCloudConfig
-
-    outputs_file = LocalCloudConfig.from_env().outputs_file
-    if os.environ.get(env.PAYMENTS_TABLE) or not outputs_file.is_file():
+    stack = local_outputs()
+    if stack is None:
         return None
     import boto3
 
-    outputs = json.loads(outputs_file.read_text())
-    stack = outputs["stack_outputs"]
     config = Config(
         environment="dev",
         payments_table=stack["payments_table_name"],
         processing_status_table=stack["processing_status_table_name"],
         audit_log_table=stack["audit_log_table_name"],
     )
-    os.environ["AWS_ENDPOINT_URL"] = outputs["endpoint_url"]
-    os.environ["AWS_DEFAULT_REGION"] = outputs["region"]
-    for name, value in LOCAL_CREDENTIALS.items():
-        os.environ[name.upper()] = value
-    sqs = boto3.client("sqs", endpoint_url=outputs["endpoint_url"], region_name=outputs["region"])
+    sqs = boto3.client("sqs", endpoint_url=stack["endpoint_url"])
     return config, sqs, stack.get("payment_events_subscriber_queue_url")
 
 

@@ -1,13 +1,16 @@
 """Outbox publisher: the audit log's DynamoDB stream -> ``payment-events`` (payments.events).
 
-The only function allowed to publish. Each new audit entry (stream ``INSERT``) is published once
-with its deterministic ``event_id``, ten per ``PublishBatch``, a few calls at a time. The mapping
-reports partial batch failures: a stream is processed in order, so the answer names the first
-record (in stream order) whose publish failed and Lambda retries from it (records before it are
-done; records after it, some of which may have gone out meanwhile, are published again, and
-consumers drop those copies by ``event_id``). A record that cannot be mapped to an
-event is reported the same way; after the mapping's retries, bisection isolates it and the
-on-failure destination keeps it for a human.
+The only function that publishes (besides an operator's ``make republish``). Each new audit
+entry (stream ``INSERT``) is published with its deterministic ``event_id`` in a lane per entity
+(payments.outbox): one entity's events go out in stream order, one after another, ten entities
+per ``PublishBatch``, a few calls at a time, and a lane stops at its first failure, so a later
+version of a payment never goes out while an earlier one failed. The mapping reports partial
+batch failures: the answer names the first record (in stream order) whose publish failed and
+Lambda retries from it (records before it are done; records after it, some of which may have
+gone out meanwhile in other lanes, are published again, and consumers drop those copies by
+``event_id``). A record that cannot be mapped to an event is reported the same way; after the
+mapping's retries, bisection isolates it and the on-failure destination keeps its description
+for ``make republish --dlq`` (once the entry is fixed) or a human.
 
 Written by hand rather than with Powertools' BatchProcessor, which calls a handler per record:
 publishing ten events per call is what keeps the outbox from adding a request per status change.
@@ -15,29 +18,27 @@ publishing ten events per call is what keeps the outbox from adding a request pe
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from payments import aws, env, events
+from payments import aws, env, events, outbox
 from payments.repository import deserialize
 
 from handlers.common import logger, settings
 
-# PublishBatch calls in flight at once: a batch of 100 records is ten calls, which one after
-# another made the publisher the outbox's slowest step (the stream's records waited for it).
-PUBLISH_WORKERS = 4
 
-
-def _pending(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any] | None]]:
+def _pending(records: list[dict[str, Any]]) -> list[tuple[str, outbox.Pending | None]]:
     """(sequence number, event or None when unmappable) for each INSERT, in stream order."""
-    out: list[tuple[str, dict[str, Any] | None]] = []
+    out: list[tuple[str, outbox.Pending | None]] = []
     for record in records:
         data = record.get("dynamodb") or {}
         sequence = str(data.get("SequenceNumber", ""))
         if record.get("eventName") != "INSERT":
             continue  # entries are immutable; a MODIFY or REMOVE (TTL, an operator) is no event
         try:
-            out.append((sequence, events.from_audit(deserialize(data.get("NewImage") or {}))))
+            entry = deserialize(data.get("NewImage") or {})
+            out.append(
+                (sequence, outbox.Pending(str(entry["entity_id"]), events.from_audit(entry)))
+            )
         except (KeyError, TypeError, ValueError) as exc:  # UnknownAuditEntry is a ValueError
             logger.error("audit entry has no event", sequence=sequence, error=str(exc))
             out.append((sequence, None))
@@ -45,41 +46,20 @@ def _pending(records: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any] | 
 
 
 def publish(
-    records: list[dict[str, Any]], topic_arn: str, sns: Any, workers: int = PUBLISH_WORKERS
+    records: list[dict[str, Any]], topic_arn: str, sns: Any, workers: int = outbox.PUBLISH_WORKERS
 ) -> str | None:
-    """Publish the records' events, up to ``workers`` calls at a time; the sequence number of
-    the first record (in stream order) whose publish failed, if any."""
+    """Publish the records' events in lanes by entity; the sequence number of the first record
+    (in stream order) not known to be published, if any."""
     pending = _pending(records)
     # Everything before the first unmappable record goes out; the retry starts at that record.
-    unmappable = next((i for i, (_, event) in enumerate(pending) if event is None), len(pending))
-    groups = [
-        pending[start : min(start + events.PUBLISH_BATCH, unmappable)]
-        for start in range(0, unmappable, events.PUBLISH_BATCH)
-    ]
-    if len(groups) <= 1 or workers <= 1:
-        failures = [_publish_group(group, topic_arn, sns) for group in groups]
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(groups))) as pool:
-            failures = list(pool.map(lambda group: _publish_group(group, topic_arn, sns), groups))
-    first_failed = next((failed for failed in failures if failed is not None), None)
-    if first_failed is not None:
-        return first_failed
+    unmappable = next((i for i, (_, item) in enumerate(pending) if item is None), len(pending))
+    mappable = [item for _, item in pending[:unmappable] if item is not None]
+    outcome = outbox.publish(mappable, topic_arn, sns, workers=workers)
+    for position, error in outcome.errors:
+        logger.warning("publish failed", sequence=pending[position][0], error=error)
+    if outcome.first_failed is not None:
+        return pending[outcome.first_failed][0]
     return pending[unmappable][0] if unmappable < len(pending) else None
-
-
-def _publish_group(group: list[tuple[str, Any]], topic_arn: str, sns: Any) -> str | None:
-    """One ``PublishBatch`` of up to ten events; the sequence number of its first failure."""
-    entries = [events.sns_entry(event, str(i)) for i, (_, event) in enumerate(group)]
-    try:
-        response = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
-    except Exception as exc:  # throttling, a timeout, KMS: retry from this group
-        logger.warning("publish failed", error=str(exc), sequence=group[0][0])
-        return group[0][0]
-    failed = sorted(int(f["Id"]) for f in response.get("Failed") or [])
-    if failed:
-        logger.warning("publish entries failed", failed=response["Failed"])
-        return group[failed[0]][0]
-    return None
 
 
 @logger.inject_lambda_context

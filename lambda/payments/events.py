@@ -8,6 +8,12 @@ that did not commit. Delivery is at least once (the stream is retried from the f
 publish failed); each event's ``event_id`` is derived from the entry's key, so a consumer drops
 the copies.
 
+Every event that changes its entity's state carries the entity's ``version`` (it grows by one
+per transition), so ordering is a rule a consumer applies, whatever order SNS and SQS deliver
+in: drop an ``event_id`` already seen; apply an event only when its ``version`` is higher than
+the one held for that entity (``payment_id``, or ``batch_id``). ``payment.fraud_alert`` carries
+the payment's version when the alert was raised and is informational: it changes no state.
+
 - ``PAYMENT#<id>`` / ``0001#RECEIVED``: ``payment.received``, event_id ``<id>#1``
 - ``PAYMENT#<id>`` / ``<version>#<status>``: ``payment.status_changed``, ``<id>#<version>``
 - ``PAYMENT#<id>`` / ``FRAUD_ALERT#<digest>``: ``payment.fraud_alert``,
@@ -90,6 +96,7 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
             "event_id": event_id(entry),
             "payment_id": entity[len(PAYMENT_PREFIX) :],
             "status": entry["status"],
+            **_version(entry),
             "risk_score": int(details.get("risk_score", 0)),
             "reason": details.get("signal_reason"),
             "amount": amount_text(entry["amount"], entry["currency"]),
@@ -102,6 +109,7 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
             "event_id": event_id(entry),
             "batch_id": entity[len(BATCH_PREFIX) :],
             "version_id": entry.get("run"),
+            **_version(entry),
             "status": "COMPLETED" if kind == BATCH_COMPLETED else "FAILED",
             "at": entry["at"],
         }
@@ -113,6 +121,13 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
                 event[name] = entry[name]
         return event
     raise UnknownAuditEntry(f"no event is defined for audit entry {entity}/{entry.get('sk')}")
+
+
+def _version(entry: Mapping[str, Any]) -> dict[str, int]:
+    """``{"version": n}`` when the entry records its entity's version (entries written before
+    fraud alerts and batch entries carried one have none)."""
+    version = entry.get("version")
+    return {} if version is None else {"version": int(version)}
 
 
 def sns_entry(event: Mapping[str, Any], entry_id: str) -> dict[str, Any]:

@@ -222,6 +222,8 @@ class Payments:
             "at": now_iso(),
             "event": events.PAYMENT_FRAUD_ALERT,
             "status": item["status"],
+            # The payment's version when the alert was raised: consumers order by it.
+            "version": item["version"],
             "reason": processing.FRAUD_SUSPECTED,
             "actor": "fraud-webhook",
             "details": details,

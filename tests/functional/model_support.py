@@ -2,8 +2,9 @@
 
 - ``Faults``: one armed fault on the next matching call of the runtime's own AWS clients:
   throttled or 500 before the call reaches moto, a read timeout *after* moto committed the call,
-  the function's process dying at the call, or (on an eventually consistent read) an answer
-  from a replica that has not seen the item yet.
+  the function's process dying at the call, (on an eventually consistent read) an answer
+  from a replica that has not seen the item yet, or (on a batch call) some entries failing
+  while the others go through.
 - ``other_container``: runs a second invocation in the middle of the first, as a second Lambda
   container would (the API's router and the idempotency wrapper keep per-invocation state in
   module globals; one container never runs two invocations at once).
@@ -34,7 +35,13 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, RuleStrategy
 
-from tests.functional.world import REGION, LambdaContext
+from tests.functional.world import (
+    BATCH_ENTRIES,
+    REGION,
+    LambdaContext,
+    answer_failed,
+    withhold_entries,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +54,18 @@ FAULT_KINDS = (THROTTLE, SERVER_ERROR, TIMEOUT_AFTER_COMMIT, CRASH)
 # (no ``ConsistentRead``) from any replica, which may not have the item yet (issue 7 #15).
 STALE_READ = "stale-read"
 EVENTUAL_READS = frozenset({("dynamodb", "GetItem")})
+# A batch call whose answer lists some entries as Failed while the others went out (the entries
+# a fault's ``entries`` bits name never reach moto).
+PARTIAL_FAILURE = "partial-failure"
+PARTIAL_ANSWERS = frozenset({("sns", "PublishBatch")})
 
 
 def fault_kinds(service: str, operation: str) -> tuple[str, ...]:
     """What can go wrong with one call."""
     if (service, operation) in EVENTUAL_READS:
         return (*FAULT_KINDS, STALE_READ)
+    if (service, operation) in PARTIAL_ANSWERS:
+        return (*FAULT_KINDS, PARTIAL_FAILURE)
     return FAULT_KINDS
 
 
@@ -109,6 +122,7 @@ class Fault:
     operation: str
     kind: str
     skip: int = 0  # matching calls to let through first
+    entries: int = 1  # PARTIAL_FAILURE: bit i set -> entry i of the call fails
 
 
 @dataclass
@@ -118,10 +132,12 @@ class Faults:
     armed: Fault | None = None
     fired: list[Fault] = field(default_factory=list)
     _timeout_due: threading.local = field(default_factory=threading.local)
+    _withheld: threading.local = field(default_factory=threading.local)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach(self, client: Any, service: str) -> None:
         """Watch ``client``, the runtime's client for ``service`` (as ``aws.client`` names it)."""
+        client.meta.events.register("before-parameter-build", self._partial(service))
         client.meta.events.register("before-call", self._before(service))
         client.meta.events.register("after-call", self._after)
 
@@ -131,10 +147,16 @@ class Faults:
     def disarm(self) -> None:
         self.armed = None
 
-    def _take(self, service: str, operation: str, request: dict[str, Any]) -> Fault | None:
+    def _take(
+        self, service: str, operation: str, request: dict[str, Any], *, partial: bool = False
+    ) -> Fault | None:
+        """The armed fault if it fires on this call; a partial failure fires while the call's
+        parameters are built (``partial``), every other kind just before the call."""
         with self._lock:
             fault = self.armed
             if fault is None or (fault.service, fault.operation) != (service, operation):
+                return None
+            if (fault.kind == PARTIAL_FAILURE) != partial:
                 return None
             if fault.kind == STALE_READ and _consistent(request):
                 return None  # a strongly consistent read always sees the latest write
@@ -145,8 +167,24 @@ class Faults:
             self.fired.append(fault)
             return fault
 
+    def _partial(self, service: str) -> Callable[..., Any]:
+        def build(model: Any = None, params: Any = None, **_: Any) -> None:
+            self._withheld.ids, self._withheld.all = [], False
+            fault = self._take(service, model.name, {}, partial=True)
+            if fault is None:
+                return
+            count = len(params[BATCH_ENTRIES[model.name]])
+            bits = fault.entries % (1 << count) or 1 << (fault.entries % count)
+            self._withheld.ids = withhold_entries(model.name, params, lambda i, _: bits >> i & 1)
+            self._withheld.all = not params[BATCH_ENTRIES[model.name]]
+
+        return build
+
     def _before(self, service: str) -> Callable[..., Any]:
         def before(model: Any = None, params: Any = None, **_: Any) -> Any:
+            if getattr(self._withheld, "all", False):
+                # Every entry failed: SNS answers so without publishing any.
+                return _Http(200), answer_failed(None, self._withheld.ids)
             fault = self._take(service, model.name, params or {})
             if fault is None:
                 return None
@@ -168,7 +206,11 @@ class Faults:
 
         return before
 
-    def _after(self, model: Any = None, **_: Any) -> None:
+    def _after(self, model: Any = None, parsed: Any = None, **_: Any) -> None:
+        if getattr(self._withheld, "ids", None):
+            if not self._withheld.all:
+                answer_failed(parsed, self._withheld.ids)
+            self._withheld.ids, self._withheld.all = [], False
         if getattr(self._timeout_due, "value", False):
             self._timeout_due.value = False
             # moto has applied the call; the caller never hears back.

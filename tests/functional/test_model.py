@@ -60,8 +60,10 @@ from payments.batch import Batches, batch_id_from_key, sequencer_order
 from payments.config import DEFAULT_MAX_PAYMENT_AMOUNT, load
 from payments.errors import TransientError
 
+from tests.functional.consumer import Consumer, first_deliveries_overtaken
 from tests.functional.model_support import (
     CRASH,
+    PARTIAL_FAILURE,
     RUNTIME_CALLS,
     STATES_DYNAMODB,
     TIMEOUT_AFTER_COMMIT,
@@ -216,15 +218,21 @@ def faults(
     ``once``: the step makes each call at most once (one API request), so only a skip of 0 can
     land; half the faults drawn for a request were spent on calls that never came."""
 
-    def build(call: tuple[str, str], kind: str, skip: int) -> Fault:
+    def build(call: tuple[str, str], kind: str, skip: int, entries: int) -> Fault:
         if call == ("s3", "PutObject") and kind == CRASH:
             kind = TIMEOUT_AFTER_COMMIT  # s3transfer's worker thread cannot die alone
-        return Fault(call[0], call[1], kind, skip)
+        return Fault(call[0], call[1], kind, skip, entries)
 
     # Most calls happen once per step: a skip of 0 is the one that always lands.
     skips = st.just(0) if once else st.just(0) | st.integers(1, 2)
     faulty = st.sampled_from(calls).flatmap(
-        lambda call: st.builds(build, st.just(call), st.sampled_from(fault_kinds(*call)), skips)
+        lambda call: st.builds(
+            build,
+            st.just(call),
+            st.sampled_from(fault_kinds(*call)),
+            skips,
+            st.integers(1, 2**10 - 1),  # which entries of a batch call fail (partial failure)
+        )
     )
     return st.none() | faulty
 
@@ -829,7 +837,7 @@ class PaymentsModel(RuleBasedStateMachine):
         bit), which stay for a later delivery; a reported failure is retried from there."""
         self._fetch_stream()
         head = self.unpublished[:n]
-        batch = [r for i, r in enumerate(head) if not deferred >> i & 1]
+        batch = self._deferring(head, deferred)
         if not batch:
             return
         with self._armed(fault):
@@ -837,6 +845,21 @@ class PaymentsModel(RuleBasedStateMachine):
         done = batch[: len(batch) - len(left)]
         self.published += done
         self.unpublished = [r for r in self.unpublished if r not in done]
+
+    @staticmethod
+    def _deferring(head: list[dict[str, Any]], deferred: int) -> list[dict[str, Any]]:
+        """``head`` without the records ``deferred`` names and the later records of their
+        entities: the stream keeps one partition key's records in order (one shard), so Lambda
+        never hands a payment's version 2 to the publisher before its version 1."""
+        held: set[str] = set()
+        batch = []
+        for i, record in enumerate(head):
+            owner = record["dynamodb"]["Keys"]["entity_id"]["S"]
+            if deferred >> i & 1 or owner in held:
+                held.add(owner)
+            else:
+                batch.append(record)
+        return batch
 
     @precondition(lambda self: self.published)
     @rule(start=st.integers(0, 1000), n=st.integers(1, 10), fault=faults(PUBLISH_CALLS))
@@ -1276,6 +1299,7 @@ class PaymentsModel(RuleBasedStateMachine):
             assert [e["status"] for e in published] == history, (item, published)
             for event in published:
                 assert (Decimal(event["amount"]), event["currency"]) == stored_content(item)[:2]
+        self.events_apply_by_version(events, payments)
         for event in by_id.values():
             if event["type"] == "batch.completed":
                 upload = self.uploads[event["version_id"]]
@@ -1283,6 +1307,27 @@ class PaymentsModel(RuleBasedStateMachine):
                 assert total == upload.total, (event, upload)
                 assert event["accepted"] + event["rejected"] + event["duplicates"] == total, event
                 self._check_report(event, upload)
+
+    def events_apply_by_version(
+        self, events: list[dict[str, Any]], payments: dict[str, dict[str, Any]]
+    ) -> None:
+        """A consumer following the contract (drop a seen event_id, apply a higher version),
+        fed the events in the order the events queue delivered them, ends equal to the tables;
+        and the publisher never let an entity's version n+1 out before its version n."""
+        consumer = Consumer().consume(events)
+        table = {p: (int(item["version"]), item["status"]) for p, item in payments.items()}
+        assert consumer.payments() == table, (consumer.payments(), table)
+        summaries = {
+            i["batch_id"]: i
+            for i in self.world.table_items(env.PROCESSING_STATUS_TABLE)
+            if i["sk"] == "SUMMARY"
+        }
+        for (kind, batch_id), held in consumer.state.items():
+            summary = summaries.get(batch_id) if kind == "batch" else None
+            if summary is not None and summary.get("version") is not None:
+                assert held == (int(summary["version"]), summary["status"]), (held, summary)
+        overtaken = first_deliveries_overtaken(events)
+        assert overtaken == [], overtaken
 
     def _check_report(self, event: dict[str, Any], upload: Upload) -> None:
         report = json.loads(
@@ -1490,3 +1535,25 @@ def test_a_retried_failure_write_that_had_committed_finds_its_run_failed(world):
     workflow.fail(again, "PaymentError")  # cancelled (already FAILED) -> CheckFailed -> Failed
     assert (execution.position, again.position) == ("Failed", "Failed")
     assert _batch_audit(world) == [f"{event['version_id']}#FAILED"]
+
+
+def test_a_partial_publish_fault_fails_only_the_entries_it_names(world):
+    """The model's PARTIAL_FAILURE fault: the named entries fail, the others reach the topic."""
+    from handlers import publisher
+    from payments.service import Payments
+    from payments.validation import validate_payment
+
+    for i in range(3):
+        Payments(load()).submit(
+            validate_payment({"payment_id": f"q{i}", "amount": "1.00", "currency": "USD"})
+        )
+    records = world.stream_records()
+    faults = Faults()
+    faults.attach(aws.client("sns"), "sns")
+    faults.arm(Fault("sns", "PublishBatch", PARTIAL_FAILURE, entries=0b010))
+    topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+    assert (
+        publisher.publish(records, topic, aws.client("sns"))
+        == (records[1]["dynamodb"]["SequenceNumber"])
+    )
+    assert sorted(e["event_id"] for e in world.events()) == ["q0#1", "q2#1"]

@@ -12,9 +12,12 @@ import itertools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from handlers import processor, publisher
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from payments import aws, env
 from payments.batch import Batches, report_key
 from payments.config import load
@@ -25,11 +28,13 @@ from payments.sweep import Sweeper
 from payments.validation import validate_payment
 
 from tests.functional.batch_driver import only_chunk, process_chunks
+from tests.functional.consumer import Consumer, first_deliveries_overtaken
 from tests.functional.world import (
     CallCounter,
     LambdaContext,
     error_answer,
     inject_failures,
+    inject_partial_failures,
     sqs_event,
 )
 
@@ -196,6 +201,146 @@ class TestOutbox:
         alerts = [e for e in world.events() if e["type"] == "payment.fraud_alert"]
         assert len(alerts) == 1 and alerts[0]["risk_score"] == 50
         assert alerts[0]["amount"] == "10.00" and alerts[0]["reason"] == "chargeback"
+
+
+def delivered(world):
+    """The events on the subscriber queue, in the order the queue hands them out."""
+    return [
+        json.loads(json.loads(m["Body"])["Message"])
+        for m in world.receive_all(world.events_queue_url)
+    ]
+
+
+def message_event_id(entry):
+    return json.loads(entry["Message"])["event_id"]
+
+
+def processed_payments(world, n):
+    """``n`` payments through RECEIVED, PROCESSING and their final status (p1 over the limit:
+    FAILED), and a fraud alert on p0; the stream's records of it all."""
+    for i in range(n):
+        submit(payment_id=f"p{i}", amount="2000000.00" if i == 1 else "10.00")
+    assert deliver(world) == {"batchItemFailures": []}
+    from payments.validation import validate_fraud_signal
+
+    raw = json.dumps({"payment_id": "p0", "risk_score": 40, "reason": "chargeback"}).encode()
+    Payments(load()).report_fraud(validate_fraud_signal(json.loads(raw)), raw)
+    return world.stream_records()
+
+
+def fail_the_call_carrying(kind, wanted):
+    """The next PublishBatch carrying event ``wanted`` fails: as a whole, or that entry alone."""
+    sns = aws.client("sns")
+    if kind == "whole call":
+        return inject_failures(
+            sns,
+            "PublishBatch",
+            times=1,
+            code="InternalError",
+            status=500,
+            when=lambda params: any(
+                message_event_id(e) == wanted for e in params["PublishBatchRequestEntries"]
+            ),
+        )
+    return inject_partial_failures(
+        sns, "PublishBatch", failing=lambda _, e: message_event_id(e) == wanted
+    )
+
+
+class TestEventOrder:
+    def test_every_event_carries_its_entitys_version(self, world):
+        records = processed_payments(world, 2)
+        topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+        assert publisher.publish(records, topic, aws.client("sns")) is None
+        events = delivered(world)
+        payments = {p["payment_id"]: p for p in world.payments()}
+        alert = next(e for e in events if e["type"] == "payment.fraud_alert")
+        # Raised on the COMPLETED payment: its version then.
+        assert alert["version"] == payments["p0"]["version"] == 3
+        for e in events:
+            assert isinstance(e["version"], int), e
+
+    def test_a_batch_event_carries_the_version_its_audit_entry_records(self):
+        from payments import events
+
+        entry = {
+            "entity_id": "BATCH#b1",
+            "sk": "v1#COMPLETED",
+            "event": events.BATCH_COMPLETED,
+            "run": "v1",
+            "at": "2026-01-01T00:00:00.000Z",
+        }
+        assert "version" not in events.from_audit(entry)
+        assert events.from_audit({**entry, "version": Decimal(4)})["version"] == 4
+
+    @pytest.mark.parametrize("kind", ["whole call", "partial"])
+    def test_a_later_version_never_goes_out_before_an_earlier_one_that_failed(self, world, kind):
+        records = processed_payments(world, 12)
+        topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+        ids = [event_id(deserialize(r["dynamodb"]["NewImage"])) for r in records]
+        assert {"p5#1", "p5#2", "p5#3"} <= set(ids)
+        injected = fail_the_call_carrying(kind, "p5#1")
+        failed = publisher.publish(records, topic, aws.client("sns"))
+        assert injected["injected"] == 1
+        # The first record of the failed call (p0#1 beside p5#1 in it), or p5#1 alone.
+        retry_from = ids.index("p0#1" if kind == "whole call" else "p5#1")
+        assert failed == records[retry_from]["dynamodb"]["SequenceNumber"]
+        first = delivered(world)
+        assert not {e["event_id"] for e in first} & {"p5#1", "p5#2", "p5#3"}
+        assert {"p6#2", "p6#3"} <= {e["event_id"] for e in first} or kind == "whole call"
+        # Lambda retries from the reported record.
+        assert publisher.publish(records[retry_from:], topic, aws.client("sns")) is None
+        events = first + delivered(world)
+        assert first_deliveries_overtaken(events) == []
+        assert [e["version"] for e in events if e["payment_id"] == "p5"] == [1, 2, 3]
+        assert {e["event_id"] for e in events} == set(ids)
+
+    def test_one_call_never_carries_two_events_of_one_entity_and_calls_stay_full(self, world):
+        records = processed_payments(world, 12)  # 12 x 3 versions + 1 alert
+        calls = []
+
+        def record(params, **_):
+            calls.append([json.loads(e["Message"]) for e in params["PublishBatchRequestEntries"]])
+
+        aws.client("sns").meta.events.register("provide-client-params.sns.PublishBatch", record)
+        topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+        assert publisher.publish(records, topic, aws.client("sns")) is None
+        for call in calls:
+            owners = [e["payment_id"] for e in call]
+            assert len(owners) == len(set(owners)), owners
+        # 37 events, at least 4 for p0 one after another: 4 calls of ten, and the rest.
+        assert sum(len(c) for c in calls) == 37 and len(calls) <= 5, [len(c) for c in calls]
+
+    def test_a_consumer_following_the_rule_ends_equal_to_the_table_whatever_the_order(self, world):
+        records = processed_payments(world, 12)
+        topic = world.env[env.PAYMENT_EVENTS_TOPIC_ARN]
+        # A failed call and a retry from it: copies under the same event_id.
+        fail_the_call_carrying("partial", "p3#2")
+        failed = publisher.publish(records, topic, aws.client("sns"))
+        sequences = [r["dynamodb"]["SequenceNumber"] for r in records]
+        assert (
+            publisher.publish(records[sequences.index(failed) :], topic, aws.client("sns")) is None
+        )
+        events = delivered(world)
+        assert len(events) > len(records)  # copies among them
+        table = {p["payment_id"]: (int(p["version"]), p["status"]) for p in world.payments()}
+        alerts = {event_id(e) for e in world.audit() if e["sk"].startswith("FRAUD_ALERT#")}
+
+        @settings(
+            max_examples=200,
+            database=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
+        @given(st.data())
+        def consume_in_any_order(data):
+            copies = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+            order = data.draw(st.permutations(events + copies))
+            consumer = Consumer().consume(order)
+            assert consumer.payments() == table
+            assert {e["event_id"] for e in consumer.alerts} == alerts
+
+        consume_in_any_order()
 
 
 def pending_shards(world):

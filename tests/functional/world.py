@@ -439,6 +439,73 @@ def inject_failures(
     return state
 
 
+# The list of entries of each batch call whose answer can fail some entries and not others.
+BATCH_ENTRIES = {"PublishBatch": "PublishBatchRequestEntries", "SendMessageBatch": "Entries"}
+
+
+def withhold_entries(
+    operation: str, params: dict[str, Any], failing: Callable[[int, dict[str, Any]], bool]
+) -> list[str]:
+    """Take the entries ``failing(index, entry)`` picks out of a batch call's parameters (they
+    never reach moto); their ``Id``s, for :func:`answer_failed` to report."""
+    entries = params[BATCH_ENTRIES[operation]]
+    kept = [e for i, e in enumerate(entries) if not failing(i, e)]
+    withheld = [e["Id"] for e in entries if e not in kept]
+    params[BATCH_ENTRIES[operation]] = kept
+    return withheld
+
+
+def answer_failed(parsed: dict[str, Any] | None, ids: list[str]) -> dict[str, Any]:
+    """A batch call's answer with ``ids`` among its ``Failed`` entries, as SNS and SQS report
+    entries that failed while the others went through (``parsed`` None: none was sent)."""
+    answer = parsed if parsed is not None else {"Successful": [], "ResponseMetadata": {}}
+    answer.setdefault("Failed", [])
+    answer["Failed"] += [
+        {"Id": i, "Code": "InternalError", "Message": "injected", "SenderFault": False} for i in ids
+    ]
+    return answer
+
+
+def inject_partial_failures(
+    client: Any,
+    operation: str,
+    *,
+    failing: Callable[[int, dict[str, Any]], bool],
+    times: int = 1,
+) -> dict[str, int]:
+    """The next ``times`` calls of a batch ``operation`` that have an entry ``failing`` picks
+    send only the others and answer the picked ones as ``Failed``: what AWS does when some
+    entries of a call fail. Returns a live counter of calls answered so."""
+    state = {"left": times, "injected": 0}
+    service = client.meta.service_model.service_id.hyphenize()
+    withheld = threading.local()
+    lock = threading.Lock()  # the publisher's calls come from several threads
+
+    def build(params: dict[str, Any], **_: Any) -> None:
+        withheld.ids, withheld.all = [], False
+        with lock:
+            if state["left"] <= 0:
+                return
+            withheld.ids = withhold_entries(operation, params, failing)
+            if withheld.ids:
+                state["left"] -= 1
+                state["injected"] += 1
+        withheld.all = not params[BATCH_ENTRIES[operation]]
+
+    def before(**_: Any) -> Any:
+        # Every entry withheld: answered all failed without a call (an empty one is an error).
+        return (_Http(200), answer_failed(None, withheld.ids)) if withheld.all else None
+
+    def after(parsed: dict[str, Any], **_: Any) -> None:
+        if withheld.ids and not withheld.all:
+            answer_failed(parsed, withheld.ids)
+
+    client.meta.events.register(f"before-parameter-build.{service}.{operation}", build)
+    client.meta.events.register(f"before-call.{service}.{operation}", before)
+    client.meta.events.register(f"after-call.{service}.{operation}", after)
+    return state
+
+
 class CallCounter:
     """Counts AWS API calls by operation with botocore's ``before-call`` event."""
 
