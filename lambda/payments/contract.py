@@ -349,8 +349,10 @@ PARAMETERS: dict[str, Parameter] = {
         location="header",
         pattern=IDEMPOTENCY_KEY_PATTERN,
         required=False,
-        description="makes a retry safe: the first answer is kept 24 hours and a retry with "
-        "the same body gets the payment (200); the same key with another body is a 409. "
+        description="makes a retry safe: the first request with a key binds the key to it and "
+        "its payment, for good and in the same write as the payment; a retry with the same body "
+        "gets the payment (200), even after a failed answer; the key with another body, "
+        "another payment_id or none is a 409 (the key wins over the body's payment_id). "
         + IDEMPOTENCY_KEY_RULE,
     ),
 }
