@@ -61,8 +61,9 @@ or is left out. When a key and a body's `payment_id` disagree, the key wins.
 **Webhook signatures.** The provider sends
 `{contract.SIGNATURE_HEADER}: t=<unix seconds>,{contract.SIGNATURE_SCHEME}=<hex>` where the hex is
 the HMAC-SHA256, keyed with the shared secret, of `"<t>.<raw body>"`. A `t` more than
-{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds from the server's clock is refused (`401`),
-so a captured request cannot be replayed later. During a secret rotation the provider may send
+{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds before the server's clock, or more than
+{contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS} seconds after it (clock skew), is refused (`401`), so a
+captured request cannot be replayed later. During a secret rotation the provider may send
 one `{contract.SIGNATURE_SCHEME}=` per secret: `t=...,v1=<new>,v1=<old>`.
 """
 
@@ -243,7 +244,8 @@ def document() -> dict[str, Any]:
                     "description": f"`t=<unix seconds>,{contract.SIGNATURE_SCHEME}=<hex>` "
                     '(one or more `v1`): HMAC-SHA256 of `"<t>.<raw body>"` with the secret '
                     "shared with the fraud provider; refused when `t` is more than "
-                    f"{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds from now",
+                    f"{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds ago or more than "
+                    f"{contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS} seconds ahead",
                 },
             },
             "responses": {

@@ -59,9 +59,12 @@ API_KEY_HEADER = "x-api-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 SIGNATURE_HEADER = "X-Signature"
 # Fraud webhook signatures: X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>[,v1=<hex>...]
-# over "<t>.<raw body>"; a signature older or newer than the tolerance is refused.
+# over "<t>.<raw body>"; a signature older than the tolerance is refused, and so is one dated
+# more than the clock skew ahead of the server's clock (or it could be replayed for the
+# tolerance *plus* however far ahead it was dated: twice the tolerance at worst).
 SIGNATURE_SCHEME = "v1"
 DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
+SIGNATURE_MAX_CLOCK_SKEW_SECONDS = 30
 
 # -- values -----------------------------------------------------------------------------------
 PAYMENT_STATUSES = ("RECEIVED", "PROCESSING", "COMPLETED", "FAILED")
