@@ -131,8 +131,8 @@ class Payments:
         return existing
 
     def get(self, payment_id: str, *, consistent: bool = False) -> dict[str, Any]:
-        """``GET /payments/{id}`` reads eventually consistent (half the cost); a replay that
-        must show what it just wrote asks for ``consistent``."""
+        """``GET /payments/{id}`` reads eventually consistent (half the cost); a read that must
+        see a payment just answered 202 asks for ``consistent``."""
         item = self.repo.get_payment(payment_id, consistent=consistent)
         if item is None:
             raise NotFoundError(
