@@ -363,15 +363,14 @@ class Functions(Construct):
                     "UpdateItem",
                     "DescribeTable",
                 ),
-                # Batch status and rejected rows, plus Powertools idempotency records.
+                # Batch status and rejected rows; Idempotency-Key bindings are put (in the
+                # payment's transaction, or alone for a payment made without the key).
                 _table_access(
                     "ProcessingStatus",
                     r.processing_status_table_arn,
                     "GetItem",
                     "Query",
                     "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
                     "DescribeTable",
                 ),
                 _table_access("AppendAudit", r.audit_log_table_arn, "PutItem", "DescribeTable"),

@@ -52,13 +52,18 @@ JSON number in plain notation (no exponent), greater than 0, at most
 4217: USD 2, JPY 0, KWD 3). `currency` is an active ISO 4217 code, any case.
 
 **Idempotency.** Without `payment_id` the server makes one; with an `{contract.IDEMPOTENCY_HEADER}`
-header the id is derived from the key, so a retry, even after a `503`, lands on the same payment.
+header the id is derived from the key. The first request with a key binds the key to that request
+(its normalized body, `payment_id` included) and its payment, in the write that stores the
+payment, for good: a retry with the same body, even after a `503` or a lost answer, gets that
+payment (`200`); the key with any other body is a `409`, also when only the `payment_id` differs
+or is left out. When a key and a body's `payment_id` disagree, the key wins.
 
 **Webhook signatures.** The provider sends
 `{contract.SIGNATURE_HEADER}: t=<unix seconds>,{contract.SIGNATURE_SCHEME}=<hex>` where the hex is
 the HMAC-SHA256, keyed with the shared secret, of `"<t>.<raw body>"`. A `t` more than
-{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds from the server's clock is refused (`401`),
-so a captured request cannot be replayed later. During a secret rotation the provider may send
+{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds before the server's clock, or more than
+{contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS} seconds after it (clock skew), is refused (`401`), so a
+captured request cannot be replayed later. During a secret rotation the provider may send
 one `{contract.SIGNATURE_SCHEME}=` per secret: `t=...,v1=<new>,v1=<old>`.
 """
 
@@ -77,9 +82,8 @@ _HANDLER_ERRORS = {
     404: ("NotFound", "No such payment or batch (`NOT_FOUND`)"),
     409: (
         "Conflict",
-        "Same `payment_id` with other content, or `Idempotency-Key` reused with another body, "
-        "or a request with the same `Idempotency-Key` still in progress: then `Retry-After` says "
-        "when to retry (`CONFLICT`)",
+        "Same `payment_id` with other content, or an `Idempotency-Key` already bound to another "
+        "body or `payment_id` (`CONFLICT`)",
     ),
     500: (
         "InternalError",
@@ -90,13 +94,6 @@ _HANDLER_ERRORS = {
         "ServiceUnavailable",
         "A dependency is unavailable or throttled; retry later (`SERVICE_UNAVAILABLE`)",
     ),
-}
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds after which the request in progress has ended or lapsed "
-        "(only on that conflict)",
-        "schema": {"type": "integer", "minimum": 1},
-    }
 }
 _SUCCESS = {
     ("createPayment", 202): "New payment, status `RECEIVED`, queued for processing",
@@ -247,12 +244,12 @@ def document() -> dict[str, Any]:
                     "description": f"`t=<unix seconds>,{contract.SIGNATURE_SCHEME}=<hex>` "
                     '(one or more `v1`): HMAC-SHA256 of `"<t>.<raw body>"` with the secret '
                     "shared with the fraud provider; refused when `t` is more than "
-                    f"{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds from now",
+                    f"{contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS} seconds ago or more than "
+                    f"{contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS} seconds ahead",
                 },
             },
             "responses": {
                 name: {"description": description, "content": _json("Error")}
-                | ({"headers": _RETRY_AFTER} if name == "Conflict" else {})
                 for name, description in _HANDLER_ERRORS.values()
             }
             | {

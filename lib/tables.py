@@ -62,7 +62,8 @@ _SPECS = {
             ),
         ),
     ),
-    # Batch summaries, rejected rows and Powertools idempotency records; all expire by TTL.
+    # Batch summaries, rows and chunk plans (chunk plans and markers expire by TTL), and the
+    # Idempotency-Key bindings (kept for good, like the payments they name).
     PROCESSING_STATUS: _TableSpec(
         hash_key="pk",
         range_key="sk",

@@ -5,10 +5,10 @@ a set fraction of the AWS calls the functions make fail (throttling, 500, a time
 write committed) and now and then a function's worker is killed mid-invocation. Then:
 
 1. API clients (a few threads) send ``--api-payments`` logical payments, half with a
-   ``payment_id`` and half with only an ``Idempotency-Key``; on a 5xx, a 429, a 409 "in
-   progress" or a lost connection a client retries the very same request, as a real one would,
-   and now and then (keyed requests) first sends the same key with a changed amount, which
-   must be refused with 409 and never make a second payment.
+   ``payment_id`` and half with only an ``Idempotency-Key``; on a 5xx, a 429 or a lost
+   connection a client retries the very same request, as a real one would, and now and then
+   (keyed requests) first sends the same key with a changed amount, which must be refused
+   with 409 and never make a second payment.
 2. ``--batches`` CSV files of ``--rows`` rows each (a few bad and duplicate rows among them) are
    uploaded, one is uploaded again, and a corrected version of another (a tenth of its amounts
    changed) lands while its first run is in progress.
@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
 
-from handlers.idempotency import payment_id_for_key  # noqa: E402
+from payments.idempotency import payment_id_for_key  # noqa: E402
 
 from localcloud.client import HttpResponse, LocalCloud  # noqa: E402
 
@@ -83,8 +83,8 @@ def changed_body(request: dict[str, Any]) -> dict[str, Any]:
 
 def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
     """POST until a final answer, as a careful client would: the same body and key each time,
-    backing off (jittered, at most 3 s, or as ``Retry-After`` says) on 5xx, 429, a lost
-    connection and a 409 "still in progress"; giving up after ``GIVE_UP_SECONDS``."""
+    backing off (jittered, at most 3 s, or as ``Retry-After`` says) on 5xx, 429 and a lost
+    connection; giving up after ``GIVE_UP_SECONDS``."""
     headers = {"Idempotency-Key": answer.key} if answer.key else {}
     give_up = time.monotonic() + GIVE_UP_SECONDS
     attempt = 0
@@ -102,8 +102,7 @@ def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
             if response.status in (200, 202):
                 answer.status, answer.payment = response.status, response.json()
                 return answer
-            in_progress = response.status == 409 and "in progress" in response.body.decode()
-            if response.status not in RETRYABLE and not in_progress:
+            if response.status not in RETRYABLE:
                 answer.status = response.status
                 return answer
             answer.retried_statuses.append(response.status)

@@ -39,7 +39,6 @@ from payments.validation import (
 
 from handlers import webhook
 from handlers.common import logger, reset, settings
-from handlers.idempotency import submit_once
 
 SIGNATURE_HEADER = contract.SIGNATURE_HEADER.lower()
 IDEMPOTENCY_HEADER = contract.IDEMPOTENCY_HEADER.lower()
@@ -82,10 +81,7 @@ def create_payment() -> Response:
     if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise ValidationError({contract.IDEMPOTENCY_HEADER: contract.IDEMPOTENCY_KEY_RULE})
     payment = validate_payment(parse_json_body(_raw_body()))
-    if key is None:
-        status, view = Payments(settings()).submit(payment)
-        return _json(status, view)
-    return _json(*submit_once(key, payment, app.lambda_context))
+    return _json(*Payments(settings()).submit(payment, idempotency_key=key))
 
 
 def _path_id(name: str, routed: str) -> str:
@@ -218,9 +214,8 @@ def _dependency_unavailable(exc: BaseException) -> bool:
     """Whether ``exc``, or an exception it was raised from or while handling, is an AWS failure
     a retry may fix.
 
-    Libraries wrap them: Powertools raises ``IdempotencyPersistenceLayerError`` from a throttled
-    idempotency store, and its SSMProvider a ``GetParameterError`` while handling a throttled
-    GetParameter.
+    Libraries wrap them: Powertools' SSMProvider raises a ``GetParameterError`` while handling a
+    throttled GetParameter.
     """
     from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as AwsConnectionError

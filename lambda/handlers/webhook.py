@@ -2,7 +2,10 @@
 
 The provider signs ``"<t>.<raw body>"`` with HMAC-SHA256. The time is part of what is signed, so
 a captured request cannot be replayed once ``t`` is older than the tolerance (5 minutes unless
-``WEBHOOK_TOLERANCE_SECONDS`` says otherwise; a ``t`` as far in the future is refused too).
+``WEBHOOK_TOLERANCE_SECONDS`` says otherwise). A ``t`` ahead of the server's clock is accepted
+only by the clock skew two honest clocks may have (``contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS``,
+at most the tolerance): a ``t`` dated further ahead would keep a captured request valid for that
+much longer than the tolerance.
 
 Rotation: the SSM SecureString holds ``<current>`` or ``<current>,<previous>``; a signature by
 either is valid, and a provider may send one ``v1`` per secret while it switches. The value is
@@ -91,8 +94,12 @@ def verify(header: str | None, body: bytes, *, now: float | None = None) -> None
     if not (timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS):
         raise _refused("t must be a unix time in seconds")
     tolerance = settings().webhook_tolerance_seconds
-    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance:
-        raise _refused(f"the signature's time is more than {tolerance} seconds from now")
+    skew = min(contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS, tolerance)
+    ahead = int(timestamp) - (time.time() if now is None else now)
+    if ahead > skew:
+        raise _refused(f"the signature's time is more than {skew} seconds ahead of the server's")
+    if -ahead > tolerance:
+        raise _refused(f"the signature is more than {tolerance} seconds old")
     matched = False
     for secret in webhook_secrets():
         expected = signature(secret, timestamp, body)

@@ -59,9 +59,12 @@ API_KEY_HEADER = "x-api-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 SIGNATURE_HEADER = "X-Signature"
 # Fraud webhook signatures: X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>[,v1=<hex>...]
-# over "<t>.<raw body>"; a signature older or newer than the tolerance is refused.
+# over "<t>.<raw body>"; a signature older than the tolerance is refused, and so is one dated
+# more than the clock skew ahead of the server's clock (or it could be replayed for the
+# tolerance *plus* however far ahead it was dated: twice the tolerance at worst).
 SIGNATURE_SCHEME = "v1"
 DEFAULT_SIGNATURE_TOLERANCE_SECONDS = 300
+SIGNATURE_MAX_CLOCK_SKEW_SECONDS = 30
 
 # -- values -----------------------------------------------------------------------------------
 PAYMENT_STATUSES = ("RECEIVED", "PROCESSING", "COMPLETED", "FAILED")
@@ -349,8 +352,10 @@ PARAMETERS: dict[str, Parameter] = {
         location="header",
         pattern=IDEMPOTENCY_KEY_PATTERN,
         required=False,
-        description="makes a retry safe: the first answer is kept 24 hours and a retry with "
-        "the same body gets the payment (200); the same key with another body is a 409. "
+        description="makes a retry safe: the first request with a key binds the key to it and "
+        "its payment, for good and in the same write as the payment; a retry with the same body "
+        "gets the payment (200), even after a failed answer; the key with another body, "
+        "another payment_id or none is a 409 (the key wins over the body's payment_id). "
         + IDEMPOTENCY_KEY_RULE,
     ),
 }

@@ -3,8 +3,8 @@
 - payments: ``payment_id``; sparse GSI ``batch_id-index`` (``batch_id``, ``payment_id``).
 - processing-status: ``pk``/``sk``: ``BATCH#<id>``/``SUMMARY``, ``REJECT#<run>#<line>``,
   ``DUPLICATE#<run>#<line>``, a run's chunk plan ``PLAN#<run>#<chunk>#<part>`` and applied-chunk
-  markers ``CHUNK#<run>#<chunk>`` (both TTL ``expires_at``), and Powertools idempotency records
-  (TTL ``expires_at``).
+  markers ``CHUNK#<run>#<chunk>`` (both TTL ``expires_at``), and ``IDEMPOTENCY#<key>``/``BINDING``:
+  the payment an ``Idempotency-Key`` made and its request's hash (no TTL; ``payments.idempotency``).
 - audit-log: ``entity_id``/``sk``, where ``sk`` is deterministic per event (``0002#PROCESSING``) so
   a retried write is refused by its condition instead of duplicating the trail.
 
@@ -33,6 +33,7 @@ _deserializer = TypeDeserializer()
 TRANSIENT_CODES = aws.RETRYABLE_CODES | {"TransactionConflict", "ThrottlingError"}
 
 SUMMARY_SK = "SUMMARY"
+BINDING_SK = "BINDING"
 # The sparse index of non-final payments (``pending_shard`` / ``updated_at``); 16 partition keys
 # spread a burst of new payments, and the sweeper reads all 16.
 BATCH_INDEX = "batch_id-index"
@@ -72,6 +73,10 @@ def batch_pk(batch_id: str) -> str:
 
 def payment_entity(payment_id: str) -> str:
     return f"PAYMENT#{payment_id}"
+
+
+def idempotency_pk(key: str) -> str:
+    return f"IDEMPOTENCY#{key}"
 
 
 def audit_sk(version: int, status: str) -> str:
@@ -173,6 +178,42 @@ class Repository:
             },
             self.audit_put_op(audit),
         ]
+
+    def key_binding_op(self, binding: Mapping[str, Any]) -> dict[str, Any]:
+        """The transaction item binding an ``Idempotency-Key`` to the payment created with it:
+        put only if the key is unbound, the existing binding returned when it is not."""
+        key = {"pk": idempotency_pk(binding["idempotency_key"]), "sk": BINDING_SK}
+        return {
+            "Put": {
+                "TableName": self.config.processing_status_table,
+                "Item": serialize({**key, **binding}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+
+    def bind_key(self, binding: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Bind a key on its own (to a payment that existed before it); None when this bound
+        it, else the binding that was already there."""
+        put = self.key_binding_op(binding)["Put"]
+        try:
+            self._call("put_item", **put)
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            item = exc.response.get("Item")
+            return deserialize(item) if item else self.get_key_binding(binding["idempotency_key"])
+        return None
+
+    def get_key_binding(self, key: str) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item",
+            TableName=self.config.processing_status_table,
+            Key={"pk": {"S": idempotency_pk(key)}, "sk": {"S": BINDING_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
 
     def audit_put_op(self, audit: Mapping[str, Any]) -> dict[str, Any]:
         return {

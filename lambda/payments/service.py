@@ -10,9 +10,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from payments import aws, events, processing
+from payments import aws, events, idempotency, processing
 from payments.config import Config
 from payments.errors import ConflictError, NotFoundError, PaymentError, TransientError
+from payments.idempotency import payment_id_for_key
 from payments.lifecycle import (
     FINAL_STATUSES,
     PROCESSING,
@@ -54,38 +55,84 @@ class Payments:
 
     # -- API ------------------------------------------------------------------------------
     def submit(
-        self, payment: Payment, *, payment_id: str | None = None
+        self, payment: Payment, *, idempotency_key: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         """Store a new payment and queue it: (202, payment); identical replay: (200, payment).
 
-        Two AWS calls on the happy path: one transaction (payment + audit entry) and one
-        SendMessage. A replay of a payment still RECEIVED queues it again, because the first
-        attempt may have died between the two calls; the consumer is idempotent.
+        Two AWS calls on the happy path: one transaction (payment + audit entry, and with
+        ``idempotency_key`` the key's binding) and one SendMessage. A replay is answered from
+        the cancelled transaction (``ALL_OLD``: no read) and queues a payment still RECEIVED
+        again, because the first attempt may have died between the two calls; the consumer is
+        idempotent.
         """
-        payment_id = payment.payment_id or payment_id or f"pay_{uuid.uuid4().hex}"
-        item, audit = new_payment_item(
-            payment, payment_id=payment_id, source=SOURCE_API, now=now_iso()
+        payment_id = (
+            payment.payment_id
+            or (payment_id_for_key(idempotency_key) if idempotency_key is not None else None)
+            or f"pay_{uuid.uuid4().hex}"
         )
+        now = now_iso()
+        item, audit = new_payment_item(payment, payment_id=payment_id, source=SOURCE_API, now=now)
+        ops = self.repo.create_payment_ops(item, audit)
+        key_binding = None
+        if idempotency_key is not None:
+            key_binding = idempotency.binding(
+                idempotency_key, payment_id=payment_id, request_hash=payment.request_hash(), now=now
+            )
+            ops.append(self.repo.key_binding_op(key_binding))
         try:
-            self.repo.transact(self.repo.create_payment_ops(item, audit))
+            self.repo.transact(ops)
         except TransactionCanceled as exc:
-            existing = exc.failed_conditions().get(0) or self.repo.get_payment(payment_id)
-            if existing is None:
-                raise TransientError("payment write was cancelled; retry") from exc
-            if existing.get("content_hash") != item["content_hash"]:
-                raise ConflictError(
-                    f"payment {payment_id} already exists with different content",
-                    details={"payment_id": payment_id},
-                ) from None
+            existing = self._resubmitted(exc, item, key_binding, binding_index=len(ops) - 1)
             if existing["status"] == RECEIVED:
-                self.enqueue(payment_id)
+                self.enqueue(existing["payment_id"])
             return 200, public_view(existing)
         self.enqueue(payment_id)
         return 202, public_view(item)
 
+    def _resubmitted(
+        self,
+        exc: TransactionCanceled,
+        item: dict[str, Any],
+        key_binding: dict[str, Any] | None,
+        *,
+        binding_index: int,
+    ) -> dict[str, Any]:
+        """The payment a cancelled create replays, or the conflict it is."""
+        failed = exc.failed_conditions()
+        if key_binding is not None and binding_index in failed:
+            # The key is bound: only its own request may replay, and it replays that payment.
+            key, request_hash = key_binding["idempotency_key"], key_binding["request_hash"]
+            bound = failed[binding_index] or self.repo.get_key_binding(key)
+            if bound is None:
+                raise TransientError("payment write was cancelled; retry") from exc
+            idempotency.check_same_request(bound, key, request_hash)
+            payment_id = bound["payment_id"]
+            existing = failed.get(0) if payment_id == item["payment_id"] else None
+            existing = existing or self.repo.get_payment(payment_id)
+            if existing is None:
+                raise TransientError("payment write was cancelled; retry") from exc
+            return existing
+        payment_id = item["payment_id"]
+        existing = failed.get(0) or self.repo.get_payment(payment_id)
+        if existing is None:
+            raise TransientError("payment write was cancelled; retry") from exc
+        if existing.get("content_hash") != item["content_hash"]:
+            raise ConflictError(
+                f"payment {payment_id} already exists with different content",
+                details={"payment_id": payment_id},
+            ) from None
+        if key_binding is not None:
+            # The payment was made without this key (unkeyed, or with another key): the key
+            # now names it, unless a request racing this one bound the key first.
+            bound = self.repo.bind_key(key_binding)
+            if bound is not None:
+                key = key_binding["idempotency_key"]
+                idempotency.check_same_request(bound, key, key_binding["request_hash"])
+        return existing
+
     def get(self, payment_id: str, *, consistent: bool = False) -> dict[str, Any]:
-        """``GET /payments/{id}`` reads eventually consistent (half the cost); a replay that
-        must show what it just wrote asks for ``consistent``."""
+        """``GET /payments/{id}`` reads eventually consistent (half the cost); a read that must
+        see a payment just answered 202 asks for ``consistent``."""
         item = self.repo.get_payment(payment_id, consistent=consistent)
         if item is None:
             raise NotFoundError(

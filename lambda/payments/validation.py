@@ -103,6 +103,12 @@ class Payment:
         canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
+    def request_hash(self) -> str:
+        """What makes two submissions 'the same request': the content and the ``payment_id``
+        as sent (or its absence); an ``Idempotency-Key`` is bound to it."""
+        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
     def to_json(self) -> dict[str, Any]:
         data = self.content()
         if self.payment_id is not None:

@@ -6,8 +6,8 @@
   from a replica that has not seen the item yet, or (on a batch call) some entries failing
   while the others go through.
 - ``other_container``: runs a second invocation in the middle of the first, as a second Lambda
-  container would (the API's router and the idempotency wrapper keep per-invocation state in
-  module globals; one container never runs two invocations at once).
+  container would (the API's router keeps per-invocation state in module globals; one
+  container never runs two invocations at once).
 - ``StreamReader``: the audit log's stream records, as the event source mapping reads them.
 - ``WeightedRules``: the next rule drawn by weight among those whose preconditions hold.
 - ``Workflow``: the batch workflow's states executed one task at a time with the semantics of
@@ -227,13 +227,12 @@ def other_container() -> Iterator[None]:
     """Run a nested invocation as if in another container: save and restore what the API
     handler keeps per invocation in module globals."""
     from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
-    from handlers import api, idempotency
+    from handlers import api
 
     missing = object()
     event = BaseRouter.__dict__.get("current_event", missing)
     context = BaseRouter.__dict__.get("lambda_context", missing)
     routing = dict(api.app.context)
-    replayed = idempotency._replayed[0]
     try:
         yield
     finally:
@@ -242,7 +241,6 @@ def other_container() -> Iterator[None]:
                 setattr(BaseRouter, name, value)
         api.app.context.clear()
         api.app.context.update(routing)
-        idempotency._replayed[0] = replayed
 
 
 @contextmanager

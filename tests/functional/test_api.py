@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import time
 
 import handlers.api
 import pytest
@@ -115,21 +114,34 @@ class TestPostPayments:
         assert status == 409
         assert_error(body, "CONFLICT")
 
-    def test_idempotency_records_live_at_least_24_hours(self, world, context):
-        call(
+    def test_a_key_is_bound_to_its_payment_for_good(self, world, context):
+        _, body, _ = call(
             context,
             "POST",
             "/payments",
             body={"amount": "1", "currency": "EUR"},
             headers={"Idempotency-Key": "k-3"},
         )
-        records = [
+        bindings = [
             i
             for i in world.table_items("PROCESSING_STATUS_TABLE")
-            if i["pk"].startswith("idempotency#")
+            if i["pk"].startswith("IDEMPOTENCY#")
         ]
-        assert len(records) == 1
-        assert int(records[0]["expires_at"]) - time.time() >= 24 * 3600 - 60
+        assert [(b["pk"], b["payment_id"]) for b in bindings] == [
+            ("IDEMPOTENCY#k-3", body["payment_id"])
+        ]
+        assert "expires_at" not in bindings[0]  # no TTL: it lives as long as the payment
+
+    def test_a_keyed_post_costs_two_aws_calls_and_its_replay_reads_nothing(self, world, context):
+        call(context, "GET", "/health")  # create the clients
+        counter = CallCounter().attach(aws.client("dynamodb"), aws.client("sqs"))
+        request = {"body": {"amount": "1", "currency": "EUR"}, "headers": {"Idempotency-Key": "k"}}
+        assert call(context, "POST", "/payments", **request)[0] == 202
+        assert counter.calls == {"dynamodb:TransactWriteItems": 1, "sqs:SendMessage": 1}
+        counter.reset()
+        assert call(context, "POST", "/payments", **request)[0] == 200
+        # Answered from the cancelled transaction; queued again since it is still RECEIVED.
+        assert counter.calls == {"dynamodb:TransactWriteItems": 1, "sqs:SendMessage": 1}
 
     def test_no_header_post_costs_at_most_three_aws_calls(self, world, context):
         call(context, "GET", "/health")  # create the clients

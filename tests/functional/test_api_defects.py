@@ -6,18 +6,18 @@ import importlib
 import io
 import json
 import logging
-import time
 from typing import ClassVar
 
 import handlers.api
 import pytest
-from handlers.idempotency import payment_id_for_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payments import aws, errors, validation
+from payments.idempotency import payment_id_for_key
 from payments.validation import PAYMENT_ID
 
-from tests.functional.world import LambdaContext, api_event, inject_failures, sign
+from tests.functional.model_support import interleave
+from tests.functional.world import api_event, inject_failures, sign
 
 PAYMENT = {"amount": "10.00", "currency": "USD"}
 
@@ -120,6 +120,138 @@ class TestIdempotencyKeyRetry:
         assert self.post(context, key="order-10", body=body)[1]["payment_id"] == "pay-explicit"
 
 
+class Killed(BaseException):
+    """The function's process died (no handler catches a BaseException)."""
+
+
+def killed_after(client, operation):
+    """The next ``operation`` call commits, then the process dies before it hears back."""
+    service = client.meta.service_model.service_id.hyphenize()
+    state = {"left": 1}
+
+    def die(**_):
+        if state["left"]:
+            state["left"] -= 1
+            raise Killed(f"process died after {operation}")
+
+    client.meta.events.register(f"after-call.{service}.{operation}", die)
+
+
+class TestAKeyIsBoundToItsFirstRequest:
+    """Issue 16 #2: the key's binding (the payment it made, the request's hash) is written in the
+    payment's own transaction, so no failure after it can let the key make a second payment."""
+
+    KEY = "order-16"
+    FIRST: ClassVar[dict[str, str]] = {"payment_id": "pay-16", "amount": "12.50", "currency": "EUR"}
+
+    def post(self, context, body):
+        return call(context, "POST", "/payments", body=body, headers={"Idempotency-Key": self.KEY})
+
+    def fail_the_first_send(self, world, context):
+        call(context, "GET", "/health")  # create the clients the handler uses
+        inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError", status=500)
+        status, body = self.post(context, self.FIRST)
+        assert status == 503
+        assert_error(body, "SERVICE_UNAVAILABLE")
+        assert [p["payment_id"] for p in world.payments()] == ["pay-16"]
+        assert world.receive_all() == []  # stored, never queued
+
+    def assert_key_conflict(self, status, body):
+        assert status == 409
+        assert_error(body, "CONFLICT")
+        assert "Idempotency-Key" in body["error"]["message"]
+        # Nothing of the bound request reaches the caller: not its payment, not its body.
+        assert body["error"]["details"] == {"Idempotency-Key": self.KEY}
+        assert "pay-16" not in json.dumps(body) and "12.50" not in json.dumps(body)
+
+    CHANGED: ClassVar[list] = [
+        pytest.param({"amount": "12.50", "currency": "EUR"}, id="payment_id-dropped"),
+        pytest.param({**FIRST, "payment_id": "pay-17"}, id="another-payment_id"),
+        pytest.param({**FIRST, "amount": "13.00"}, id="other-content"),
+        pytest.param({**FIRST, "description": "x"}, id="a-field-added"),
+        pytest.param(
+            {"payment_id": payment_id_for_key(KEY), "amount": "12.50", "currency": "EUR"},
+            id="the-id-the-key-derives",
+        ),
+    ]
+
+    @pytest.mark.parametrize("changed", CHANGED)
+    def test_a_changed_retry_after_a_failed_send_is_409_and_stores_nothing(
+        self, world, context, changed
+    ):
+        self.fail_the_first_send(world, context)
+        self.assert_key_conflict(*self.post(context, changed))
+        assert [p["payment_id"] for p in world.payments()] == ["pay-16"]
+        assert len(world.audit()) == 1
+        assert world.receive_all() == []
+
+    def test_the_identical_retry_after_a_failed_send_is_200_with_the_payment_queued(
+        self, world, context
+    ):
+        self.fail_the_first_send(world, context)
+        # The same request written differently is the same request.
+        status, body = self.post(context, {**self.FIRST, "amount": 12.5, "currency": "eur"})
+        assert (status, body["payment_id"], body["status"]) == (200, "pay-16", "RECEIVED")
+        assert [json.loads(m["Body"]) for m in world.receive_all()] == [{"payment_id": "pay-16"}]
+        assert len(world.payments()) == 1 and len(world.audit()) == 1
+
+    def test_a_retry_after_the_process_died_past_the_commit_finds_the_binding(self, world, context):
+        call(context, "GET", "/health")
+        killed_after(aws.client("dynamodb"), "TransactWriteItems")
+        with pytest.raises(Killed):  # API Gateway answers 502
+            _api.handler(
+                api_event(
+                    "POST", "/payments", body=self.FIRST, headers={"Idempotency-Key": self.KEY}
+                ),
+                context,
+            )
+        for changed in self.CHANGED:
+            self.assert_key_conflict(*self.post(context, changed.values[0]))
+        status, body = self.post(context, self.FIRST)
+        assert (status, body["payment_id"]) == (200, "pay-16")
+        assert [json.loads(m["Body"]) for m in world.receive_all()] == [{"payment_id": "pay-16"}]
+        assert [p["payment_id"] for p in world.payments()] == ["pay-16"]
+
+    @pytest.mark.parametrize(
+        ("at", "first_wins"),
+        [
+            pytest.param("TransactWriteItems", False, id="second-commits-first"),
+            pytest.param("SendMessage", True, id="first-committed-not-yet-queued"),
+        ],
+    )
+    def test_two_first_attempts_with_one_key_and_different_bodies_make_one_payment(
+        self, world, context, at, first_wins
+    ):
+        """The second container's request runs while the first is at its ``at`` call: whichever
+        transaction commits first binds the key, and the other is a 409."""
+        call(context, "GET", "/health")
+        second = {"amount": "99.00", "currency": "EUR"}
+        answers = {}
+
+        def racing():
+            answers["second"] = self.post(context, second)
+
+        client = aws.client("sqs" if at == "SendMessage" else "dynamodb")
+        with interleave(client, at, racing):
+            answers["first"] = self.post(context, self.FIRST)
+        winner, loser = ("first", "second") if first_wins else ("second", "first")
+        assert answers[winner][0] == 202
+        self.assert_key_conflict(*answers[loser])
+        [stored] = world.payments()
+        assert stored["payment_id"] == answers[winner][1]["payment_id"]
+        # Every later request with the key answers the winner's payment or a 409.
+        assert self.post(context, self.FIRST if first_wins else second)[0] == 200
+        assert self.post(context, second if first_wins else self.FIRST)[0] == 409
+        assert len(world.payments()) == 1
+
+    def test_a_key_reused_on_a_payment_made_without_it_binds_to_that_payment(self, world, context):
+        assert call(context, "POST", "/payments", body=self.FIRST)[0] == 202  # no key
+        status, body = self.post(context, self.FIRST)
+        assert (status, body["payment_id"]) == (200, "pay-16")
+        self.assert_key_conflict(*self.post(context, {"amount": "12.50", "currency": "EUR"}))
+        assert [p["payment_id"] for p in world.payments()] == ["pay-16"]
+
+
 class TestWebhookSignatureHeader:
     SIGNAL: ClassVar[dict] = {"payment_id": "pay-1", "risk_score": 90, "reason": "velocity"}
 
@@ -177,30 +309,18 @@ class TestWebhookSignatureHeader:
         assert status == 202
 
 
-class TestThrottledIdempotencyStore:
-    """The Powertools idempotency store shares the function's DynamoDB client."""
+class TestThrottledDependencies:
+    """A dependency throttled past the SDK's retries is a 503 with a plain message, and the
+    client's retry is safe."""
 
     @pytest.mark.parametrize(
         "code", ["ProvisionedThroughputExceededException", "ThrottlingException"]
     )
-    @pytest.mark.parametrize(
-        "operation",
-        [
-            pytest.param("PutItem", id="save-in-progress"),
-            pytest.param("UpdateItem", id="save-success"),
-            pytest.param("DeleteItem", id="delete-after-a-failed-request"),
-        ],
-    )
-    def test_a_throttled_idempotency_store_is_503_with_a_plain_message(
-        self, world, context, operation, code
-    ):
+    def test_a_throttled_keyed_write_is_503_and_leaves_the_key_unbound(self, world, context, code):
         call(context, "GET", "/health")  # create the clients the handler uses
-        if operation == "DeleteItem":  # the record is deleted only when the request failed
-            inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError")
-        injected = inject_failures(aws.client("dynamodb"), operation, times=1, code=code)
-        status, body = call(
-            context, "POST", "/payments", body=PAYMENT, headers={"Idempotency-Key": "order-11"}
-        )
+        injected = inject_failures(aws.client("dynamodb"), "TransactWriteItems", times=1, code=code)
+        headers = {"Idempotency-Key": "order-11"}
+        status, body = call(context, "POST", "/payments", body=PAYMENT, headers=headers)
         assert injected["injected"] == 1
         assert status == 503
         assert body == {
@@ -210,37 +330,10 @@ class TestThrottledIdempotencyStore:
                 "details": {},
             }
         }
-
-    def test_a_record_left_in_progress_answers_409_with_retry_after_until_it_lapses(
-        self, world, context
-    ):
-        """A request whose clean-up failed leaves its record in progress (as a killed invocation
-        does): a retry is told when to come back, and then lands on the same payment."""
-        call(context, "GET", "/health")
-        inject_failures(aws.client("sqs"), "SendMessage", times=1, code="InternalError")
-        inject_failures(aws.client("dynamodb"), "DeleteItem", times=1, code="ThrottlingException")
-        short = LambdaContext()
-        # Long enough that the retry below comes before it lapses, even on a loaded machine.
-        short.get_remaining_time_in_millis = lambda: 2_000  # type: ignore[method-assign]
-        headers = {"Idempotency-Key": "order-12"}
-        assert call(short, "POST", "/payments", body=PAYMENT, headers=headers)[0] == 503
-
-        response = _api.handler(
-            api_event("POST", "/payments", body=PAYMENT, headers=headers), context
-        )
-        assert response["statusCode"] == 409
-        assert "in progress" in json.loads(response["body"])["error"]["message"]
-        # Bounded by the function's timeout: the longest any invocation's record stays.
-        assert response["multiValueHeaders"]["Retry-After"] == ["15"]
-
-        time.sleep(2.1)  # the first invocation's time is up
-        status, body = call(context, "POST", "/payments", body=PAYMENT, headers=headers)
-        # The first request stored the payment before its queue send failed: this is its replay.
-        assert status == 200
-        assert body["payment_id"] == payment_id_for_key("order-12")
-        assert [p["payment_id"] for p in world.payments()] == [body["payment_id"]]
-        queued = [json.loads(m["Body"])["payment_id"] for m in world.receive_all()]
-        assert queued == [body["payment_id"]]
+        assert world.table_items("PROCESSING_STATUS_TABLE") == []
+        # Nothing was bound, so the client may even change its mind about the body.
+        other = {**PAYMENT, "amount": "11.00"}
+        assert call(context, "POST", "/payments", body=other, headers=headers)[0] == 202
 
     def test_a_throttled_ssm_secret_is_503(self, world, context):
         inject_failures(aws.client("ssm"), "GetParameter", times=1, code="ThrottlingException")
@@ -275,14 +368,6 @@ class TestAwsErrorTextStaysInTheLogs:
         [
             pytest.param("sqs", "SendMessage", "/payments", {}, 503, id="queue"),
             pytest.param("dynamodb", "TransactWriteItems", "/payments", {}, 500, id="write"),
-            pytest.param(
-                "dynamodb",
-                "PutItem",
-                "/payments",
-                {"Idempotency-Key": "order-12"},
-                500,
-                id="idempotency-store",
-            ),
             pytest.param("dynamodb", "GetItem", "/payments/pay-1", {}, 500, id="read"),
         ],
     )
@@ -355,18 +440,3 @@ class TestDeeplyNestedBodies:
         limit = f"more than {validation.MAX_JSON_DEPTH} levels deep"
         assert limit in body["error"]["details"]["fields"]["body"]
         assert world.payments() == []
-
-
-def test_an_idempotent_replay_reads_the_payment_strongly_consistent(world, context):
-    headers = {"Idempotency-Key": "order-13"}
-    assert call(context, "POST", "/payments", body=PAYMENT, headers=headers)[0] == 202
-    reads: list[bool] = []
-
-    def remember(params, **_):
-        if params.get("TableName") == world.env["PAYMENTS_TABLE"]:
-            reads.append(params.get("ConsistentRead", False))
-
-    aws.client("dynamodb").meta.events.register("before-parameter-build.dynamodb.GetItem", remember)
-    status, body = call(context, "POST", "/payments", body=PAYMENT, headers=headers)
-    assert status == 200 and body["payment_id"]
-    assert reads == [True]

@@ -59,13 +59,16 @@ from payments import aws, env, errors
 from payments.batch import Batches, batch_id_from_key, sequencer_order
 from payments.config import DEFAULT_MAX_PAYMENT_AMOUNT, load
 from payments.errors import TransientError
+from payments.idempotency import payment_id_for_key
 
 from tests.functional.consumer import Consumer, first_deliveries_overtaken
 from tests.functional.model_support import (
     CRASH,
+    FAULT_KINDS,
     PARTIAL_FAILURE,
     RUNTIME_CALLS,
     STATES_DYNAMODB,
+    THROTTLE,
     TIMEOUT_AFTER_COMMIT,
     Crash,
     Execution,
@@ -118,6 +121,7 @@ RULE_WEIGHTS = {
     "submit": 10,
     "replay": 4,
     "client_retries": 6,
+    "retry_with_a_changed_body": 4,
     "racing_duplicates": 5,
     "deliver_messages": 10,
     "release_held_message": 3,
@@ -174,13 +178,19 @@ HEADERS = (
 
 
 API_CALLS = (
-    ("dynamodb", "TransactWriteItems"),
+    ("dynamodb", "TransactWriteItems"),  # the payment, its audit entry and the key's binding
     ("dynamodb", "GetItem"),
-    ("dynamodb", "PutItem"),  # Powertools idempotency: the in-progress record
-    ("dynamodb", "UpdateItem"),  # ... and the stored response
-    ("dynamodb", "DeleteItem"),  # ... dropped when the request failed
+    ("dynamodb", "PutItem"),  # a key bound to a payment stored without it
     ("sqs", "SendMessage"),
 )
+# How a keyed request's first attempt fails: before its transaction commits, or after it
+# (the answer lost, the queue send failing, the process killed before it answers).
+FIRST_ATTEMPT_FAULTS = st.builds(
+    Fault,
+    st.just("dynamodb"),
+    st.just("TransactWriteItems"),
+    st.sampled_from((THROTTLE, TIMEOUT_AFTER_COMMIT, CRASH)),
+) | st.builds(Fault, st.just("sqs"), st.just("SendMessage"), st.sampled_from(FAULT_KINDS))
 PROCESSOR_CALLS = (("dynamodb", "GetItem"), ("dynamodb", "TransactWriteItems"))
 WEBHOOK_CALLS = (
     ("ssm", "GetParameter"),
@@ -263,6 +273,10 @@ class Request:
         """Only a request naming its payment (id or key) is safe for a client to retry."""
         return self.payment_id is not None or self.key is not None
 
+    def normalized(self) -> tuple[str | None, tuple[Decimal, str, bool], str | None]:
+        """What an Idempotency-Key is bound to: the request as the API validates it."""
+        return self.payment_id, self.content.normalized(), self.description
+
 
 @dataclass
 class Upload:
@@ -341,7 +355,11 @@ class PaymentsModel(RuleBasedStateMachine):
         self.acked: dict[str, tuple[tuple[Decimal, str, bool], str | None]] = {}
         self.key_payment: dict[str, str] = {}
         self.key_bodies: dict[str, set[str]] = {}
-        self.key_unsettled: set[str] = set()
+        # A key's first request that stored a payment (its binding) and every payment a
+        # request with the key stored; failed keyed requests, to be retried with another body.
+        self.key_bound: dict[str, tuple[str, tuple[Any, ...]]] = {}
+        self.key_made: dict[str, set[str]] = {}
+        self.failed_keyed: list[Request] = []
         self.anonymous = 0
         self.fraud_failed: set[str] = set()
         self.webhooks: list[bytes] = []
@@ -438,11 +456,20 @@ class PaymentsModel(RuleBasedStateMachine):
     def _submit(self, request: Request, *, racing: bool = False) -> None:
         known = request.payment_id or self.key_payment.get(request.key or "")
         before = self._stored(known)
+        # The payment this request stores if it stores one: its own id, or the key's.
+        target = request.payment_id or (request.key and payment_id_for_key(request.key))
+        existed = request.key is None or self._stored(target) is not None
         mark = len(self.faults.fired)
         status, body = self._api(
             "POST", "/payments", body=request.body(), headers=request.headers()
         )
         self._judge_submit(request, status, body, self._fired_since(mark), before, racing)
+        if not existed and self._stored(target) is not None:
+            # Stored by this request (whatever it answered: a 503 or a 502 after the commit
+            # too), or by a racing one with the same key that recorded itself first.
+            assert request.key is not None and target is not None
+            self.key_bound.setdefault(request.key, (target, request.normalized()))
+            self.key_made.setdefault(request.key, set()).add(target)
 
     def _judge_submit(
         self,
@@ -458,6 +485,16 @@ class PaymentsModel(RuleBasedStateMachine):
         if request.key is not None:
             self.key_bodies.setdefault(request.key, set()).add(sent)
         assert status in (200, 202, 409, 502, 503), (status, body)
+        bound = self.key_bound.get(request.key or "")
+        if bound is not None and status in (200, 202, 409):
+            # A key bound to a request: that request replays the key's payment, any other
+            # (other content, a payment_id changed, dropped or added) is a 409.
+            changed = request.normalized() != bound[1]
+            assert (status == 409) == changed, (
+                f"key {request.key} bound to {bound}: {request.normalized()} -> {status} {body}"
+            )
+            if not changed:
+                assert body["payment_id"] == bound[0], (bound, body)
         if status in (502, 503):
             assert fired or racing, f"{status} without a fault: {body}"
             if status == 502:
@@ -468,8 +505,8 @@ class PaymentsModel(RuleBasedStateMachine):
                 plain = errors.PUBLIC_MESSAGES[errors.SERVICE_UNAVAILABLE]
                 assert body["error"]["message"] == plain, body
                 assert body["error"]["details"] == {}, body
-            if request.key is not None:
-                self.key_unsettled.add(request.key)  # its idempotency record may be left behind
+            if request.key is not None and request not in self.failed_keyed:
+                self.failed_keyed.append(request)
             if request.retryable():
                 self.to_retry.append(request)
             return
@@ -481,11 +518,7 @@ class PaymentsModel(RuleBasedStateMachine):
                 or stored.get("description") != request.description
             )
             if request.key is not None:
-                justified = justified or (
-                    len(self.key_bodies[request.key]) > 1
-                    or request.key in self.key_unsettled
-                    or racing
-                )
+                justified = justified or len(self.key_bodies[request.key]) > 1 or racing
                 if request.payment_id is None and request.key in self.key_payment:
                     stored = self._stored(self.key_payment[request.key])
                     justified = justified or (
@@ -493,8 +526,6 @@ class PaymentsModel(RuleBasedStateMachine):
                         and stored_content(stored) != request.content.normalized()
                     )
             assert justified, f"409 for a request nothing conflicts with: {body}"
-            if "in progress" in body["error"]["message"]:
-                self.to_retry.append(request)
             return
         # 2xx: what was answered is what was sent, and it is what stays stored.
         payment_id = body["payment_id"]
@@ -502,9 +533,11 @@ class PaymentsModel(RuleBasedStateMachine):
         assert body.get("description") == request.description, body
         if request.payment_id is not None:
             assert payment_id == request.payment_id, body
-        elif request.key is not None:
+        if request.key is not None:
             first = self.key_payment.setdefault(request.key, payment_id)
             assert payment_id == first, f"key {request.key}: {first} and then {payment_id}"
+            # A 2xx binds the key to this request, if nothing did before.
+            self.key_bound.setdefault(request.key, (payment_id, request.normalized()))
         if not racing and request.payment_id is not None:
             assert (status == 202) == (before is None), (status, before)
         self.acked[payment_id] = (request.content.normalized(), request.description)
@@ -717,9 +750,69 @@ class PaymentsModel(RuleBasedStateMachine):
     @precondition(lambda self: self.to_retry)
     @rule(index=st.integers(0, 1000), fault=faults(API_CALLS, once=True))
     def client_retries(self, index: int, fault: Fault | None) -> None:
-        """A client retries a request that failed (503, 502, in progress) with the same key."""
+        """A client retries a request that failed (503, 502) with the same key."""
         with self._armed(fault):
             self._submit(self.to_retry.pop(index % len(self.to_retry)))
+
+    @rule(
+        first=st.one_of(
+            st.none(),
+            st.tuples(
+                st.sampled_from(("payment_id+key", "key")),
+                st.sampled_from(PAYMENT_IDS),
+                st.sampled_from(KEYS),
+                st.sampled_from(CONTENTS),
+                FIRST_ATTEMPT_FAULTS,
+            ),
+        ),
+        index=st.integers(0, 1000),
+        change=st.sampled_from(
+            ("content", "drop payment_id", "other payment_id", "add payment_id")
+        ),
+        content=st.sampled_from(CONTENTS),
+        payment_id=st.sampled_from(PAYMENT_IDS),
+        fault=faults(API_CALLS, once=True),
+    )
+    def retry_with_a_changed_body(
+        self,
+        first: tuple[str, str, str, Content, Fault] | None,
+        index: int,
+        change: str,
+        content: Content,
+        payment_id: str,
+        fault: Fault | None,
+    ) -> None:
+        """A client retries a keyed request that failed (503, 502: the payment may or may not
+        be stored) with the same Idempotency-Key and another body: other content, or its
+        payment_id dropped, changed or added (issue 16 #2). The failed request is an earlier
+        one, or ``first``: a new keyed request failing before or after its commit."""
+        if first is not None:
+            kind, first_id, key, first_content, first_fault = first
+            request = self._new_request(kind, first_id, key, first_content)
+            self.requests.append(request)
+            with self._armed(first_fault):
+                self._submit(request)
+            if request not in self.failed_keyed:
+                return  # answered (a 409: the key was bound already)
+            failed = request
+        elif self.failed_keyed:
+            failed = self.failed_keyed[index % len(self.failed_keyed)]
+        else:
+            return
+        key = failed.key
+        assert key is not None
+        changed = Request(failed.payment_id, key, failed.content, failed.description)
+        if change == "content" or (change == "drop payment_id" and failed.payment_id is None):
+            others = [c for c in CONTENTS if c.normalized() != failed.content.normalized()]
+            changed.content = others[CONTENTS.index(content) % len(others)]
+        elif change == "drop payment_id":
+            changed.payment_id, changed.description = None, f"key {key}"
+        else:
+            others = [p for p in PAYMENT_IDS if p != failed.payment_id]
+            changed.payment_id = others[PAYMENT_IDS.index(payment_id) % len(others)]
+        self.requests.append(changed)
+        with self._armed(fault):
+            self._submit(changed)
 
     @rule(
         kind=st.sampled_from(("payment_id", "payment_id+key", "key")),
@@ -1115,6 +1208,10 @@ class PaymentsModel(RuleBasedStateMachine):
             assert item["status"] == history[-1], item
         for key, payment_id in self.key_payment.items():
             assert payment_id in payments, f"key {key}: answered {payment_id}, not stored"
+        for key, made in self.key_made.items():
+            assert len(made) == 1, f"key {key} stored {len(made)} payments: {sorted(made)}"
+            if key in self.key_payment:
+                assert self.key_payment[key] in made, (key, self.key_payment[key], made)
         for payment_id, (content, description) in self.acked.items():
             item = payments.get(payment_id)
             assert item is not None, f"{payment_id} was answered 2xx and is not stored"

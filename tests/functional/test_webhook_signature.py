@@ -15,12 +15,14 @@ from handlers import webhook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from payments import contract
+from payments.errors import UnauthorizedError
 
 from tests.functional.world import WEBHOOK_SECRET, api_event, sign
 
 PAYMENT = {"payment_id": "pay-1", "amount": "10.00", "currency": "USD"}
 SIGNAL = {"payment_id": "pay-1", "risk_score": 90, "reason": "velocity"}
 TOLERANCE = contract.DEFAULT_SIGNATURE_TOLERANCE_SECONDS
+SKEW = contract.SIGNATURE_MAX_CLOCK_SKEW_SECONDS
 
 
 @pytest.fixture(autouse=True)
@@ -63,20 +65,64 @@ class TestTimeWindow:
         raw = json.dumps(SIGNAL)
         assert post_signal(call, sign(raw), raw)[0] == 202
 
-    @pytest.mark.parametrize("age", [TOLERANCE - 5, -(TOLERANCE - 5)])
-    def test_within_the_tolerance_either_way_is_accepted(self, call, payment, age):
+    @pytest.mark.parametrize("age", [TOLERANCE - 5, -(SKEW - 5)])
+    def test_the_tolerance_into_the_past_and_the_skew_into_the_future_are_accepted(
+        self, call, payment, age
+    ):
         raw = json.dumps(SIGNAL)
         assert post_signal(call, sign(raw, at=int(time.time()) - age), raw)[0] == 202
 
-    @pytest.mark.parametrize("age", [TOLERANCE + 5, -(TOLERANCE + 5), 10 * 365 * 86400])
-    def test_a_stale_or_future_signature_is_401_even_when_the_hmac_is_right(
-        self, call, payment, age
-    ):
+    @pytest.mark.parametrize("age", [TOLERANCE + 5, 10 * 365 * 86400])
+    def test_a_stale_signature_is_401_even_when_the_hmac_is_right(self, call, payment, age):
         raw = json.dumps(SIGNAL)
         status, body = post_signal(call, sign(raw, at=int(time.time()) - age), raw)
         assert status == 401
         assert body["error"]["code"] == "UNAUTHORIZED"
-        assert f"{TOLERANCE} seconds" in body["error"]["message"]
+        assert f"more than {TOLERANCE} seconds old" in body["error"]["message"]
+
+    @pytest.mark.parametrize("ahead", [SKEW + 5, TOLERANCE - 5, TOLERANCE + 5])
+    def test_a_signature_dated_past_the_skew_ahead_is_401(self, call, payment, ahead):
+        """Else a captured request dated ``ahead`` would be good for ``ahead`` + the tolerance."""
+        raw = json.dumps(SIGNAL)
+        status, body = post_signal(call, sign(raw, at=int(time.time()) + ahead), raw)
+        assert status == 401
+        assert f"more than {SKEW} seconds ahead" in body["error"]["message"]
+
+    @pytest.mark.parametrize(
+        ("offset", "accepted"),
+        [
+            (-TOLERANCE, True),
+            (-(TOLERANCE + 1), False),
+            (SKEW, True),
+            (SKEW + 1, False),
+            (0, True),
+        ],
+    )
+    def test_the_window_boundaries_to_the_second(self, world, offset, accepted):
+        """``t`` = now + ``offset``: the full tolerance into the past, the skew into the future,
+        both ends included."""
+        raw = json.dumps(SIGNAL).encode()
+        now = 1_800_000_000
+        header = sign(raw, at=now + offset)
+        if accepted:
+            webhook.verify(header, raw, now=now)
+        else:
+            with pytest.raises(UnauthorizedError):
+                webhook.verify(header, raw, now=now)
+
+    def test_a_captured_signature_is_good_for_at_most_the_tolerance_plus_the_skew(self, world):
+        """Dated as far ahead as accepted, it stays valid until ``t`` + the tolerance: seen
+        first at ``t - SKEW``, that is the tolerance plus the skew, not twice the tolerance."""
+        raw = json.dumps(SIGNAL).encode()
+        t = 1_800_000_000
+        header = sign(raw, at=t)
+        valid = [
+            now
+            for now in range(t - 2 * TOLERANCE, t + 2 * TOLERANCE + 1)
+            if _accepts(header, raw, now)
+        ]
+        assert (valid[0], valid[-1]) == (t - SKEW, t + TOLERANCE)
+        assert len(valid) == TOLERANCE + SKEW + 1
 
     def test_the_tolerance_is_a_setting(self, call, payment, monkeypatch):
         from handlers import common
@@ -86,6 +132,17 @@ class TestTimeWindow:
         raw = json.dumps(SIGNAL)
         assert post_signal(call, sign(raw, at=int(time.time()) - 60), raw)[0] == 401
         assert post_signal(call, sign(raw, at=int(time.time()) - 10), raw)[0] == 202
+
+    def test_a_tolerance_below_the_skew_bounds_the_future_too(self, world, monkeypatch):
+        from handlers import common
+
+        monkeypatch.setenv("WEBHOOK_TOLERANCE_SECONDS", "10")
+        common.settings.cache_clear()
+        raw = json.dumps(SIGNAL).encode()
+        now = 1_800_000_000
+        webhook.verify(sign(raw, at=now + 10), raw, now=now)
+        with pytest.raises(UnauthorizedError, match="more than 10 seconds ahead"):
+            webhook.verify(sign(raw, at=now + 11), raw, now=now)
 
     def test_the_time_is_signed_so_it_cannot_be_refreshed(self, call, payment):
         raw = json.dumps(SIGNAL)
@@ -182,6 +239,14 @@ class TestRotation:
         provider.get = get
         assert post_signal(call, sign(raw), raw)[0] == 202
         assert seen == [webhook.SECRET_MAX_AGE_SECONDS]
+
+
+def _accepts(header: str, raw: bytes, now: int) -> bool:
+    try:
+        webhook.verify(header, raw, now=now)
+    except UnauthorizedError:
+        return False
+    return True
 
 
 def test_comparison_never_stops_at_the_first_signature(monkeypatch, world):

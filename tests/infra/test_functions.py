@@ -56,8 +56,8 @@ CONTRACT_ACTIONS = {
     "api": {
         "payments": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                      "dynamodb:DescribeTable"},
-        "processing-status": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                              "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:DescribeTable"},
+        "processing-status": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                              "dynamodb:DescribeTable"},
         "audit-log": {"dynamodb:PutItem", "dynamodb:DescribeTable"},
         "processing-queue": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
         "webhook-secret": {"ssm:GetParameter"},

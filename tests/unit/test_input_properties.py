@@ -148,7 +148,7 @@ def test_a_csv_amount_may_be_padded_with_ascii_blanks_only(cell):
 
 @given(st.text(min_size=1, max_size=255).filter(str.isprintable))
 def test_the_payment_id_derived_from_an_idempotency_key_is_a_valid_stable_id(key):
-    from handlers.idempotency import payment_id_for_key
+    from payments.idempotency import payment_id_for_key
 
     payment_id = payment_id_for_key(key)
     assert is_id(payment_id, ID_CHARS, 64)
