@@ -1,4 +1,5 @@
-"""Runtime benchmarks (`make bench`): AWS calls, rows/s, chunk wall time, memory, cold start.
+"""Runtime benchmarks (`make bench`): AWS calls, rows/s, chunk wall time, memory, cold start. It is
+one idea: the figures `make bench` prints, one section after another, in the order printed.
 
 Prints figures; asserts nothing about time. Everything runs in-process against moto, so absolute
 speeds are moto's, not AWS's; call counts and memory profiles carry over. The 1M-row file is

@@ -1,4 +1,5 @@
-"""Storage over the three tables; the only module that knows their keys (docs/RUNTIME.md).
+"""Storage over the three tables; the only module that knows their keys (docs/RUNTIME.md). It is
+one idea: every key and request over the tables in one place, so no other module builds one.
 
 - payments: ``payment_id``; sparse GSI ``batch_id-index`` (``batch_id``, ``payment_id``).
 - processing-status: ``pk``/``sk``: ``BATCH#<id>``/``SUMMARY``, ``REJECT#<run>#<line>``,

@@ -1,5 +1,6 @@
-"""The shape of ``localcloud/``: no import circle between its modules, and modules a reader can
-hold in their head.
+"""The shape of the tree: no import circle between the product's modules (``localcloud/``,
+``lib/``, ``lambda/payments``, ``lambda/handlers``, ``scripts/``), and modules a reader can hold in
+their head.
 
 The import graph is read from the source with ``ast``, imports inside functions included (a lazy
 import that closes a circle still makes two modules that cannot be read one without the other).
@@ -12,22 +13,33 @@ from pathlib import Path
 
 from localcloud.config import REPO_ROOT
 
-PACKAGE = REPO_ROOT / "localcloud"
+# Where each package's modules are imported from: lambda/ is the Lambda runtime's root.
+PACKAGES = {
+    "localcloud": REPO_ROOT,
+    "lib": REPO_ROOT,
+    "scripts": REPO_ROOT,
+    "payments": REPO_ROOT / "lambda",
+    "handlers": REPO_ROOT / "lambda",
+}
 MAX_LINES = 600
 # What a longer module's docstring says in its first paragraph, followed by the reason.
 LONG_MODULE_MARKER = "one idea:"
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+MODULES = {
+    _module_name(path, root): path
+    for package, root in PACKAGES.items()
+    for path in sorted((root / package).rglob("*.py"))
+}
 
 
 def _imported(module: str, node: ast.Import | ast.ImportFrom) -> set[str]:
-    """The localcloud modules an import statement names (a package when no module is named)."""
+    """The product's modules an import statement names (a package when no module is named)."""
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
     else:
@@ -79,7 +91,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_module_of_the_local_cloud_imports_itself_in_a_circle():
+def test_no_module_of_the_product_imports_itself_in_a_circle():
     assert cycles(import_graph()) == []
 
 
@@ -96,6 +108,8 @@ def test_the_graph_sees_the_imports_it_must():
     assert "localcloud.services.dynamodb.transactions" in graph["localcloud.services.dynamodb"]
     assert "localcloud.services.sqs.messages" in graph["localcloud.services.sqs.poller"]
     assert "localcloud.patches" in graph["localcloud.server"]
+    assert "payments.batch.rows" in graph["payments.batch.chunk"]
+    assert "payments.batch" in graph["handlers.batch_tasks"]
 
 
 def test_a_module_over_600_lines_says_in_its_first_paragraph_why():
