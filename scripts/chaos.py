@@ -7,8 +7,9 @@ write committed) and now and then a function's worker is killed mid-invocation. 
 1. API clients (a few threads) send ``--api-payments`` logical payments, half with a
    ``payment_id`` and half with only an ``Idempotency-Key``; on a 5xx, a 429 or a lost
    connection a client retries the very same request, as a real one would, and now and then
-   (keyed requests) first sends the same key with a changed amount, which must be refused
-   with 409 and never make a second payment.
+   (keyed requests) first sends the same key with a changed amount: refused with 409 when the
+   first attempt had stored its payment, else the key's payment (the original then 409); never
+   a second payment, never two 2xx for one key.
 2. ``--batches`` CSV files of ``--rows`` rows each (a few bad and duplicate rows among them) are
    uploaded, one is uploaded again, and a corrected version of another (a tenth of its amounts
    changed) lands while its first run is in progress.
@@ -69,9 +70,25 @@ class Answer:
     payment: dict[str, Any] | None = None
     attempts: int = 0
     retried_statuses: list[int] = field(default_factory=list)
-    # A client that, after a failed answer, sent the same key with a changed body (another
-    # amount, or its payment_id dropped): what that got. Only a 409 (or a retryable 5xx) is right.
+    # A client that, after a failed answer, sent the same key with a changed body (one cent
+    # more): what that got. The key binds to the first request that stored a payment, so the
+    # changed body is refused 409 when the first attempt had stored its payment, and is the
+    # key's payment (2xx; the original then 409) when the first attempt failed before it did.
     changed_body_statuses: list[int] = field(default_factory=list)
+    changed_payment: dict[str, Any] | None = None
+
+    def settled(self, stored: dict[str, Any] | None) -> bool:
+        """Answered as the contract allows: a 2xx; or a 409 because the changed body bound the
+        key first (the key's payment, ``stored``, holds the changed amount; its own answer may
+        have been lost)."""
+        if self.status in (200, 202):
+            return True
+        return (
+            self.status == 409
+            and bool(self.changed_body_statuses)
+            and stored is not None
+            and Decimal(stored["amount"]) == Decimal(changed_body(self.request)["amount"])
+        )
 
 
 def changed_body(request: dict[str, Any]) -> dict[str, Any]:
@@ -112,6 +129,8 @@ def send(cloud: LocalCloud, answer: Answer, rng: random.Random) -> Answer:
                         "POST", "/payments", body=changed_body(answer.request), headers=headers
                     )
                     answer.changed_body_statuses.append(other.status)
+                    if other.status in (200, 202):
+                        answer.changed_payment = other.json()
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
                     answer.changed_body_statuses.append(0)
             retry_after = {k.lower(): v for k, v in response.headers.items()}.get("retry-after")
@@ -296,10 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.clients) as pool:
         list(pool.map(client, range(args.clients)))
     sent_seconds = time.monotonic() - started
-    unanswered = [a for a in answers if a.status not in (200, 202)]
     retries = sum(a.attempts - 1 for a in answers)
     say(f"API: {len(answers)} requests in {sent_seconds:.0f}s, {retries} retries, "
-        f"{len(unanswered)} without a 2xx")  # fmt: skip
+        f"{sum(a.status not in (200, 202) for a in answers)} without a 2xx")  # fmt: skip
 
     # -- drain ------------------------------------------------------------------------------
     from payments.reconcile import Reconciler
@@ -327,18 +345,20 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- count ------------------------------------------------------------------------------
     by_id = {p["payment_id"]: p for p in payments}
+    unanswered = [a for a in answers if not a.settled(by_id.get(requested_id(a)))]
     lost, differs = [], []
     for answer in answers:
-        if answer.payment is None:
-            continue
-        stored = by_id.get(answer.payment["payment_id"])
-        if stored is None:
-            lost.append(answer.payment["payment_id"])
-        elif (Decimal(stored["amount"]), stored["currency"]) != (
-            Decimal(answer.payment["amount"]),
-            answer.payment["currency"],
-        ):
-            differs.append(stored["payment_id"])
+        for answered in (answer.payment, answer.changed_payment):
+            if answered is None:
+                continue
+            stored = by_id.get(answered["payment_id"])
+            if stored is None:
+                lost.append(answered["payment_id"])
+            elif (Decimal(stored["amount"]), stored["currency"]) != (
+                Decimal(answered["amount"]),
+                answered["currency"],
+            ):
+                differs.append(stored["payment_id"])
     # Every logical request names its payment: its own ``payment_id`` or the one its key derives.
     # A request never answered 2xx may still have stored it (the answer was what got lost);
     # only a payment no request names is a duplicate.
@@ -350,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         if (
             asked is not None
             and asked.payment is None
+            and not asked.settled(payment)
             and (
                 Decimal(payment["amount"]),
                 payment["currency"],
@@ -359,10 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             differs.append(payment["payment_id"])
     stuck = [p["payment_id"] for p in payments if p["status"] not in FINAL]
     changed = [a for a in answers if a.changed_body_statuses]
+    # Both bodies answered 2xx under one key would be two answers for one payment.
     changed_accepted = [
-        f"key {a.key}: a changed body was answered {a.changed_body_statuses}"
+        f"key {a.key}: the original answered {a.status} and a changed body "
+        f"{a.changed_body_statuses}"
         for a in changed
-        if any(200 <= status < 300 for status in a.changed_body_statuses)
+        if a.changed_payment is not None and a.payment is not None
     ]
     batch_problems = []
     for batch_id, (rows, accepted) in expected_batches.items():
@@ -392,8 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     say(f"duplicated (stored, unasked):  {len(duplicated)}")
     say(f"stuck (not final):             {len(stuck)}")
     refused = sum(1 for a in changed if 409 in a.changed_body_statuses)
+    first = sum(1 for a in changed if a.changed_payment is not None)
     say(f"key reused with another body:  {len(changed)} sent, {refused} refused 409, "
-        f"{len(changed_accepted)} accepted")  # fmt: skip
+        f"{first} bound the key (first attempt stored nothing), "
+        f"{len(changed_accepted)} answered 2xx beside the original")  # fmt: skip
     say(f"batch problems:                {len(batch_problems)}")
     say(f"sweeper runs:                  {sweeps}")
     say(f"events seen / expected:        {report.events_seen} / {report.events_expected}")
