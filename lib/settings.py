@@ -336,6 +336,9 @@ class Settings:
     # The role that administers the environment's KMS key (KMS_ADMIN_ROLE_ARN); without it, the
     # role that deploys. Neither may use the key for data.
     key_admin_role_arn: str | None = None
+    # ALLOW_PROFILE_CHANGE=<profile>: this apply may change the profile recorded with the
+    # environment (lib/config.py refuses any other change at plan time).
+    profile_change_allowed: bool = False
     # Optional custom domain of the API (API_DOMAIN_NAME + API_CERTIFICATE_ARN): TLS 1.2, and
     # the default execute-api endpoint switched off so clients cannot go around it.
     api_domain_name: str | None = None
@@ -381,13 +384,26 @@ class Settings:
                 "digits or hyphens, starting and ending with a letter or digit "
                 "(it becomes part of S3 bucket and Lambda function names)"
             )
-        profile_name = env.get("ENVIRONMENT", "").strip() or (
-            suffix if suffix in PROFILES else DEFAULT_SUFFIX
-        )
+        profile_name = env.get("ENVIRONMENT", "").strip()
+        if not profile_name and suffix not in PROFILES:
+            # A profile taken by default would turn a production stack named ``prod`` into a
+            # dev one on the first apply without ENVIRONMENT (no deletion protection, no VPC,
+            # no alarms, 7 days of logs): a suffix that names no profile must be told one.
+            raise ConfigError(
+                f"ENVIRONMENT is required: ENVIRONMENT_SUFFIX={suffix!r} names no profile, so "
+                f"set ENVIRONMENT to one of {', '.join(PROFILES)}"
+            )
+        profile_name = profile_name or suffix
         if profile_name not in PROFILES:
             raise ConfigError(
                 f"ENVIRONMENT={profile_name!r} is not a known profile: "
                 f"use one of {', '.join(PROFILES)}"
+            )
+        change = env.get("ALLOW_PROFILE_CHANGE", "").strip()
+        if change and change != profile_name:
+            raise ConfigError(
+                f"ALLOW_PROFILE_CHANGE={change!r} must name the profile being applied "
+                f"({profile_name}): it lets this one apply change the environment's profile"
             )
         region = env.get("AWS_REGION", "").strip()
         if region and not REGION_PATTERN.match(region):
@@ -426,6 +442,13 @@ class Settings:
                 f"KMS_ADMIN_ROLE_ARN={admin!r} is not an IAM role ARN such as "
                 "arn:aws:iam::123456789012:role/key-admins"
             )
+        if admin is None and profile_name != "dev":
+            # Whoever deploys (a PR pipeline's role) must not be able to disable or schedule
+            # the deletion of a staging or production key.
+            raise ConfigError(
+                f"KMS_ADMIN_ROLE_ARN is required for the {profile_name} profile: the role that "
+                "administers the environment's KMS key, apart from the role that deploys"
+            )
         domain, certificate = _custom_domain(env, region)
         return cls(
             suffix=suffix,
@@ -439,6 +462,7 @@ class Settings:
             key_admin_role_arn=admin,
             api_domain_name=domain,
             api_certificate_arn=certificate,
+            profile_change_allowed=bool(change),
             **extra,
         )
 

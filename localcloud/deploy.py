@@ -178,6 +178,9 @@ def deploy_environment(config: LocalCloudConfig) -> dict[str, str]:
             "AWS_DEFAULT_REGION": config.region,
             "ENVIRONMENT_SUFFIX": os.environ.get("ENVIRONMENT_SUFFIX", "").strip()
             or DEFAULT_SUFFIX,
+            # The suffix "local" names no profile, and the stack asks for one: the dev profile
+            # unless the caller chose another.
+            "ENVIRONMENT": os.environ.get("ENVIRONMENT", "").strip() or "dev",
             "TERRAFORM_STATE_BUCKET": os.environ.get("TERRAFORM_STATE_BUCKET", "").strip()
             or DEFAULT_STATE_BUCKET,
             "TERRAFORM_STATE_BUCKET_REGION": config.region,

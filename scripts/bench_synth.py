@@ -24,6 +24,7 @@ PYTHON = sys.executable
 PRODUCTION = {
     "ENVIRONMENT": "production",
     "ENVIRONMENT_SUFFIX": "bench",
+    "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/payments-key-admins",
     "TERRAFORM_STATE_BUCKET": "bench-state",
     "TERRAFORM_STATE_BUCKET_REGION": "us-east-1",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",

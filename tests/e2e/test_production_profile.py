@@ -57,6 +57,7 @@ def production(cloud: LocalCloud) -> Iterator[Production]:
     env = deploy_environment(cloud.config) | {
         "ENVIRONMENT": "production",
         "ENVIRONMENT_SUFFIX": SUFFIX,
+        "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/payments-key-admins",
     }
     outputs_file = OUT / "outputs.json"
     outputs_file.unlink(missing_ok=True)

@@ -107,3 +107,34 @@ def profile_dependent_checks(cloud: LocalCloud) -> set[str]:
     if not profile.vpc_enabled:
         checks.add("CKV_AWS_117")  # functions run inside a VPC
     return checks
+
+
+def test_an_apply_with_another_profile_is_refused_at_plan_with_one_clear_line(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    """The deployed environment recorded its profile (dev); the same suffix synthesized as
+    staging, planned against the same state, stops before any change, naming the override."""
+    env = deploy_environment(cloud.config) | {
+        "ENVIRONMENT": "staging",
+        "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/payments-key-admins",
+        "CDKTF_OUTDIR": str(tmp_path / "cdktf.out"),
+    }
+    synth = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), "main.py"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert synth.returncode == 0, synth.stderr[-2000:]
+    stack = tmp_path / "cdktf.out" / "stacks" / "payments"
+    for args in (("init", "-input=false", "-no-color"), ("plan", "-input=false", "-no-color")):
+        result = subprocess.run(
+            ["terraform", *args], cwd=stack, env=env, capture_output=True, text=True,
+            check=False, timeout=600,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "Resource precondition failed" in result.stderr, result.stderr[-3000:]
+    suffix = env["ENVIRONMENT_SUFFIX"]
+    assert (
+        f"ENVIRONMENT=staging is not the profile environment '{suffix}' was deployed with"
+        in " ".join(result.stderr.split())
+    ), result.stderr[-3000:]
+    assert "ALLOW_PROFILE_CHANGE=staging" in result.stderr

@@ -22,6 +22,8 @@ from lib.settings import PROFILES, Settings
 from lib.stack import STACK_NAME, PaymentsStack
 
 SUFFIXES = {"dev": "ci-dev", "staging": "ci-stg", "production": "ci-prod"}
+# Staging and production need the role that administers their key (never the deployer).
+KEY_ADMIN_ROLE_ARN = "arn:aws:iam::123456789012:role/payments-key-admins"
 # Production is synthesized with an S3 state bucket, dev and staging with local state.
 STATE_ENV = {
     "TERRAFORM_STATE_BUCKET": "ci-state-bucket",
@@ -68,6 +70,8 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def synthesize(profile: str, build_dir: Path) -> Synth:
     env = {"ENVIRONMENT": profile, "ENVIRONMENT_SUFFIX": SUFFIXES[profile]}
+    if profile != "dev":
+        env["KMS_ADMIN_ROLE_ARN"] = KEY_ADMIN_ROLE_ARN
     if profile == "production":
         env |= STATE_ENV
     settings = Settings.from_env(env)

@@ -22,6 +22,7 @@ def with_domain(build_dir) -> dict:
     settings = Settings.from_env(
         {
             "ENVIRONMENT_SUFFIX": "ci-domain",
+            "ENVIRONMENT": "dev",
             "API_DOMAIN_NAME": DOMAIN,
             "API_CERTIFICATE_ARN": CERTIFICATE,
         }

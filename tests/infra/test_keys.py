@@ -12,6 +12,7 @@ from cdktf_cdktf_provider_aws.kms_key import KmsKey
 
 from lib.settings import ConfigError, Settings
 from lib.stack import STACK_NAME, PaymentsStack
+from tests.infra.conftest import KEY_ADMIN_ROLE_ARN
 
 
 def _is_endpoint(value: str | list, service: str, region: str) -> bool:
@@ -103,10 +104,20 @@ class TestKeys:
         data = ("Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "CreateGrant", "Create*")
         assert not [a for a in admin["Action"] if a.removeprefix("kms:").startswith(data)]
 
-    def test_the_administrator_is_the_deploying_role_unless_settings_name_one(self, each):
-        admin = self._statement(each, "KeyAdministrator")
-        assert admin["Principal"]["AWS"].startswith("${data.aws_iam_session_context.")
-        assert admin["Principal"]["AWS"].endswith(".issuer_arn}")
+    def test_only_dev_defaults_the_administrator_to_the_deploying_role(self, each):
+        principal = self._statement(each, "KeyAdministrator")["Principal"]["AWS"]
+        if each.profile.name == "dev":
+            assert principal.startswith("${data.aws_iam_session_context.")
+            assert principal.endswith(".issuer_arn}")
+        else:
+            assert principal == KEY_ADMIN_ROLE_ARN
+
+    @pytest.mark.parametrize("profile", ["staging", "production"])
+    def test_staging_and_production_require_an_administrator_apart_from_the_deployer(
+        self, profile
+    ):
+        with pytest.raises(ConfigError, match=f"KMS_ADMIN_ROLE_ARN is required for the {profile}"):
+            Settings.from_env({"ENVIRONMENT": profile, "ENVIRONMENT_SUFFIX": "keys"})
 
     def test_kms_admin_role_arn_names_the_administrator(self, build_dir):
         role = "arn:aws:iam::123456789012:role/payments-key-admins"

@@ -28,6 +28,18 @@ CASES = {
     ),
     "malformed region": ({"AWS_REGION": "mars-1"}, ["AWS_REGION="]),
     "unknown stack": ({"PAYMENTS_STACK": "shared"}, ["PAYMENTS_STACK=", "environment, account"]),
+    "a suffix that names no profile, without ENVIRONMENT": (
+        {"ENVIRONMENT_SUFFIX": "prod"},
+        ["ENVIRONMENT is required", "ENVIRONMENT_SUFFIX='prod'", "dev, staging, production"],
+    ),
+    "staging without its key administrator": (
+        {"ENVIRONMENT": "staging"},
+        ["KMS_ADMIN_ROLE_ARN is required for the staging profile"],
+    ),
+    "a profile change naming another profile": (
+        {"ALLOW_PROFILE_CHANGE": "production"},
+        ["ALLOW_PROFILE_CHANGE='production'", "(dev)"],
+    ),
     "production beyond a low-quota region's API throttle": (
         {"ENVIRONMENT": "production", "AWS_REGION": "eu-south-1"},
         ["API_GATEWAY_ACCOUNT_RATE_LIMIT"],
@@ -42,7 +54,7 @@ _SETTINGS_VARS = (
     "ENVIRONMENT", "ENVIRONMENT_SUFFIX", "AWS_REGION", "TERRAFORM_STATE_BUCKET",
     "TERRAFORM_STATE_BUCKET_REGION", "AWS_ENDPOINT_URL", "CORS_ALLOWED_ORIGIN", "PAYMENTS_STACK",
     "API_GATEWAY_ACCOUNT_RATE_LIMIT", "API_GATEWAY_ACCOUNT_BURST_LIMIT",
-    "LAMBDA_ACCOUNT_CONCURRENCY",
+    "LAMBDA_ACCOUNT_CONCURRENCY", "KMS_ADMIN_ROLE_ARN", "ALLOW_PROFILE_CHANGE",
 )  # fmt: skip
 
 

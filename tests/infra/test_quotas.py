@@ -15,6 +15,7 @@ from lib.settings import (
     Settings,
     validate_quotas,
 )
+from tests.infra.conftest import KEY_ADMIN_ROLE_ARN
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -43,6 +44,7 @@ def test_a_raised_quota_lets_it_through():
             "AWS_REGION": "eu-south-1",
             "API_GATEWAY_ACCOUNT_RATE_LIMIT": "10000",
             "API_GATEWAY_ACCOUNT_BURST_LIMIT": "5000",
+            "KMS_ADMIN_ROLE_ARN": KEY_ADMIN_ROLE_ARN,
         }
     )
     assert settings.quotas.api_rate_limit == 10_000
@@ -65,7 +67,11 @@ def test_reserved_concurrency_beyond_the_account_quota_stops_synth():
             {"ENVIRONMENT": "production", "LAMBDA_ACCOUNT_CONCURRENCY": str(too_small)}
         )
     Settings.from_env(
-        {"ENVIRONMENT": "production", "LAMBDA_ACCOUNT_CONCURRENCY": str(too_small + 1)}
+        {
+            "ENVIRONMENT": "production",
+            "LAMBDA_ACCOUNT_CONCURRENCY": str(too_small + 1),
+            "KMS_ADMIN_ROLE_ARN": KEY_ADMIN_ROLE_ARN,
+        }
     )
 
 
