@@ -214,6 +214,9 @@ class Api(Construct):
             "cors_allow_headers": CORS_ALLOW_HEADERS,
             "other_methods": OTHER_METHODS,
             "handler": f"{settings.name('api')}:{LIVE_ALIAS}",
+            # Switching the execute-api endpoint off (a custom domain added to a live
+            # environment) takes effect only with a new deployment of the stage.
+            "execute_api_endpoint_disabled": bool(settings.api_domain_name),
         }
         self.definition_hash = hashlib.sha256(
             json.dumps(definition, sort_keys=True).encode()

@@ -33,6 +33,7 @@ from lib.iam import (
     VPC_NETWORK_INTERFACE_ACTIONS,
     XRAY_WRITE_ACTIONS,
     AwsAccount,
+    Condition,
     service_role,
     statement,
 )
@@ -141,15 +142,40 @@ class VpcPlacement:
     security_group_ids: Sequence[str]
 
 
-def _table_access(sid: str, table_arn: str, *operations: str) -> DataAwsIamPolicyDocumentStatement:
+def _table_access(
+    sid: str, table_arn: str, *operations: str, conditions: Sequence[Condition] = ()
+) -> DataAwsIamPolicyDocumentStatement:
     """``dynamodb:<operation>`` on one table, or on one index when given its ARN.
 
     DynamoDB has no TransactWriteItems action: a transaction is authorised by the per-item
     actions (PutItem, UpdateItem, ConditionCheckItem) of the items it contains.
     """
     return statement(
-        sid=sid, actions=[f"dynamodb:{op}" for op in operations], resources=[table_arn]
+        sid=sid,
+        actions=[f"dynamodb:{op}" for op in operations],
+        resources=[table_arn],
+        conditions=conditions,
     )
+
+
+# The attributes the sweeper's updates name (keys and condition attributes included, as IAM's
+# ``dynamodb:Attributes`` counts them): a payment's pending clock, a run's end.
+SWEPT_PAYMENT_ATTRIBUTES = ("payment_id", "pending_at", "pending_shard")
+ENDED_RUN_ATTRIBUTES = (
+    "pk", "sk", "run", "status", "reason_code", "reason", "version", "finished_at",
+    "updated_at", "running",
+)  # fmt: skip
+
+
+def _only_attributes(attributes: tuple[str, ...]) -> list[Condition]:
+    """Requests naming only ``attributes`` and returning nothing: an update can neither write
+    another attribute nor read one back with ``ReturnValues``."""
+    return [
+        Condition(
+            test="ForAllValues:StringEquals", variable="dynamodb:Attributes", values=attributes
+        ),
+        Condition(test="StringEqualsIfExists", variable="dynamodb:ReturnValues", values=["NONE"]),
+    ]
 
 
 class Functions(Construct):
@@ -265,14 +291,19 @@ class Functions(Construct):
             if vpc:
                 statements += [
                     # Lambda manages the function's ENIs with its role; the ENIs do not exist yet
-                    # when the policy is written, so the account's ENIs are the narrowest scope.
+                    # when the policy is written, so the account's ENIs are the narrowest scope
+                    # for them, and creating one needs this environment's subnets and security
+                    # group, not any other's.
                     statement(
                         sid="VpcNetworkInterfaces",
                         actions=VPC_NETWORK_INTERFACE_ACTIONS,
                         resources=[
                             account.arn("ec2", "network-interface/*"),
-                            account.arn("ec2", "subnet/*"),
-                            account.arn("ec2", "security-group/*"),
+                            *(account.arn("ec2", f"subnet/{i}") for i in vpc.subnet_ids),
+                            *(
+                                account.arn("ec2", f"security-group/{i}")
+                                for i in vpc.security_group_ids
+                            ),
                         ],
                     ),
                     # EC2 Describe calls have no resource-level permissions.
@@ -478,10 +509,23 @@ class Functions(Construct):
         if key == SWEEPER:
             return [
                 _table_access("Payments", f"{r.payments_table_arn}/index/{PENDING_INDEX}", "Query"),
-                # Restarts a re-queued payment's pending_at clock (conditional on not final).
-                _table_access("SweptPayments", r.payments_table_arn, "UpdateItem"),
-                # A run past the workflow timeout is marked FAILED with its audit entry.
-                _table_access("ProcessingStatus", r.processing_status_table_arn, "UpdateItem"),
+                # Restarts a re-queued payment's pending_at clock (conditional on not final):
+                # that attribute only.
+                _table_access(
+                    "SweptPayments",
+                    r.payments_table_arn,
+                    "UpdateItem",
+                    conditions=_only_attributes(SWEPT_PAYMENT_ATTRIBUTES),
+                ),
+                # A run past the workflow timeout is marked FAILED with its audit entry (its
+                # version read first): the summary's ending attributes only.
+                _table_access(
+                    "EndTimedOutRuns",
+                    r.processing_status_table_arn,
+                    "UpdateItem",
+                    conditions=_only_attributes(ENDED_RUN_ATTRIBUTES),
+                ),
+                _table_access("ReadRuns", r.processing_status_table_arn, "GetItem"),
                 _table_access(
                     "RunningBatches",
                     f"{r.processing_status_table_arn}/index/{RUNNING_INDEX}",

@@ -116,10 +116,6 @@ class Profile:
     # batch-tasks reservation holds them plus one task of another file (its Register or
     # Finalize), so a second upload waits for a slot instead of being throttled.
     batch_chunk_concurrency: int
-    # Declare warm throughput on the payments and audit tables, sized for a file's chunks at
-    # full width (``batch_write_units``), so the first large file is not throttled while a new
-    # on-demand table (4,000 write units/s) adapts.
-    warm_throughput: bool = False
     max_payment_amount: Decimal = Decimal("1000000")
     api_p99_latency_ms: int = 2000
     # The sweeper runs every ``sweep_rate_minutes`` and re-queues payments that have not changed
@@ -225,7 +221,6 @@ PROFILES: Mapping[str, Profile] = {
         # table: DynamoDB's default per-table maximum (TABLE_MAX_WRITE_UNITS); more chunks at
         # once would only be throttled.
         batch_chunk_concurrency=10,
-        warm_throughput=True,
         api_p99_latency_ms=1000,
         sweep_rate_minutes=2,
         stuck_after_minutes=15,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdktf_cdktf_provider_aws.dynamodb_resource_policy import DynamodbResourcePolicy
 from cdktf_cdktf_provider_aws.dynamodb_table import (
     DynamodbTable,
     DynamodbTableAttribute,
@@ -14,11 +15,21 @@ from cdktf_cdktf_provider_aws.dynamodb_table import (
 )
 from constructs import Construct
 
+from lib.iam import policy_document, statement
 from lib.settings import Settings
 
 PAYMENTS = "payments"
 PROCESSING_STATUS = "processing-status"
 AUDIT_LOG = "audit-log"
+# What no principal may do to the audit log (its resource policy): an entry, once put, stays.
+AUDIT_LOG_DENIED = (
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "PartiQLUpdate",
+    "PartiQLDelete",
+    "PartiQLInsert",
+)
 # Read by `make reconcile --batch` (lambda/payments/reconcile.py), which checks each payment's
 # history and batch run: it needs whole items, hence projection ALL.
 BATCH_INDEX = "batch_id-index"
@@ -127,6 +138,34 @@ class Tables(Construct):
                 ),
                 deletion_protection_enabled=profile.deletion_protection,
             )
+        self._audit_log_append_only()
+
+    def _audit_log_append_only(self) -> None:
+        """The audit log's resource policy denies every principal (each role of this stack, an
+        operator, the account's administrators) every action that changes or removes an entry.
+
+        Entries are only ever put with ``attribute_not_exists`` (every writer, the workflow's
+        MarkFailed included; the functional tests watch every write), which IAM cannot require
+        of a PutItem; what IAM can refuse outright is refused here, whatever a role's own policy
+        allows: UpdateItem, DeleteItem, BatchWriteItem (it cannot be conditional) and PartiQL's
+        writes."""
+        table = self.audit_log
+        document = policy_document(
+            self,
+            "audit-log-append-only",
+            [
+                statement(
+                    sid="AuditEntriesAreNeverChangedOrRemoved",
+                    effect="Deny",
+                    actions=[f"dynamodb:{action}" for action in AUDIT_LOG_DENIED],
+                    resources=[table.arn],
+                    principals={"AWS": ["*"]},
+                )
+            ],
+        )
+        DynamodbResourcePolicy(
+            self, "audit-log-policy", resource_arn=table.arn, policy=document.json
+        )
 
     @property
     def payments(self) -> DynamodbTable:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -46,3 +49,52 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
 @pytest.fixture
 def context() -> LambdaContext:
     return LambdaContext()
+
+
+# Every environment's audit log is ``payments-audit-log-<suffix>`` (lib/tables.py).
+AUDIT_LOG_PREFIX = "payments-audit-log-"
+INSERT_ONLY = "attribute_not_exists(entity_id)"
+
+
+@pytest.fixture(autouse=True)
+def audit_log_is_insert_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every write any code path makes to an audit log in any functional test (a handler's, a
+    transaction's item, the workflow's own MarkFailed run by moto's Step Functions) is a put
+    conditional on the entry not existing: nothing overwrites, updates or deletes an entry.
+
+    moto's transactions and batch writes apply their items through the backend's own
+    put/update/delete, so watching those three (and PartiQL) sees every write."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    violations: list[str] = []
+
+    def watch(name: str, check: Any) -> None:
+        original = getattr(DynamoDBBackend, name)
+        signature = inspect.signature(original)
+
+        def watched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            call = signature.bind(self, *args, **kwargs).arguments
+            problem = check(call)
+            if problem:
+                violations.append(f"{name}: {problem}")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, watched)
+
+    def audit(call: dict[str, Any]) -> bool:
+        return str(call.get("table_name", "")).startswith(AUDIT_LOG_PREFIX)
+
+    watch(
+        "put_item",
+        lambda call: audit(call)
+        and (call.get("condition_expression") or "").strip() != INSERT_ONLY
+        and f"{call['table_name']} put with condition {call.get('condition_expression')!r}",
+    )
+    watch("update_item", lambda call: audit(call) and f"{call['table_name']} updated")
+    watch("delete_item", lambda call: audit(call) and f"{call['table_name']} deleted")
+    watch(
+        "execute_statement",
+        lambda call: AUDIT_LOG_PREFIX in call["statement"] and f"PartiQL {call['statement']!r}",
+    )
+    yield violations
+    assert violations == [], f"audit log writes that are not insert-only: {violations[:5]}"

@@ -392,6 +392,56 @@ class TestSweeper:
         events = [e for e in world.events() if e["type"].startswith("batch.")]
         assert [(e["type"], e["reason_code"]) for e in events] == [("batch.failed", "TIMED_OUT")]
 
+    def test_the_sweepers_writes_name_only_the_attributes_its_role_allows(self, world):
+        """Its role allows UpdateItem only for the attributes in lib/functions.py (IAM's
+        ``dynamodb:Attributes``): every attribute its real requests name is among them."""
+        import re
+
+        from payments import aws
+
+        from lib.functions import ENDED_RUN_ATTRIBUTES, SWEPT_PAYMENT_ATTRIBUTES
+
+        cfg = load()
+        allowed = {
+            cfg.payments_table: set(SWEPT_PAYMENT_ATTRIBUTES),
+            cfg.processing_status_table: set(ENDED_RUN_ATTRIBUTES),
+        }
+        named: dict[str, set[str]] = {}
+
+        def names(update: dict) -> set[str]:
+            found = set(update["Key"]) | set(update.get("ExpressionAttributeNames", {}).values())
+            for text in (update["UpdateExpression"], update.get("ConditionExpression", "")):
+                text = re.sub(r"[#:]\w+|\b(SET|REMOVE|AND|OR|NOT|ADD|DELETE)\b", " ", text)
+                found |= set(re.findall(r"[A-Za-z_]\w*(?=\s*[=<>,)]|\s*$|\s)", text)) - {
+                    "attribute_exists",
+                    "attribute_not_exists",
+                    "if_not_exists",
+                    "list_append",
+                }
+            return found
+
+        def record(params, **_):
+            updates = (
+                [params]
+                if "UpdateExpression" in params
+                else [i["Update"] for i in params.get("TransactItems", []) if "Update" in i]
+            )
+            for update in updates:
+                named.setdefault(update["TableName"], set()).update(names(update))
+
+        submit(payment_id="stuck")
+        world.receive_all()  # its message is lost
+        register(world, "slow", b"payment_id,amount,currency\n", "0001")
+        client = aws.client("dynamodb")
+        for operation in ("UpdateItem", "TransactWriteItems"):
+            client.meta.events.register(f"provide-client-params.dynamodb.{operation}", record)
+        cfg_later = self.later(cfg.workflow_timeout_seconds / 60 + 1)
+        report = Sweeper(cfg).run(now=cfg_later)
+        assert report.requeued == ["stuck"] and report.timed_out_batches == ["slow"]
+        assert set(named) == set(allowed), named
+        for table, attributes in named.items():
+            assert attributes <= allowed[table], (table, attributes - allowed[table])
+
 
 def register(world, batch_id, body, sequencer):
     """Upload a version and register its run as the S3 event (with ``sequencer``) would."""

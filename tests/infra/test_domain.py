@@ -7,6 +7,7 @@ import json
 import pytest
 from cdktf import Testing as CdktfTesting
 from cdktf_cdktf_provider_aws.api_gateway_base_path_mapping import ApiGatewayBasePathMapping
+from cdktf_cdktf_provider_aws.api_gateway_deployment import ApiGatewayDeployment
 from cdktf_cdktf_provider_aws.api_gateway_domain_name import ApiGatewayDomainName
 from cdktf_cdktf_provider_aws.api_gateway_rest_api import ApiGatewayRestApi
 
@@ -53,6 +54,20 @@ class TestCustomDomain:
     def test_the_default_endpoint_is_switched_off(self, with_domain, each):
         assert _one(with_domain, ApiGatewayRestApi.TF_RESOURCE_TYPE)["disable_execute_api_endpoint"]
         assert not each.one(ApiGatewayRestApi.TF_RESOURCE_TYPE)["disable_execute_api_endpoint"]
+
+    def test_adding_the_domain_to_a_live_environment_redeploys_the_stage(
+        self, with_domain, build_dir
+    ):
+        # The same environment without the domain: only the switched-off endpoint differs in
+        # what the deployment's trigger hashes, and the endpoint closes only with a redeploy.
+        settings = Settings.from_env({"ENVIRONMENT_SUFFIX": "ci-domain", "ENVIRONMENT": "dev"})
+        stack = PaymentsStack(
+            CdktfTesting.app(), STACK_NAME, settings=settings, build_dir=build_dir
+        )
+        without = json.loads(CdktfTesting.synth(stack))
+        before = _one(without, ApiGatewayDeployment.TF_RESOURCE_TYPE)["triggers"]
+        after = _one(with_domain, ApiGatewayDeployment.TF_RESOURCE_TYPE)["triggers"]
+        assert before["redeployment"] != after["redeployment"]
 
     def test_outputs_the_domain_url_and_the_dns_target(self, with_domain):
         outputs = with_domain["output"]

@@ -96,7 +96,7 @@ CONTRACT_ACTIONS = {
     "sweeper": {
         "payments index pending-index": {"dynamodb:Query"},
         "payments": {"dynamodb:UpdateItem"},
-        "processing-status": {"dynamodb:UpdateItem"},
+        "processing-status": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "processing-status index running-index": {"dynamodb:Query"},
         "audit-log": {"dynamodb:PutItem"},
         "processing-queue": {"sqs:SendMessage"},
@@ -240,6 +240,16 @@ class TestFunctions:
         assert all("vpc_config" not in f for f in _functions(dev).values())
 
 
+def _role_statements(synth, key: str) -> list[dict]:
+    documents = synth.data("aws_iam_policy_document")
+    (policy,) = [
+        p
+        for p in synth.resources(IamRolePolicy.TF_RESOURCE_TYPE).values()
+        if p["name"] == synth.settings.name(key)
+    ]
+    return documents[policy["policy"].split(".")[2]]["statement"]
+
+
 def _role_actions(synth, key: str) -> dict[str, set[str]]:
     """The function role's statements (but the platform ones) as resource kind -> actions."""
     documents = synth.data("aws_iam_policy_document")
@@ -271,6 +281,32 @@ class TestRoles:
     @pytest.mark.parametrize("key", list(FUNCTIONS))
     def test_each_role_grants_exactly_the_calls_its_code_makes(self, each, key):
         assert _role_actions(each, key) == CONTRACT_ACTIONS[key]
+
+    def test_the_sweepers_updates_may_name_only_the_attributes_it_writes(self, each):
+        statements = {s["sid"]: s for s in _role_statements(each, SWEEPER)}
+        for sid, attributes in (
+            ("SweptPayments", {"payment_id", "pending_at", "pending_shard"}),
+            ("EndTimedOutRuns", {"pk", "sk", "run", "status", "reason_code", "reason",
+                                 "version", "finished_at", "updated_at", "running"}),
+        ):  # fmt: skip
+            conditions = {c["variable"]: c for c in statements[sid]["condition"]}
+            named = conditions["dynamodb:Attributes"]
+            assert named["test"] == "ForAllValues:StringEquals"
+            assert set(named["values"]) == attributes
+            assert conditions["dynamodb:ReturnValues"]["values"] == ["NONE"]
+        # tests/functional/test_processing_and_batches.py checks the sweeper's real requests
+        # name nothing else (a refused write would be AccessDenied in AWS).
+
+    def test_vpc_functions_may_make_interfaces_only_in_this_environments_network(self, production):
+        for key in FUNCTIONS:
+            [eni] = [s for s in _role_statements(production, key)
+                     if s["sid"] == "VpcNetworkInterfaces"]  # fmt: skip
+            subnets = [r for r in eni["resources"] if ":subnet/" in r]
+            groups = [r for r in eni["resources"] if ":security-group/" in r]
+            assert len(subnets) == 3 and len(groups) == 1, eni["resources"]
+            for resource in subnets + groups:
+                assert not resource.endswith("/*"), resource
+                assert "${aws_subnet." in resource or "${aws_security_group." in resource
 
     def test_no_function_may_read_a_table_it_only_writes(self, each):
         # The audit trail is append-only for every function; processor never reads batches.

@@ -113,9 +113,7 @@ class TestKeys:
             assert principal == KEY_ADMIN_ROLE_ARN
 
     @pytest.mark.parametrize("profile", ["staging", "production"])
-    def test_staging_and_production_require_an_administrator_apart_from_the_deployer(
-        self, profile
-    ):
+    def test_staging_and_production_require_an_administrator_apart_from_the_deployer(self, profile):
         with pytest.raises(ConfigError, match=f"KMS_ADMIN_ROLE_ARN is required for the {profile}"):
             Settings.from_env({"ENVIRONMENT": profile, "ENVIRONMENT_SUFFIX": "keys"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cdktf_cdktf_provider_aws.dynamodb_resource_policy import DynamodbResourcePolicy
 from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable
 
 from lib.tables import BATCH_INDEX, PENDING_INDEX, RUNNING_INDEX, TTL_ATTRIBUTE
@@ -96,3 +97,33 @@ class TestTables:
     def test_production_tables_are_protected_and_dev_tables_are_not(self, production, dev):
         assert production.has(DynamodbTable.TF_RESOURCE_TYPE, {"deletion_protection_enabled": True})
         assert not dev.has(DynamodbTable.TF_RESOURCE_TYPE, {"deletion_protection_enabled": True})
+
+
+class TestAuditLogIsAppendOnly:
+    def test_its_resource_policy_denies_every_principal_every_change_or_removal(self, each):
+        [policy] = each.resources(DynamodbResourcePolicy.TF_RESOURCE_TYPE).values()
+        audit = each.one(DynamodbTable.TF_RESOURCE_TYPE, "audit-log")
+        assert policy["resource_arn"].endswith(".arn}")
+        assert "audit-log" in policy["resource_arn"]
+        document = each.data("aws_iam_policy_document")[policy["policy"].split(".")[2]]
+        [deny] = document["statement"]
+        assert deny["effect"] == "Deny"
+        assert deny["principals"] == [{"type": "AWS", "identifiers": ["*"]}]
+        assert "condition" not in deny
+        assert set(deny["actions"]) == {
+            "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem",
+            "dynamodb:PartiQLUpdate", "dynamodb:PartiQLDelete", "dynamodb:PartiQLInsert",
+        }  # fmt: skip
+        assert audit["name"].startswith("payments-audit-log-")
+
+    def test_no_role_is_allowed_more_than_putting_and_reading_entries(self, each):
+        audit = next(k for k in each.resources(DynamodbTable.TF_RESOURCE_TYPE) if "audit-log" in k)
+        writes = set()
+        for document in each.data("aws_iam_policy_document").values():
+            for s in document["statement"]:
+                if s.get("effect", "Allow") != "Allow":
+                    continue
+                if f"${{aws_dynamodb_table.{audit}.arn}}" in s.get("resources", []):
+                    writes |= {a for a in s["actions"] if not a.startswith(
+                        ("dynamodb:Get", "dynamodb:Query", "dynamodb:Describe"))}  # fmt: skip
+        assert writes == {"dynamodb:PutItem"}, writes

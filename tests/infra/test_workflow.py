@@ -95,7 +95,7 @@ class TestDefinition:
 
     def test_every_integration_arn_is_built_from_the_partition(self, each):
         tasks = [s for _, s in all_states(self._definition(each)["States"]) if s["Type"] == "Task"]
-        # Register, ProcessChunk, Finalize, and the failure path's CurrentVersion, MarkFailed, CheckFailed
+        # Register, ProcessChunk, Finalize; failure path: CurrentVersion, MarkFailed, CheckFailed
         assert len(tasks) == 6
         for task in tasks:
             assert task["Resource"].startswith("arn:${data.aws_partition.account_partition_")
@@ -210,9 +210,6 @@ class TestChunkConcurrency:
     def test_production_chunks_at_full_width_write_what_one_table_serves_at_most(self):
         production = PROFILES["production"]
         assert production.batch_write_units == TABLE_MAX_WRITE_UNITS
-        assert production.warm_throughput is True
-        assert PROFILES["dev"].warm_throughput is False
-        assert PROFILES["staging"].warm_throughput is False
 
 
 class TestFailurePath:
