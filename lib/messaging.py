@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
@@ -115,6 +116,19 @@ class Messaging(Construct):
         self.alarms = SnsTopic(
             self, "alarms", name=settings.name("alarms"), kms_master_key_id=kms_key_arn
         )
+        # Who is paged (ALARM_SUBSCRIPTIONS; required in production). Each subscription's id
+        # comes from its endpoint, so adding or reordering entries replaces no other one. An
+        # email or HTTPS endpoint confirms the subscription once; an SQS queue (an incident
+        # tool's) must let this topic send to it and, if encrypted, SNS use its key.
+        for protocol, endpoint in settings.alarm_subscriptions:
+            digest = hashlib.sha256(endpoint.encode()).hexdigest()[:12]
+            SnsTopicSubscription(
+                self,
+                f"alarm-subscription-{protocol}-{digest}",
+                topic_arn=self.alarms.arn,
+                protocol=protocol,
+                endpoint=endpoint,
+            )
         # A topic policy replaces SNS's default one, which is what let CloudWatch publish.
         self._topic_policy(
             "alarms",

@@ -47,6 +47,25 @@ PER_MINUTE = 60
 # Embedded metrics of lambda/handlers/processor.py and batch_tasks.py.
 PAYMENT_METRICS = ("PaymentsCompleted", "PaymentsFailed")
 BATCH_ROW_METRICS = ("BatchRows", "BatchRowsAccepted", "BatchRowsRejected", "BatchRowsDuplicate")
+# The sections of docs/RUNBOOK.md alarms link to (tests/infra/test_monitoring.py checks each is
+# a heading there).
+RUNBOOK_SECTIONS = (
+    "function-errors",
+    "function-throttles-and-duration",
+    "dead-letter-queues",
+    "api-errors-and-latency",
+    "table-throttles-and-errors",
+    "stuck-payments",
+    "timed-out-batches",
+    "batch-executions",
+    "lost-uploads",
+    "queue-age",
+    "event-delivery",
+)
+SWEEPER_FINDINGS = {
+    "StuckPayments": "two sweeps in a row found payments stuck short of a final status",
+    "TimedOutBatches": "two sweeps in a row found batch runs past the workflow's timeout",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +102,7 @@ class Monitoring(Construct):
         super().__init__(scope, id_)
         r = resources
         self._topic = r.alarms_topic_arn
+        self._runbook = settings.runbook_url
         self.alarms: list[CloudwatchMetricAlarm] = []
         api_dims = {"ApiName": r.api_name, "Stage": r.stage_name}
         if settings.profile.alarms_enabled:
@@ -92,6 +112,9 @@ class Monitoring(Construct):
                     _Metric("AWS/Lambda", "Errors", {"FunctionName": name}),
                     period=TEN_MINUTES,
                     threshold=LAMBDA_ERRORS_THRESHOLD,
+                    description=f"{name} failed {LAMBDA_ERRORS_THRESHOLD} or more invocations "
+                    "in 10 minutes",
+                    runbook="function-errors",
                 )
             for name in r.dead_letter_queue_names:
                 self._alarm(
@@ -100,12 +123,16 @@ class Monitoring(Construct):
                     statistic="Maximum",
                     period=FIVE_MINUTES,
                     threshold=1,
+                    description=f"dead-letter queue {name} holds work that failed for good",
+                    runbook="dead-letter-queues",
                 )
             self._alarm(
                 f"{r.api_name}-5xx",
                 _Metric("AWS/ApiGateway", "5XXError", api_dims),
                 period=TEN_MINUTES,
                 threshold=API_5XX_THRESHOLD,
+                description=f"the API answered {API_5XX_THRESHOLD} or more 5xx in 10 minutes",
+                runbook="api-errors-and-latency",
             )
             self._alarm(
                 f"{r.api_name}-p99-latency",
@@ -115,6 +142,9 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES,
                 evaluation_periods=LATENCY_PERIODS,
                 threshold=settings.profile.api_p99_latency_ms,
+                description=f"the API's p99 latency stayed at or above "
+                f"{settings.profile.api_p99_latency_ms} ms for 15 minutes",
+                runbook="api-errors-and-latency",
             )
             for table in r.table_names:
                 self._throttle_alarm(table)
@@ -131,6 +161,8 @@ class Monitoring(Construct):
                     period=settings.profile.sweep_rate_minutes * 60,
                     evaluation_periods=2,
                     threshold=1,
+                    description=SWEEPER_FINDINGS[metric],
+                    runbook=_kebab(metric),
                 )
             for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
                 self._alarm(
@@ -138,6 +170,10 @@ class Monitoring(Construct):
                     _Metric("AWS/States", metric, {"StateMachineArn": r.state_machine_arn}),
                     period=FIVE_MINUTES,
                     threshold=1,
+                    description=f"a batch workflow execution "
+                    f"{_kebab(metric.removeprefix('Executions')).replace('-', ' ')}: a platform "
+                    "fault left a batch FAILED",
+                    runbook="batch-executions",
                 )
             self._alarm(
                 f"{settings.name('batch')}-execution-throttled",
@@ -146,6 +182,8 @@ class Monitoring(Construct):
                 ),
                 period=FIVE_MINUTES,
                 threshold=1,
+                description="Step Functions throttled the batch workflow: uploads wait to start",
+                runbook="batch-executions",
             )
             self._stuck_and_lost_work(r)
         self.dashboard = CloudwatchDashboard(
@@ -164,6 +202,9 @@ class Monitoring(Construct):
                 _Metric("AWS/Lambda", "Throttles", function),
                 period=TEN_MINUTES,
                 threshold=LAMBDA_THROTTLES_THRESHOLD,
+                description=f"{name} was throttled {LAMBDA_THROTTLES_THRESHOLD} or more times "
+                "in 10 minutes: its reserved concurrency is full",
+                runbook="function-throttles-and-duration",
             )
             self._alarm(
                 f"{name}-p99-duration",
@@ -173,6 +214,9 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES,
                 evaluation_periods=LATENCY_PERIODS,
                 threshold=int(timeout * 1000 * DURATION_SHARE_OF_TIMEOUT),
+                description=f"{name}'s p99 run took {int(DURATION_SHARE_OF_TIMEOUT * 100)} % "
+                f"of its {timeout} s timeout for 15 minutes: it is about to time out",
+                runbook="function-throttles-and-duration",
             )
         # S3 invokes batch-trigger asynchronously: an event Lambda could not even put in the
         # DLQ, or dropped (too old, too many retries), is an upload nobody will process.
@@ -183,6 +227,9 @@ class Monitoring(Construct):
                 _Metric("AWS/Lambda", metric, trigger),
                 period=FIVE_MINUTES,
                 threshold=1,
+                description="an S3 upload event was lost before its workflow started "
+                f"({metric}): an uploaded file nobody will process",
+                runbook="lost-uploads",
             )
         for queue, age in (
             (r.processing_queue_name, PROCESSING_AGE_SECONDS),
@@ -195,6 +242,9 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES,
                 evaluation_periods=2,
                 threshold=age,
+                description=f"the oldest message in {queue} is {age} s old or more: its "
+                "consumer is not keeping up or has stopped",
+                runbook="queue-age",
             )
         topic = {"TopicName": r.payment_events_topic_name}
         for metric in ("NumberOfNotificationsFailed", "NumberOfNotificationsRedrivenToDlq"):
@@ -203,6 +253,8 @@ class Monitoring(Construct):
                 _Metric("AWS/SNS", metric, topic),
                 period=FIVE_MINUTES,
                 threshold=1,
+                description=f"SNS could not deliver payment events ({metric})",
+                runbook="event-delivery",
             )
         for table in r.table_names:
             self._system_errors_alarm(table)
@@ -212,6 +264,9 @@ class Monitoring(Construct):
                 period=FIVE_MINUTES,
                 evaluation_periods=2,
                 threshold=TRANSACTION_CONFLICTS_THRESHOLD,
+                description=f"{table}: {TRANSACTION_CONFLICTS_THRESHOLD} or more transaction "
+                "conflicts in each of 10 minutes: writers keep losing to each other",
+                runbook="table-throttles-and-errors",
             )
 
     def _system_errors_alarm(self, table: str) -> None:
@@ -244,6 +299,8 @@ class Monitoring(Construct):
             ],
             evaluation_periods=1,
             threshold=1,
+            description=f"{table}: DynamoDB answered with its own server errors",
+            runbook="table-throttles-and-errors",
         )
 
     def _alarm(
@@ -253,12 +310,16 @@ class Monitoring(Construct):
         *,
         period: int,
         threshold: float,
+        description: str,
+        runbook: str,
         statistic: str | None = "Sum",
         extended_statistic: str | None = None,
         evaluation_periods: int = 1,
     ) -> None:
         self._add(
             name,
+            description=description,
+            runbook=runbook,
             namespace=metric.namespace,
             metric_name=metric.name,
             dimensions=dict(metric.dimensions),
@@ -302,14 +363,20 @@ class Monitoring(Construct):
             ],
             evaluation_periods=1,
             threshold=1,
+            description=f"{table}: requests were throttled",
+            runbook="table-throttles-and-errors",
         )
 
-    def _add(self, name: str, **query: Any) -> None:
+    def _add(self, name: str, *, description: str, runbook: str, **query: Any) -> None:
+        """One alarm on the alarms topic; its description says what is wrong and links the
+        section of docs/RUNBOOK.md that says what to do."""
+        assert runbook in RUNBOOK_SECTIONS, runbook
         self.alarms.append(
             CloudwatchMetricAlarm(
                 self,
                 name,
                 alarm_name=name,
+                alarm_description=f"{description}. Runbook: {self._runbook}#{runbook}",
                 comparison_operator="GreaterThanOrEqualToThreshold",
                 # No data means no invocations, messages or requests: nothing is failing.
                 treat_missing_data="notBreaching",

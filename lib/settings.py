@@ -19,6 +19,10 @@ SERVICE = "payments"
 METRICS_NAMESPACE = "Payments"
 DEFAULT_SUFFIX = "dev"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_RUNBOOK_URL = "docs/RUNBOOK.md"
+# ALARM_SUBSCRIPTIONS entries: email:<address>, https://<endpoint>, sqs:<queue ARN>.
+ALARM_EMAIL_PATTERN = re.compile(r"^[^@\s,]+@[^@\s,]+\.[a-z]{2,}$", re.IGNORECASE)
+ALARM_QUEUE_PATTERN = re.compile(r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:\d{12}:[\w-]{1,80}$")
 
 # The suffix ends up in S3 bucket names (lower case, digits, hyphens; 63 characters in all) and
 # Lambda function names (64 characters). The longest names this stack builds are about 34
@@ -334,6 +338,11 @@ class Settings:
     # ALLOW_PROFILE_CHANGE=<profile>: this apply may change the profile recorded with the
     # environment (lib/config.py refuses any other change at plan time).
     profile_change_allowed: bool = False
+    # Where alarm descriptions link (RUNBOOK_URL: the runbook as the on-call team reads it, e.g.
+    # the repository's page of docs/RUNBOOK.md); each alarm adds its section's anchor.
+    runbook_url: str = DEFAULT_RUNBOOK_URL
+    # Who the alarms topic pages (ALARM_SUBSCRIPTIONS): (protocol, endpoint) pairs.
+    alarm_subscriptions: tuple[tuple[str, str], ...] = ()
     # Optional custom domain of the API (API_DOMAIN_NAME + API_CERTIFICATE_ARN): TLS 1.2, and
     # the default execute-api endpoint switched off so clients cannot go around it.
     api_domain_name: str | None = None
@@ -445,6 +454,18 @@ class Settings:
                 "administers the environment's KMS key, apart from the role that deploys"
             )
         domain, certificate = _custom_domain(env, region)
+        subscriptions = _alarm_subscriptions(env)
+        if not subscriptions and profile_name == "production":
+            raise ConfigError(
+                "ALARM_SUBSCRIPTIONS is required for the production profile: who the alarms "
+                "page (email:<address>, https://<endpoint> or sqs:<queue ARN>, comma-separated)"
+            )
+        runbook = env.get("RUNBOOK_URL", "").strip() or DEFAULT_RUNBOOK_URL
+        if runbook != DEFAULT_RUNBOOK_URL and not re.match(r"^https://[^\s#]+$", runbook):
+            raise ConfigError(
+                f"RUNBOOK_URL={runbook!r} must be an https URL without a fragment (each alarm "
+                "adds its section's)"
+            )
         return cls(
             suffix=suffix,
             profile=PROFILES[profile_name],
@@ -458,8 +479,31 @@ class Settings:
             api_domain_name=domain,
             api_certificate_arn=certificate,
             profile_change_allowed=bool(change),
+            runbook_url=runbook,
+            alarm_subscriptions=subscriptions,
             **extra,
         )
+
+
+def _alarm_subscriptions(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """ALARM_SUBSCRIPTIONS as SNS (protocol, endpoint) pairs."""
+    subscriptions = []
+    for entry in (e.strip() for e in env.get("ALARM_SUBSCRIPTIONS", "").split(",")):
+        if not entry:
+            continue
+        kind, _, target = entry.partition(":")
+        if kind == "email" and ALARM_EMAIL_PATTERN.match(target):
+            subscriptions.append(("email", target))
+        elif kind == "https" and re.match(r"^//[^\s/]+(/\S*)?$", target):
+            subscriptions.append(("https", entry))
+        elif kind == "sqs" and ALARM_QUEUE_PATTERN.match(target):
+            subscriptions.append(("sqs", target))
+        else:
+            raise ConfigError(
+                f"ALARM_SUBSCRIPTIONS entry {entry!r} is not email:<address>, "
+                "https://<endpoint> or sqs:<queue ARN>"
+            )
+    return tuple(subscriptions)
 
 
 def _custom_domain(env: Mapping[str, str], region: str) -> tuple[str | None, str | None]:

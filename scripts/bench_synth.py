@@ -25,6 +25,7 @@ PRODUCTION = {
     "ENVIRONMENT": "production",
     "ENVIRONMENT_SUFFIX": "bench",
     "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/payments-key-admins",
+    "ALARM_SUBSCRIPTIONS": "email:oncall@example.com",
     "TERRAFORM_STATE_BUCKET": "bench-state",
     "TERRAFORM_STATE_BUCKET_REGION": "us-east-1",
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",

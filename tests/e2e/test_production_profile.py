@@ -58,6 +58,7 @@ def production(cloud: LocalCloud) -> Iterator[Production]:
         "ENVIRONMENT": "production",
         "ENVIRONMENT_SUFFIX": SUFFIX,
         "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/payments-key-admins",
+        "ALARM_SUBSCRIPTIONS": "sqs:arn:aws:sqs:us-east-1:123456789012:payments-incidents-e2e",
     }
     outputs_file = OUT / "outputs.json"
     outputs_file.unlink(missing_ok=True)

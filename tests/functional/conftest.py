@@ -86,9 +86,11 @@ def audit_log_is_insert_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[s
 
     watch(
         "put_item",
-        lambda call: audit(call)
-        and (call.get("condition_expression") or "").strip() != INSERT_ONLY
-        and f"{call['table_name']} put with condition {call.get('condition_expression')!r}",
+        lambda call: (
+            audit(call)
+            and (call.get("condition_expression") or "").strip() != INSERT_ONLY
+            and f"{call['table_name']} put with condition {call.get('condition_expression')!r}"
+        ),
     )
     watch("update_item", lambda call: audit(call) and f"{call['table_name']} updated")
     watch("delete_item", lambda call: audit(call) and f"{call['table_name']} deleted")

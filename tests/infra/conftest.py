@@ -24,6 +24,8 @@ from lib.stack import STACK_NAME, PaymentsStack
 SUFFIXES = {"dev": "ci-dev", "staging": "ci-stg", "production": "ci-prod"}
 # Staging and production need the role that administers their key (never the deployer).
 KEY_ADMIN_ROLE_ARN = "arn:aws:iam::123456789012:role/payments-key-admins"
+# Production must page someone: an on-call address and an incident tool's queue.
+ALARM_SUBSCRIPTIONS = "email:oncall@example.com,sqs:arn:aws:sqs:us-east-1:123456789012:incidents"
 # Production is synthesized with an S3 state bucket, dev and staging with local state.
 STATE_ENV = {
     "TERRAFORM_STATE_BUCKET": "ci-state-bucket",
@@ -73,7 +75,7 @@ def synthesize(profile: str, build_dir: Path) -> Synth:
     if profile != "dev":
         env["KMS_ADMIN_ROLE_ARN"] = KEY_ADMIN_ROLE_ARN
     if profile == "production":
-        env |= STATE_ENV
+        env |= STATE_ENV | {"ALARM_SUBSCRIPTIONS": ALARM_SUBSCRIPTIONS}
     settings = Settings.from_env(env)
     stack = PaymentsStack(Testing.app(), STACK_NAME, settings=settings, build_dir=build_dir)
     synthesized = Testing.synth(stack)

@@ -37,6 +37,7 @@ def test_synth_is_byte_identical_to_the_eager_provider_import(tmp_path: Path) ->
         "ENVIRONMENT": "production",
         "ENVIRONMENT_SUFFIX": "same",
         "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/payments-key-admins",
+        "ALARM_SUBSCRIPTIONS": "email:oncall@example.com",
         "TERRAFORM_STATE_BUCKET": "state-bucket",
         "TERRAFORM_STATE_BUCKET_REGION": "us-east-1",
     }

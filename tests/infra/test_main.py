@@ -36,6 +36,18 @@ CASES = {
         {"ENVIRONMENT": "staging"},
         ["KMS_ADMIN_ROLE_ARN is required for the staging profile"],
     ),
+    "production without anyone to page": (
+        {"ENVIRONMENT": "production", "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/x"},
+        ["ALARM_SUBSCRIPTIONS is required for the production profile"],
+    ),
+    "a malformed alarm subscription": (
+        {"ALARM_SUBSCRIPTIONS": "pager:oncall"},
+        ["ALARM_SUBSCRIPTIONS entry 'pager:oncall'"],
+    ),
+    "a runbook URL with a fragment": (
+        {"RUNBOOK_URL": "https://wiki.example.com/runbook#top"},
+        ["RUNBOOK_URL="],
+    ),
     "a profile change naming another profile": (
         {"ALLOW_PROFILE_CHANGE": "production"},
         ["ALLOW_PROFILE_CHANGE='production'", "(dev)"],
@@ -55,6 +67,7 @@ _SETTINGS_VARS = (
     "TERRAFORM_STATE_BUCKET_REGION", "AWS_ENDPOINT_URL", "CORS_ALLOWED_ORIGIN", "PAYMENTS_STACK",
     "API_GATEWAY_ACCOUNT_RATE_LIMIT", "API_GATEWAY_ACCOUNT_BURST_LIMIT",
     "LAMBDA_ACCOUNT_CONCURRENCY", "KMS_ADMIN_ROLE_ARN", "ALLOW_PROFILE_CHANGE",
+    "ALARM_SUBSCRIPTIONS", "RUNBOOK_URL",
 )  # fmt: skip
 
 

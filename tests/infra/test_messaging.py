@@ -135,7 +135,7 @@ class TestNothingIsLostDownstream:
         )
 
     def test_events_sns_cannot_deliver_go_to_the_subscriber_dlq(self, each):
-        subscription = each.one(SnsTopicSubscription.TF_RESOURCE_TYPE)
+        subscription = each.one(SnsTopicSubscription.TF_RESOURCE_TYPE, "subscriber-subscription")
         redrive = json.loads(subscription["redrive_policy"])
         assert "payment-events-subscriber-dlq" in redrive["deadLetterTargetArn"]
         policy = next(
@@ -180,7 +180,7 @@ class TestTopics:
         assert all("aws_kms_key" in t["kms_master_key_id"] for t in topics.values())
 
     def test_subscriber_queue_gets_raw_payment_events(self, each):
-        subscription = each.one(SnsTopicSubscription.TF_RESOURCE_TYPE)
+        subscription = each.one(SnsTopicSubscription.TF_RESOURCE_TYPE, "subscriber-subscription")
         assert subscription["protocol"] == "sqs"
         assert subscription["raw_message_delivery"] is True
         assert "payment-events-subscriber" in subscription["endpoint"]

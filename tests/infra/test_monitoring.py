@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 
 from lib.functions import FUNCTIONS
+from lib.monitoring import RUNBOOK_SECTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _alarms(synth) -> dict[str, dict]:
@@ -209,3 +215,43 @@ class TestDashboard:
         rows = widgets["Batch rows per minute"]
         assert {m[1] for m in rows["metrics"]} >= {"BatchRows", "BatchRowsRejected"}
         assert all(m[-1] == each.settings.name("batch-tasks") for m in rows["metrics"])
+
+
+class TestAlarmsPageSomeone:
+    def test_every_alarm_says_what_is_wrong_and_links_its_runbook_section(self, production):
+        runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+        sections = {
+            re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+            for line in runbook.splitlines()
+            if line.startswith("## ")
+        }
+        alarms = _alarms(production)
+        assert len(alarms) > 40
+        for name, alarm in alarms.items():
+            what, _, link = alarm["alarm_description"].partition(". Runbook: docs/RUNBOOK.md#")
+            assert len(what) > 20 and link in sections, (name, alarm["alarm_description"])
+            assert len(alarm["alarm_description"]) <= 1024
+        assert set(RUNBOOK_SECTIONS) == {
+            a["alarm_description"].rpartition("#")[2] for a in alarms.values()
+        }
+
+    def test_production_pages_the_configured_subscribers(self, production, dev):
+        subscriptions = [
+            s
+            for s in production.resources(SnsTopicSubscription.TF_RESOURCE_TYPE).values()
+            if "alarms" in s["topic_arn"]
+        ]
+        assert sorted((s["protocol"], s["endpoint"]) for s in subscriptions) == [
+            ("email", "oncall@example.com"),
+            ("sqs", "arn:aws:sqs:us-east-1:123456789012:incidents"),
+        ]
+        assert not [
+            s
+            for s in dev.resources(SnsTopicSubscription.TF_RESOURCE_TYPE).values()
+            if "alarms" in s["topic_arn"]
+        ]
+
+    def test_every_alarm_notifies_the_alarms_topic_when_it_fires_and_clears(self, production):
+        for alarm in _alarms(production).values():
+            assert alarm["alarm_actions"] == alarm["ok_actions"]
+            assert [a for a in alarm["alarm_actions"] if "aws_sns_topic.messaging_alarms" in a]

@@ -15,7 +15,7 @@ from lib.settings import (
     Settings,
     validate_quotas,
 )
-from tests.infra.conftest import KEY_ADMIN_ROLE_ARN
+from tests.infra.conftest import ALARM_SUBSCRIPTIONS, KEY_ADMIN_ROLE_ARN
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
@@ -45,6 +45,7 @@ def test_a_raised_quota_lets_it_through():
             "API_GATEWAY_ACCOUNT_RATE_LIMIT": "10000",
             "API_GATEWAY_ACCOUNT_BURST_LIMIT": "5000",
             "KMS_ADMIN_ROLE_ARN": KEY_ADMIN_ROLE_ARN,
+            "ALARM_SUBSCRIPTIONS": ALARM_SUBSCRIPTIONS,
         }
     )
     assert settings.quotas.api_rate_limit == 10_000
@@ -71,6 +72,7 @@ def test_reserved_concurrency_beyond_the_account_quota_stops_synth():
             "ENVIRONMENT": "production",
             "LAMBDA_ACCOUNT_CONCURRENCY": str(too_small + 1),
             "KMS_ADMIN_ROLE_ARN": KEY_ADMIN_ROLE_ARN,
+            "ALARM_SUBSCRIPTIONS": ALARM_SUBSCRIPTIONS,
         }
     )
 
