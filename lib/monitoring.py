@@ -19,6 +19,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
 )
 from constructs import Construct
 
+from lib.api_spec import ROUTES
 from lib.settings import METRICS_NAMESPACE, SERVICE, Settings
 
 TEN_MINUTES = 600
@@ -28,6 +29,8 @@ API_5XX_THRESHOLD = 10
 # Latency must stay high for three consecutive five-minute periods: one slow cold start is not
 # an incident.
 LATENCY_PERIODS = 3
+# The success-rate SLO is judged over six five-minute periods, five of them breaching.
+SLO_PERIODS = 6
 LAMBDA_THROTTLES_THRESHOLD = 5
 # A function whose p99 run nears its timeout is about to start timing out.
 DURATION_SHARE_OF_TIMEOUT = 0.8
@@ -146,6 +149,25 @@ class Monitoring(Construct):
                 f"{settings.profile.api_p99_latency_ms} ms for 15 minutes",
                 runbook="api-errors-and-latency",
             )
+            self._success_rate_slo(r.api_name, api_dims, settings.profile.api_success_rate_slo)
+            for route in ROUTES:
+                # Per-route metrics need the stage's detailed metrics (metrics_enabled: lib/api.py).
+                self._alarm(
+                    f"{r.api_name}-{_kebab(route.operation_id)}-p99-latency",
+                    _Metric(
+                        "AWS/ApiGateway",
+                        "Latency",
+                        {**api_dims, "Method": route.method, "Resource": route.path},
+                    ),
+                    statistic=None,
+                    extended_statistic="p99",
+                    period=FIVE_MINUTES,
+                    evaluation_periods=LATENCY_PERIODS,
+                    threshold=settings.profile.api_p99_latency_ms,
+                    description=f"{route.method} {route.path}: p99 latency at or above its SLO of "
+                    f"{settings.profile.api_p99_latency_ms} ms for 15 minutes",
+                    runbook="api-errors-and-latency",
+                )
             for table in r.table_names:
                 self._throttle_alarm(table)
             # One sweep finding work can be a slow payment; two in a row is a fault that keeps
@@ -269,6 +291,45 @@ class Monitoring(Construct):
                 runbook="table-throttles-and-errors",
             )
 
+    def _success_rate_slo(self, api_name: str, api_dims: Mapping[str, str], slo: float) -> None:
+        """The share of requests answered without a 5xx, against the profile's SLO, over half an
+        hour (5 of 6 five-minute periods): a burn that lasts, not one bad minute. Periods without
+        requests have no rate and count as meeting it."""
+
+        def requests(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
+            return CloudwatchMetricAlarmMetricQuery(
+                id=id_,
+                return_data=False,
+                metric=CloudwatchMetricAlarmMetricQueryMetric(
+                    namespace="AWS/ApiGateway",
+                    metric_name=metric,
+                    dimensions=dict(api_dims),
+                    period=FIVE_MINUTES,
+                    stat="Sum",
+                ),
+            )
+
+        self._add(
+            f"{api_name}-success-rate-slo",
+            metric_query=[
+                requests("count", "Count"),
+                requests("errors", "5XXError"),
+                CloudwatchMetricAlarmMetricQuery(
+                    id="success",
+                    expression="100 * (1 - FILL(errors, 0) / count)",
+                    label="Requests answered without a 5xx (%)",
+                    return_data=True,
+                ),
+            ],
+            comparison_operator="LessThanThreshold",
+            evaluation_periods=SLO_PERIODS,
+            datapoints_to_alarm=SLO_PERIODS - 1,
+            threshold=slo,
+            description=f"the API answered fewer than {slo} % of its requests without a 5xx "
+            "over half an hour (its success-rate SLO)",
+            runbook="api-errors-and-latency",
+        )
+
     def _system_errors_alarm(self, table: str) -> None:
         # SystemErrors (DynamoDB's own 500s) is published per table and operation, and only for
         # periods that had some: the sum over the operations this platform calls, gaps as 0.
@@ -367,7 +428,15 @@ class Monitoring(Construct):
             runbook="table-throttles-and-errors",
         )
 
-    def _add(self, name: str, *, description: str, runbook: str, **query: Any) -> None:
+    def _add(
+        self,
+        name: str,
+        *,
+        description: str,
+        runbook: str,
+        comparison_operator: str = "GreaterThanOrEqualToThreshold",
+        **query: Any,
+    ) -> None:
         """One alarm on the alarms topic; its description says what is wrong and links the
         section of docs/RUNBOOK.md that says what to do."""
         assert runbook in RUNBOOK_SECTIONS, runbook
@@ -377,7 +446,7 @@ class Monitoring(Construct):
                 name,
                 alarm_name=name,
                 alarm_description=f"{description}. Runbook: {self._runbook}#{runbook}",
-                comparison_operator="GreaterThanOrEqualToThreshold",
+                comparison_operator=comparison_operator,
                 # No data means no invocations, messages or requests: nothing is failing.
                 treat_missing_data="notBreaching",
                 alarm_actions=[self._topic],
@@ -502,38 +571,13 @@ def _dashboard(region: str, r: MonitoredResources, api_dims: Mapping[str, str]) 
             _widget(
                 "Payments completed / failed per minute",
                 region,
-                [
-                    [
-                        METRICS_NAMESPACE,
-                        m,
-                        "service",
-                        SERVICE,
-                        "FunctionName",
-                        r.processor_function_name,
-                    ]
-                    for m in ("PaymentsCompleted", "PaymentsFailed")
-                ],
+                [_business(m, r.processor_function_name) for m in PAYMENT_METRICS],
                 period=PER_MINUTE,
             ),
             _widget(
                 "Batch rows per minute",
                 region,
-                [
-                    [
-                        METRICS_NAMESPACE,
-                        m,
-                        "service",
-                        SERVICE,
-                        "FunctionName",
-                        r.batch_tasks_function_name,
-                    ]
-                    for m in (
-                        "BatchRows",
-                        "BatchRowsAccepted",
-                        "BatchRowsRejected",
-                        "BatchRowsDuplicate",
-                    )
-                ],
+                [_business(m, r.batch_tasks_function_name) for m in BATCH_ROW_METRICS],
                 period=PER_MINUTE,
             ),
         ]

@@ -122,6 +122,8 @@ class Profile:
     batch_chunk_concurrency: int
     max_payment_amount: Decimal = Decimal("1000000")
     api_p99_latency_ms: int = 2000
+    # Share of API requests answered without a 5xx that the success-rate alarm holds to (%).
+    api_success_rate_slo: float = 99.5
     # The sweeper runs every ``sweep_rate_minutes`` and re-queues payments that have not changed
     # for ``stuck_after_minutes``: longer than a healthy queue ever holds one (a 1M-row file
     # drains in well under that), so it only finds work a fault left behind.
@@ -226,6 +228,7 @@ PROFILES: Mapping[str, Profile] = {
         # once would only be throttled.
         batch_chunk_concurrency=10,
         api_p99_latency_ms=1000,
+        api_success_rate_slo=99.9,
         sweep_rate_minutes=2,
         stuck_after_minutes=15,
         waf_requests_per_ip=15_000,

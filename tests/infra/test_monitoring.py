@@ -10,6 +10,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 
+from lib.api_spec import ROUTES
 from lib.functions import FUNCTIONS
 from lib.monitoring import RUNBOOK_SECTIONS
 
@@ -255,3 +256,28 @@ class TestAlarmsPageSomeone:
         for alarm in _alarms(production).values():
             assert alarm["alarm_actions"] == alarm["ok_actions"]
             assert [a for a in alarm["alarm_actions"] if "aws_sns_topic.messaging_alarms" in a]
+
+
+class TestSlos:
+    def test_the_apis_success_rate_is_held_to_the_profiles_slo(self, production, staging):
+        for synth, slo in ((production, 99.9), (staging, 99.5)):
+            alarm = _alarms(synth)[f"{synth.settings.name('api')}-success-rate-slo"]
+            assert synth.profile.api_success_rate_slo == slo
+            assert (alarm["comparison_operator"], alarm["threshold"]) == ("LessThanThreshold", slo)
+            assert (alarm["evaluation_periods"], alarm["datapoints_to_alarm"]) == (6, 5)
+            metrics = {q["id"]: q for q in alarm["metric_query"]}
+            assert metrics["count"]["metric"]["metric_name"] == "Count"
+            assert metrics["errors"]["metric"]["metric_name"] == "5XXError"
+            assert metrics["success"]["expression"] == "100 * (1 - FILL(errors, 0) / count)"
+            assert metrics["success"]["return_data"] is True
+
+    def test_every_route_has_a_p99_latency_alarm_on_its_own_metrics(self, production):
+        alarms = _alarms(production)
+        api = production.settings.name("api")
+        for route in ROUTES:
+            route_name = re.sub(r"(?<!^)([A-Z])", r"-\1", route.operation_id).lower()
+            alarm = alarms[f"{api}-{route_name}-p99-latency"]
+            assert alarm["dimensions"]["Method"] == route.method
+            assert alarm["dimensions"]["Resource"] == route.path
+            assert alarm["extended_statistic"] == "p99"
+            assert alarm["threshold"] == production.profile.api_p99_latency_ms
