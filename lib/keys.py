@@ -16,8 +16,9 @@ from lib.settings import Settings
 # Services that use the key on behalf of this account's roles (kms:ViaService).
 _VIA_SERVICES = ("dynamodb", "sqs", "sns", "s3", "ssm", "states", "lambda", "scheduler")
 # Services that encrypt with the key as themselves: SNS delivering into the encrypted subscriber
-# queue, CloudWatch alarms publishing to the encrypted alarms topic.
-_SERVICE_PRINCIPALS = ("sns.amazonaws.com", "cloudwatch.amazonaws.com")
+# queue, CloudWatch alarms and the guard rules (EventBridge) publishing to the encrypted alarms
+# topic.
+_SERVICE_PRINCIPALS = ("sns.amazonaws.com", "cloudwatch.amazonaws.com", "events.amazonaws.com")
 _USE_ACTIONS = (
     "kms:Encrypt",
     "kms:Decrypt",

@@ -14,6 +14,7 @@ from cdktf_cdktf_provider_aws.sqs_queue_policy import SqsQueuePolicy
 from constructs import Construct
 
 from lib.functions import FUNCTIONS, PROCESSOR
+from lib.guardrails import rule_arn_pattern
 from lib.iam import AwsAccount, Condition, deny_insecure_transport, policy_document, statement
 from lib.settings import Settings
 
@@ -143,6 +144,21 @@ class Messaging(Construct):
                         test="StringEquals",
                         variable="aws:SourceAccount",
                         values=[account.account_id],
+                    )
+                ],
+            ),
+            # The guard rules (lib/guardrails.py): the key disabled, PITR or deletion
+            # protection switched off.
+            statement(
+                sid="GuardRulesOfThisEnvironment",
+                actions=["sns:Publish"],
+                resources=[self.alarms.arn],
+                principals={"Service": ["events.amazonaws.com"]},
+                conditions=[
+                    Condition(
+                        test="ArnLike",
+                        variable="aws:SourceArn",
+                        values=[rule_arn_pattern(settings, account)],
                     )
                 ],
             ),

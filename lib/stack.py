@@ -19,6 +19,7 @@ from lib.functions import (
     FunctionResources,
     Functions,
 )
+from lib.guardrails import Guardrails
 from lib.iam import AwsAccount
 from lib.keys import Keys
 from lib.logs import environment_log_group_names
@@ -168,6 +169,16 @@ class PaymentsStack(TerraformStack):
                 payment_events_topic_name=settings.name(PAYMENT_EVENTS),
             ),
         )
+        if settings.profile.alarms_enabled:
+            Guardrails(
+                self,
+                "guardrails",
+                settings=settings,
+                key_arn=keys.arn,
+                table_names=[t.name for t in tables.tables.values()],
+                table_arns=[t.arn for t in tables.tables.values()],
+                alarms_topic_arn=messaging.alarms.arn,
+            )
         outputs |= {
             "api_id": api.rest_api.id,
             "stage_name": api.stage.stage_name,

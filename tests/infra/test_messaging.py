@@ -203,7 +203,7 @@ class TestTopics:
         (topic,) = condition["values"]
         assert topic.startswith("${aws_sns_topic.messaging_payment-events_")
 
-    def test_only_cloudwatch_of_this_account_is_allowed_to_publish_alarms(self, each):
+    def test_only_cloudwatch_and_the_guard_rules_are_allowed_to_publish_alarms(self, each):
         policies = {
             p["arn"].split(".")[1]: p
             for p in each.resources(SnsTopicPolicy.TF_RESOURCE_TYPE).values()
@@ -213,11 +213,15 @@ class TestTopics:
             if not topic_id.startswith("messaging_alarms_"):
                 assert allows == []
                 continue
-            (statement,) = allows
-            assert statement["principals"] == [
+            cloudwatch, guard_rules = allows
+            assert cloudwatch["principals"] == [
                 {"type": "Service", "identifiers": ["cloudwatch.amazonaws.com"]}
             ]
-            assert statement["condition"][0]["variable"] == "aws:SourceAccount"
+            assert cloudwatch["condition"][0]["variable"] == "aws:SourceAccount"
+            assert guard_rules["principals"] == [
+                {"type": "Service", "identifiers": ["events.amazonaws.com"]}
+            ]
+            assert guard_rules["condition"][0]["variable"] == "aws:SourceArn"
 
 
 class TestTransport:

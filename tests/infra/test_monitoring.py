@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
+from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 
@@ -281,3 +283,46 @@ class TestSlos:
             assert alarm["dimensions"]["Resource"] == route.path
             assert alarm["extended_statistic"] == "p99"
             assert alarm["threshold"] == production.profile.api_p99_latency_ms
+
+
+class TestGuardRules:
+    def _rules(self, synth) -> dict[str, dict]:
+        return {
+            r["name"]: r for r in synth.resources(CloudwatchEventRule.TF_RESOURCE_TYPE).values()
+        }
+
+    def test_disabling_the_key_or_switching_off_pitr_or_deletion_protection_pages(
+        self, production, dev
+    ):
+        rules = self._rules(production)
+        name = production.settings.name
+        key = json.loads(rules[name("guard-key")]["event_pattern"])
+        assert key["detail"]["eventName"] == ["DisableKey", "ScheduleKeyDeletion"]
+        assert key["detail"]["resources"]["ARN"][0].startswith("${aws_kms_key.")
+        pitr = json.loads(rules[name("guard-pitr")]["event_pattern"])["detail"]
+        assert pitr["eventName"] == ["UpdateContinuousBackups"]
+        spec = pitr["requestParameters"]["pointInTimeRecoverySpecification"]
+        assert spec == {"pointInTimeRecoveryEnabled": [False]}
+        protection = json.loads(rules[name("guard-deletion-protection")]["event_pattern"])
+        assert protection["detail"]["requestParameters"]["deletionProtectionEnabled"] == [False]
+        for pattern in (pitr, protection["detail"]):
+            assert len(pattern["requestParameters"]["tableName"]) == 6  # 3 names + 3 ARNs
+        targets = production.resources(CloudwatchEventTarget.TF_RESOURCE_TYPE).values()
+        assert len(targets) == 3
+        for target in targets:
+            assert "aws_sns_topic.messaging_alarms" in target["arn"]
+            template = json.loads(target["input_transformer"]["input_template"])
+            assert template.endswith("Runbook: docs/RUNBOOK.md#key-and-backups")
+        runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+        assert "\n## Key and backups\n" in runbook
+        assert self._rules(dev) == {}
+
+    def test_only_this_environments_guard_rules_may_publish_to_the_alarms_topic(self, production):
+        policies = production.resources("aws_sns_topic_policy")
+        [alarms] = [p for p in policies.values() if "messaging_alarms" in p["arn"]]
+        document = production.data("aws_iam_policy_document")[alarms["policy"].split(".")[2]]
+        [guard] = [s for s in document["statement"] if s["sid"] == "GuardRulesOfThisEnvironment"]
+        assert guard["principals"] == [{"type": "Service", "identifiers": ["events.amazonaws.com"]}]
+        [condition] = guard["condition"]
+        assert condition["test"] == "ArnLike"
+        assert condition["values"][0].endswith(":rule/payments-guard-*-ci-prod")
