@@ -223,6 +223,13 @@ def _create_state_bucket(config: LocalCloudConfig, bucket: str) -> None:
     except s3.exceptions.BucketAlreadyOwnedByYou:
         return
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # As a state bucket should be (make preflight checks both).
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
 
 
 def _stream(command: list[str], env: dict[str, str], log_path: Path) -> None:

@@ -77,4 +77,6 @@ def apply(
     core.retried_requests_answered_once()
     sqs.redrive_allow_policy()
     lambda_.provisioned_concurrency()
+    # What `make preflight` reads before a deploy.
+    lambda_.account_settings()
     ec2.security_group_rule_descriptions()
