@@ -44,7 +44,7 @@ build/terraform.rc: scripts/terraform_mirror.py
 
 layer: $(LAYER) ## the Lambda dependencies layer (deterministic zip)
 
-$(LAYER): lambda/requirements.txt scripts/build_layer.py .venv/.synced
+$(LAYER): lambda/requirements.lock scripts/build_layer.py .venv/.synced
 	$(PYTHON) scripts/build_layer.py
 
 synth: install ## synthesize the stack for the current environment variables into cdktf.out/
