@@ -13,6 +13,7 @@ from pathlib import Path
 from cdktf import AssetType, TerraformAsset
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktf_cdktf_provider_aws.data_aws_ssm_parameters_by_path import DataAwsSsmParametersByPath
 from cdktf_cdktf_provider_aws.lambda_alias import LambdaAlias
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
@@ -176,6 +177,11 @@ def _only_attributes(attributes: tuple[str, ...]) -> list[Condition]:
         ),
         Condition(test="StringEqualsIfExists", variable="dynamodb:ReturnValues", values=["NONE"]),
     ]
+
+
+def rollback_path(settings: Settings) -> str:
+    """Where ``make rollback`` pins the API's ``live`` alias: ``<path>/api`` holds a version."""
+    return settings.parameter_name("rollback")
 
 
 class Functions(Construct):
@@ -359,13 +365,22 @@ class Functions(Construct):
                 depends_on=[log_group, role.policy],
             )
         api = self.functions[API]
+        # `make rollback` pins the alias to an earlier version in SSM (ROLLBACK_PIN under
+        # /payments/<suffix>/rollback/): the deploy keeps `live` there instead of moving it to the
+        # version it builds, until `make rollback ARGS=--release` removes the pin. The pin is
+        # the operator's, not Terraform's: read by path, it is an empty list when there is none.
+        pins = DataAwsSsmParametersByPath(
+            self, "api-rollback-pin", path=rollback_path(settings), with_decryption=False
+        )
         self.api_live = LambdaAlias(
             self,
             "api-live",
             name=LIVE_ALIAS,
-            description="The version the REST API invokes; point it back to roll back",
+            description="The version the REST API invokes; make rollback points it back",
             function_name=api.function_name,
-            function_version=api.version,
+            function_version=(
+                f"${{element(concat(nonsensitive({pins.fqn}.values), [{api.fqn}.version]), 0)}}"
+            ),
         )
         if profile.api_provisioned_concurrency:
             LambdaProvisionedConcurrencyConfig(

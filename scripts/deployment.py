@@ -26,3 +26,38 @@ def local_outputs() -> dict[str, Any] | None:
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ[name.upper()] = value
     return {**outputs["stack_outputs"], "endpoint_url": outputs["endpoint_url"]}
+
+
+def deploy_target() -> tuple[dict[str, str], str]:
+    """The deploy variables an operator command acts on and where they point: the local cloud's
+    environment when its server runs and no AWS target is set (``AWS_ENDPOINT_URL``,
+    ``AWS_PROFILE``), else this process's environment against AWS."""
+    if not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_PROFILE"):
+        from localcloud.config import LocalCloudConfig
+        from localcloud.deploy import deploy_environment, running_server
+
+        config = LocalCloudConfig.from_env()
+        if running_server(config) is not None:
+            return dict(deploy_environment(config)), f"the local cloud at {config.endpoint_url}"
+    return dict(os.environ), "AWS"
+
+
+def session_clients(variables: dict[str, str], where: str, region: str) -> Any:
+    """``client(service, region=None)`` for the target: the local cloud's endpoint and
+    credentials there, the caller's own on AWS."""
+    import boto3
+
+    session = boto3.session.Session(region_name=region)
+    endpoint = variables.get("AWS_ENDPOINT_URL") or None
+    credentials = {
+        k.lower(): variables[k]
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        if where != "AWS" and k in variables
+    }
+
+    def client(service: str, region_name: str | None = None) -> Any:
+        return session.client(
+            service, region_name=region_name or region, endpoint_url=endpoint, **credentials
+        )
+
+    return client

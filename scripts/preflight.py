@@ -23,7 +23,6 @@ problem. With the local cloud running and no AWS target set (``AWS_ENDPOINT_URL`
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
+sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
-import boto3  # noqa: E402
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
+from deployment import deploy_target, session_clients  # noqa: E402
 
 from lib.settings import LAMBDA_UNRESERVED_MINIMUM, ConfigError, Settings  # noqa: E402
 
@@ -113,7 +112,7 @@ def state_bucket(settings: Settings, client: Callable[[str], Any]) -> Finding:
                            "and TERRAFORM_STATE_BUCKET_REGION")  # fmt: skip
         return Finding(check, None, "a local state file (no TERRAFORM_STATE_BUCKET)")
     bucket = settings.state.bucket
-    s3 = client("s3", region=settings.state.region)
+    s3 = client("s3", settings.state.region)
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError:
@@ -203,39 +202,15 @@ def run(settings: Settings, client: Callable[..., Any]) -> Iterator[Finding]:
             yield Finding(name, f"could not be checked ({str(exc).splitlines()[0]})")
 
 
-def _target() -> tuple[dict[str, str], str]:
-    """The deploy variables and a description of where they point."""
-    if not os.environ.get("AWS_ENDPOINT_URL") and not os.environ.get("AWS_PROFILE"):
-        from localcloud.config import LocalCloudConfig
-        from localcloud.deploy import deploy_environment, running_server
-
-        config = LocalCloudConfig.from_env()
-        if running_server(config) is not None:
-            return dict(deploy_environment(config)), f"the local cloud at {config.endpoint_url}"
-    return dict(os.environ), "AWS"
-
-
 def main(argv: list[str] | None = None) -> int:
     del argv
-    variables, where = _target()
+    variables, where = deploy_target()
     try:
         settings = Settings.from_env(variables)
     except ConfigError as error:
         print(f"PROBLEM  settings: {error}")
         return 1
-    session = boto3.session.Session(region_name=settings.region)
-    endpoint = variables.get("AWS_ENDPOINT_URL") or None
-    credentials = {
-        k.lower(): variables[k]
-        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        if where != "AWS" and k in variables
-    }
-
-    def client(service: str, region: str | None = None) -> Any:
-        return session.client(
-            service, region_name=region or settings.region, endpoint_url=endpoint, **credentials
-        )
-
+    client = session_clients(variables, where, settings.region)
     account = client("sts").get_caller_identity()["Account"]
     print(
         f"preflight of environment {settings.suffix!r} ({settings.profile.name} profile) in "

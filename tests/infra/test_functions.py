@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 
 import pytest
@@ -397,11 +398,19 @@ class TestReleases:
         assert functions[API]["publish"] is True
         assert all(not f.get("publish") for key, f in functions.items() if key != API)
 
-    def test_the_live_alias_follows_the_published_version(self, each):
+    def test_the_live_alias_follows_the_published_version_unless_a_rollback_pins_it(self, each):
         alias = self._alias(each)
         assert alias["name"] == LIVE_ALIAS == "live"
         assert alias["function_name"].startswith("${aws_lambda_function.functions_api_")
-        assert alias["function_version"].endswith(".version}")
+        version = alias["function_version"]
+        pins = re.fullmatch(
+            r"\$\{element\(concat\(nonsensitive\(data\.aws_ssm_parameters_by_path\.(\S+)"
+            r"\.values\), \[aws_lambda_function\.functions_api_\w+\.version\]\), 0\)\}",
+            version,
+        )
+        assert pins, version
+        pin = each.data("aws_ssm_parameters_by_path")[pins[1]]
+        assert pin["path"] == f"/payments/{each.settings.suffix}/rollback"
 
     def test_production_keeps_executions_of_the_live_alias_warm(self, production, dev, staging):
         (config,) = production.resources(
