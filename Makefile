@@ -17,7 +17,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo preflight rollback reconcile republish chaos soak fuzz clean
+.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo preflight restore-drill rollback reconcile republish chaos soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -87,6 +87,9 @@ local-up-cycles: install ## local-up / local-down N times in a row (ARGS="-n 5";
 
 preflight: install ## check the target account before an apply: Lambda concurrency quota, the account stack's API Gateway logging role, the state bucket's versioning and encryption, the KMS admin role, a CloudTrail trail (one line per problem, exit 1)
 	$(PYTHON) scripts/preflight.py
+
+restore-drill: install ## restore the three tables to a point in time (PITR) into new tables, reconcile the copies, delete them (ARGS="--at ISO", "--keep")
+	$(PYTHON) scripts/restore_drill.py $(ARGS)
 
 rollback: install ## point the API's live alias at an earlier version and keep it there across deploys (ARGS="--previous", "--to N", "--release"; none: show)
 	$(PYTHON) scripts/rollback.py $(ARGS)

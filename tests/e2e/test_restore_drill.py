@@ -1,0 +1,58 @@
+"""`make restore-drill` on the local cloud: the three tables restored into copies, the copies
+reconciled, the copies deleted; and a table with PITR off is reported and fails the drill."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from localcloud.client import LocalCloud
+from localcloud.config import REPO_ROOT
+
+
+def drill(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
+    return subprocess.run(
+        [sys.executable, "scripts/restore_drill.py", *args],
+        cwd=REPO_ROOT, env=env | {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
+        capture_output=True, text=True, check=False, timeout=900,
+    )  # fmt: skip
+
+
+def test_the_tables_restore_and_the_copies_reconcile(cloud: LocalCloud) -> None:
+    # At least one payment, so the copies have something to agree on.
+    created = cloud.request(
+        "POST", "/payments", body={"amount": "12.34", "currency": "EUR", "payment_id": "drill-1"}
+    )
+    assert created.status in (200, 202), created.body
+    dynamodb = cloud.client("dynamodb")
+    before = set(dynamodb.list_tables()["TableNames"])
+    result = drill()
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    restored = [line for line in lines if line.startswith("restored ")]
+    assert [line.split(" -> ")[0] for line in restored] == [
+        "restored payments-local",
+        "restored payments-processing-status-local",
+        "restored payments-audit-log-local",
+    ], lines
+    assert "RESTORE DRILL PASSED" in lines
+    assert set(dynamodb.list_tables()["TableNames"]) == before  # the copies are gone
+
+
+def test_a_table_without_pitr_fails_the_drill_naming_it(cloud: LocalCloud) -> None:
+    dynamodb = cloud.client("dynamodb")
+    table = "payments-processing-status-local"
+    dynamodb.update_continuous_backups(
+        TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False}
+    )
+    try:
+        result = drill()
+    finally:
+        dynamodb.update_continuous_backups(
+            TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+    assert result.returncode == 1
+    assert f"PROBLEM  {table}: point-in-time recovery is off" in result.stdout
+    assert not [t for t in dynamodb.list_tables()["TableNames"] if "-drill-" in t]
