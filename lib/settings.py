@@ -109,6 +109,9 @@ class Profile:
     # absorb a 1M-row file without throttling or autoscaling lag; see README "Environment profiles".
     billing_mode: str
     glacier_transition_days: int
+    # Uploaded files and their reports (every payer's data in the rows) are deleted this long
+    # after they were written: past Glacier's 90-day minimum and the logs that mention them.
+    upload_retention_days: int
     dlq_retention_days: int
     log_retention_days: int
     alarms_enabled: bool
@@ -182,6 +185,7 @@ PROFILES: Mapping[str, Profile] = {
         api=ApiQuota(rate_limit=100, burst_limit=200, daily_quota=10_000),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
+        upload_retention_days=120,
         dlq_retention_days=3,
         log_retention_days=7,
         alarms_enabled=False,
@@ -198,6 +202,7 @@ PROFILES: Mapping[str, Profile] = {
         api=ApiQuota(rate_limit=1_000, burst_limit=2_000, daily_quota=100_000),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
+        upload_retention_days=120,
         dlq_retention_days=7,
         log_retention_days=30,
         alarms_enabled=True,
@@ -214,6 +219,8 @@ PROFILES: Mapping[str, Profile] = {
         api=ApiQuota(rate_limit=5_000, burst_limit=2_500, daily_quota=1_000_000),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=90,
+        # 13 months: a year of disputes and chargebacks after a file, then it goes.
+        upload_retention_days=395,
         dlq_retention_days=14,
         # PCI DSS 10.5.1: keep audit trail history for at least twelve months.
         log_retention_days=365,

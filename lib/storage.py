@@ -202,6 +202,14 @@ class Storage(Construct):
                                 noncurrent_days=glacier_days, storage_class="GLACIER"
                             )
                         ],
+                        # Every file holds payers' data: it is deleted after the profile's
+                        # retention (a delete marker; the version itself goes as a noncurrent
+                        # one, below).
+                        expiration=[
+                            S3BucketLifecycleConfigurationRuleExpiration(
+                                days=profile.upload_retention_days
+                            )
+                        ],
                         # A replaced upload or report is kept for investigations, then goes:
                         # versioning would otherwise keep every version forever.
                         noncurrent_version_expiration=[

@@ -16,6 +16,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration imp
 )
 from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA
 
+from lib.settings import PROFILES
 from lib.storage import ABORT_INCOMPLETE_UPLOAD_DAYS
 
 
@@ -99,6 +100,18 @@ class TestBatchBucket:
             (transition,) = rule["noncurrent_version_transition"]
             assert days >= transition["noncurrent_days"] + 90
         assert days >= each.profile.log_retention_days
+
+    def test_uploads_and_reports_are_deleted_after_the_profiles_retention(self, each):
+        days = each.profile.upload_retention_days
+        rules = _rules(each, "batch-lifecycle")
+        for rule_id in ("incoming-to-glacier", "reports-to-glacier"):
+            assert rules[rule_id]["expiration"] == [{"days": days}]
+        # Not before Glacier's minimum storage, nor before the logs that mention them go.
+        assert days >= each.profile.glacier_transition_days + 90
+        assert days >= each.profile.log_retention_days
+        assert {p: PROFILES[p].upload_retention_days for p in PROFILES} == {
+            "dev": 120, "staging": 120, "production": 395
+        }  # fmt: skip
 
     def test_incomplete_multipart_uploads_are_aborted_on_both_buckets(self, each):
         for id_part in ("batch-lifecycle", "access-logs-lifecycle"):
