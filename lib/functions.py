@@ -365,9 +365,9 @@ class Functions(Construct):
             )
         api = self.functions[API]
         # `make rollback` pins the alias to an earlier version in SSM
-        # (/payments/<suffix>/rollback/api): the deploy keeps `live` there instead of moving it to the
-        # version it builds, until `make rollback ARGS=--release` removes the pin. The pin is
-        # the operator's, not Terraform's: read by path, it is an empty list when there is none.
+        # (/payments/<suffix>/rollback/api): the deploy keeps `live` there instead of moving it
+        # to the version it builds, until `make rollback ARGS=--release` removes the pin. The
+        # pin is the operator's, not Terraform's: read by path, an empty list when there is none.
         pins = DataAwsSsmParametersByPath(
             self, "api-rollback-pin", path=rollback_path(settings), with_decryption=False
         )

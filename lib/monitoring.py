@@ -296,29 +296,15 @@ class Monitoring(Construct):
         hour (5 of 6 five-minute periods): a burn that lasts, not one bad minute. Periods without
         requests have no rate and count as meeting it."""
 
-        def requests(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
-            return CloudwatchMetricAlarmMetricQuery(
-                id=id_,
-                return_data=False,
-                metric=CloudwatchMetricAlarmMetricQueryMetric(
-                    namespace="AWS/ApiGateway",
-                    metric_name=metric,
-                    dimensions=dict(api_dims),
-                    period=FIVE_MINUTES,
-                    stat="Sum",
-                ),
-            )
-
         self._add(
             f"{api_name}-success-rate-slo",
             metric_query=[
-                requests("count", "Count"),
-                requests("errors", "5XXError"),
-                CloudwatchMetricAlarmMetricQuery(
-                    id="success",
-                    expression="100 * (1 - FILL(errors, 0) / count)",
-                    label="Requests answered without a 5xx (%)",
-                    return_data=True,
+                _summed("count", _Metric("AWS/ApiGateway", "Count", api_dims)),
+                _summed("errors", _Metric("AWS/ApiGateway", "5XXError", api_dims)),
+                _expression(
+                    "success",
+                    "100 * (1 - FILL(errors, 0) / count)",
+                    "Requests answered without a 5xx (%)",
                 ),
             ],
             comparison_operator="LessThanThreshold",
@@ -334,15 +320,10 @@ class Monitoring(Construct):
         # SystemErrors (DynamoDB's own 500s) is published per table and operation, and only for
         # periods that had some: the sum over the operations this platform calls, gaps as 0.
         queries = [
-            CloudwatchMetricAlarmMetricQuery(
-                id=f"op{index}",
-                return_data=False,
-                metric=CloudwatchMetricAlarmMetricQueryMetric(
-                    namespace="AWS/DynamoDB",
-                    metric_name="SystemErrors",
-                    dimensions={"TableName": table, "Operation": operation},
-                    period=FIVE_MINUTES,
-                    stat="Sum",
+            _summed(
+                f"op{index}",
+                _Metric(
+                    "AWS/DynamoDB", "SystemErrors", {"TableName": table, "Operation": operation}
                 ),
             )
             for index, operation in enumerate(DYNAMODB_OPERATIONS)
@@ -351,11 +332,10 @@ class Monitoring(Construct):
             f"{table}-system-errors",
             metric_query=[
                 *queries,
-                CloudwatchMetricAlarmMetricQuery(
-                    id="errors",
-                    expression=" + ".join(f"FILL({q.id}, 0)" for q in queries),
-                    label="DynamoDB system errors",
-                    return_data=True,
+                _expression(
+                    "errors",
+                    " + ".join(f"FILL({q.id}, 0)" for q in queries),
+                    "DynamoDB system errors",
                 ),
             ],
             evaluation_periods=1,
@@ -398,29 +378,14 @@ class Monitoring(Construct):
         # that had such throttles; FILL makes the other one 0 there, so write throttles alone
         # (a batch upload) still add up to a breaching value rather than to a missing one.
         def events(id_: str, metric: str) -> CloudwatchMetricAlarmMetricQuery:
-            return CloudwatchMetricAlarmMetricQuery(
-                id=id_,
-                return_data=False,
-                metric=CloudwatchMetricAlarmMetricQueryMetric(
-                    namespace="AWS/DynamoDB",
-                    metric_name=metric,
-                    dimensions={"TableName": table},
-                    period=FIVE_MINUTES,
-                    stat="Sum",
-                ),
-            )
+            return _summed(id_, _Metric("AWS/DynamoDB", metric, {"TableName": table}))
 
         self._add(
             f"{table}-throttles",
             metric_query=[
                 events("reads", "ReadThrottleEvents"),
                 events("writes", "WriteThrottleEvents"),
-                CloudwatchMetricAlarmMetricQuery(
-                    id="throttles",
-                    expression="FILL(reads, 0) + FILL(writes, 0)",
-                    label="Throttled requests",
-                    return_data=True,
-                ),
+                _expression("throttles", "FILL(reads, 0) + FILL(writes, 0)", "Throttled requests"),
             ],
             evaluation_periods=1,
             threshold=1,
@@ -454,6 +419,28 @@ class Monitoring(Construct):
                 **query,
             )
         )
+
+
+def _summed(id_: str, metric: _Metric) -> CloudwatchMetricAlarmMetricQuery:
+    """A metric math input: ``metric`` summed over five minutes, not itself the alarm's value."""
+    return CloudwatchMetricAlarmMetricQuery(
+        id=id_,
+        return_data=False,
+        metric=CloudwatchMetricAlarmMetricQueryMetric(
+            namespace=metric.namespace,
+            metric_name=metric.name,
+            dimensions=dict(metric.dimensions),
+            period=FIVE_MINUTES,
+            stat="Sum",
+        ),
+    )
+
+
+def _expression(id_: str, expression: str, label: str) -> CloudwatchMetricAlarmMetricQuery:
+    """The metric math an alarm compares with its threshold."""
+    return CloudwatchMetricAlarmMetricQuery(
+        id=id_, expression=expression, label=label, return_data=True
+    )
 
 
 def _business(metric: str, function_name: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from payments import env
@@ -61,3 +62,27 @@ def session_clients(variables: dict[str, str], where: str, region: str) -> Any:
         )
 
     return client
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an operator command acts on: the environment's settings, a client factory for
+    where it runs, and a description of that place."""
+
+    settings: Any
+    client: Any
+    where: str
+
+
+def operator_target(prefix: str) -> Target | None:
+    """The deploy target with its settings checked; None, after one line starting with
+    ``prefix`` that names the bad setting, when they are not valid."""
+    from lib.settings import ConfigError, Settings
+
+    variables, where = deploy_target()
+    try:
+        settings = Settings.from_env(variables)
+    except ConfigError as error:
+        print(f"{prefix}: {error}")
+        return None
+    return Target(settings, session_clients(variables, where, settings.region), where)

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
-from deployment import deploy_target, session_clients  # noqa: E402
+from deployment import operator_target  # noqa: E402
 
-from lib.settings import LAMBDA_UNRESERVED_MINIMUM, ConfigError, Settings  # noqa: E402
+from lib.settings import LAMBDA_UNRESERVED_MINIMUM, Settings  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -204,13 +204,10 @@ def run(settings: Settings, client: Callable[..., Any]) -> Iterator[Finding]:
 
 def main(argv: list[str] | None = None) -> int:
     del argv
-    variables, where = deploy_target()
-    try:
-        settings = Settings.from_env(variables)
-    except ConfigError as error:
-        print(f"PROBLEM  settings: {error}")
+    target = operator_target("PROBLEM  settings")
+    if target is None:
         return 1
-    client = session_clients(variables, where, settings.region)
+    settings, client, where = target.settings, target.client, target.where
     account = client("sts").get_caller_identity()["Account"]
     print(
         f"preflight of environment {settings.suffix!r} ({settings.profile.name} profile) in "

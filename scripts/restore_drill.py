@@ -30,12 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
 from botocore.exceptions import ClientError  # noqa: E402
-from deployment import deploy_target, session_clients  # noqa: E402
+from deployment import operator_target  # noqa: E402
 from payments.config import Config  # noqa: E402
 from payments.reconcile import Reconciler  # noqa: E402
 from payments.repository import Repository  # noqa: E402
 
-from lib.settings import ConfigError, Settings  # noqa: E402
 from lib.tables import AUDIT_LOG, PAYMENTS, PROCESSING_STATUS  # noqa: E402
 
 # How far before the restore time the reconciled payments were created.
@@ -79,13 +78,10 @@ def restore(dynamodb: Any, source: str, target: str, at: datetime | None) -> str
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    variables, where = deploy_target()
-    try:
-        settings = Settings.from_env(variables)
-    except ConfigError as error:
-        print(f"restore-drill: {error}")
+    target = operator_target("restore-drill")
+    if target is None:
         return 1
-    client = session_clients(variables, where, settings.region)
+    settings, client, where = target.settings, target.client, target.where
     dynamodb = client("dynamodb")
     at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")

@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
 from botocore.exceptions import ClientError  # noqa: E402
-from deployment import deploy_target, session_clients  # noqa: E402
+from deployment import operator_target  # noqa: E402
 
 from lib.functions import API, LIVE_ALIAS, rollback_path  # noqa: E402
-from lib.settings import ConfigError, Settings  # noqa: E402
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -61,13 +60,10 @@ def _pin(ssm: Any, name: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    variables, where = deploy_target()
-    try:
-        settings = Settings.from_env(variables)
-    except ConfigError as error:
-        print(f"rollback: {error}")
+    target = operator_target("rollback")
+    if target is None:
         return 1
-    client = session_clients(variables, where, settings.region)
+    settings, client, where = target.settings, target.client, target.where
     awslambda, ssm = client("lambda"), client("ssm")
     function, pin_name = settings.name(API), f"{rollback_path(settings)}/{API}"
     live = awslambda.get_alias(FunctionName=function, Name=LIVE_ALIAS)["FunctionVersion"]

@@ -4,21 +4,14 @@ exist and an account without a trail gets one line per problem and exit code 1."
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 from localcloud.client import LocalCloud
-from localcloud.config import REPO_ROOT
+from tests.e2e.operator import operator_command
 
 
 def preflight(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
-    return subprocess.run(
-        [sys.executable, "scripts/preflight.py"],
-        cwd=REPO_ROOT, env=env | {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", **extra},
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+    return operator_command("preflight", extra=extra)
 
 
 def test_the_local_environment_is_ready_to_deploy(cloud: LocalCloud) -> None:

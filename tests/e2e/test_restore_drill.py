@@ -3,21 +3,14 @@ reconciled, the copies deleted; and a table with PITR off is reported and fails 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 from localcloud.client import LocalCloud
-from localcloud.config import REPO_ROOT
+from tests.e2e.operator import operator_command
 
 
 def drill(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
-    return subprocess.run(
-        [sys.executable, "scripts/restore_drill.py", *args],
-        cwd=REPO_ROOT, env=env | {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
-        capture_output=True, text=True, check=False, timeout=900,
-    )  # fmt: skip
+    return operator_command("restore_drill", *args, timeout=900)
 
 
 def test_the_tables_restore_and_the_copies_reconcile(cloud: LocalCloud) -> None:

@@ -5,25 +5,18 @@ function's version again."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from localcloud.client import LocalCloud
-from localcloud.config import REPO_ROOT
+from tests.e2e.operator import operator_command
 from tests.e2e.test_stack_state import terraform
 
 FUNCTION = "payments-api-local"
 
 
 def rollback(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
-    return subprocess.run(
-        [sys.executable, "scripts/rollback.py", *args],
-        cwd=REPO_ROOT, env=env | {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
-        capture_output=True, text=True, check=False, timeout=300,
-    )  # fmt: skip
+    return operator_command("rollback", *args)
 
 
 def release(awslambda) -> str:
