@@ -25,17 +25,21 @@ def test_the_local_environment_is_ready_to_deploy(cloud: LocalCloud) -> None:
 
 
 def test_each_problem_is_one_line_and_fails_the_run(cloud: LocalCloud) -> None:
-    cloud.client("s3").create_bucket(Bucket="preflight-unversioned")
-    result = preflight(
-        {
-            "ENVIRONMENT": "production",
-            "ENVIRONMENT_SUFFIX": "preflight",
-            "TERRAFORM_STATE_BUCKET": "preflight-unversioned",
-            "TERRAFORM_STATE_BUCKET_REGION": "us-east-1",
-            "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/no-such-key-admins",
-            "ALARM_SUBSCRIPTIONS": "email:oncall@example.com",
-        }
-    )
+    s3 = cloud.client("s3")
+    s3.create_bucket(Bucket="preflight-unversioned")
+    try:
+        result = preflight(
+            {
+                "ENVIRONMENT": "production",
+                "ENVIRONMENT_SUFFIX": "preflight",
+                "TERRAFORM_STATE_BUCKET": "preflight-unversioned",
+                "TERRAFORM_STATE_BUCKET_REGION": "us-east-1",
+                "KMS_ADMIN_ROLE_ARN": "arn:aws:iam::123456789012:role/no-such-key-admins",
+                "ALARM_SUBSCRIPTIONS": "email:oncall@example.com",
+            }
+        )
+    finally:
+        s3.delete_bucket(Bucket="preflight-unversioned")  # the destroy test finds no strays
     assert result.returncode == 1, result.stdout + result.stderr[-2000:]
     problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM")]
     assert [p.split(":")[0] for p in problems] == [
