@@ -3,11 +3,13 @@
 Pure Python, no cdktf import: the stack json-encodes the dict and the runtime tests execute the
 very same definition in moto. Only states both Step Functions and moto's interpreter run are used
 (Task with lambda:invoke / dynamodb:getItem / the AWS SDK's dynamodb:transactWriteItems, Choice,
-inline Map, Succeed, Fail, Retry/Catch).
+Pass with the intrinsics States.Format, States.MathAdd and States.StringToJson, inline Map,
+Succeed, Fail, Retry/Catch).
 
     Register (+ plan) -> [superseded or rejected?] -> Chunks: Map(ProcessChunk), at most
         MaxConcurrency at once -> Finalize -> Succeeded
-        platform failure -> MarkFailed (one DynamoDB transaction: status + audit entry) -> Failed
+        platform failure -> CurrentVersion (reads the summary's version) -> MarkFailed (one
+                            DynamoDB transaction: status + audit entry, one version up) -> Failed
                             (cancelled: FailedRun, CheckFailed reads the summary -> Failed or
                              Succeeded)
 
@@ -59,7 +61,7 @@ PROCESSING_ERROR_REASON = (
     "in the workflow's execution history. Upload the file again to retry."
 )
 _RETRY = [{"ErrorEquals": _TRANSIENT, "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2.0}]
-_CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}]
+_CATCH = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CurrentVersion"}]
 
 
 def _integration(partition: str, service: str, action: str) -> str:
@@ -154,6 +156,11 @@ _CANCELLED_RETRY = {
 }
 
 
+# The batch's version after the failure, one above the summary's (CurrentVersion, NextVersion or
+# FirstVersion put it at ``$.next_version``): the FAILED status and its batch.failed event carry it.
+_NEXT_VERSION = {"N.$": "States.Format('{}', $.next_version.value)"}
+
+
 def _mark_failed_update(status_table_name: str) -> dict[str, Any]:
     """The summary's FAILED status, leaving the running-index: this run's summary while it runs,
     or, when Register failed before writing one, no summary yet or an older upload's (a newer
@@ -165,19 +172,23 @@ def _mark_failed_update(status_table_name: str) -> dict[str, Any]:
         "UpdateExpression": (
             "SET #status = :failed, reason_code = :code, #reason = :reason, "
             "#error = :error, #run = :run, version_id = :run, batch_id = :batch_id, "
-            "sequencer = :sequencer, updated_at = :now, "
+            "sequencer = :sequencer, #version = :version, updated_at = :now, "
             "finished_at = :now REMOVE running"
         ),
+        # Taking over an older upload's summary also needs the version read just before to be
+        # the highest still: an older run that ended in between has written the same number.
         "ConditionExpression": (
             "attribute_not_exists(pk) OR (#run = :run AND #status = :processing) OR "
             "(#run <> :run AND (attribute_not_exists(sequencer) OR "
-            "sequencer < :sequencer))"
+            "sequencer < :sequencer) AND (attribute_not_exists(#version) OR "
+            "#version < :version))"
         ),
         "ExpressionAttributeNames": {
             "#status": "status",
             "#reason": "reason",
             "#error": "error",
             "#run": "run",
+            "#version": "version",
         },
         "ExpressionAttributeValues": {
             ":failed": {"S": "FAILED"},
@@ -188,6 +199,7 @@ def _mark_failed_update(status_table_name: str) -> dict[str, Any]:
             ":run": {"S.$": "$$.Execution.Input.version_id"},
             ":sequencer": {"S.$": "$$.Execution.Input.sequencer"},
             ":batch_id": {"S.$": "$$.Execution.Input.batch_id"},
+            ":version": _NEXT_VERSION,
             ":now": {"S.$": "$$.State.EnteredTime"},
         },
     }
@@ -207,6 +219,7 @@ def _failure_audit_put(audit_table_name: str) -> dict[str, Any]:
             "reason_code": {"S": PROCESSING_ERROR},
             "reason": {"S": PROCESSING_ERROR_REASON},
             "error": {"S.$": "$.error.Error"},
+            "version": _NEXT_VERSION,
         },
         "ConditionExpression": "attribute_not_exists(entity_id)",
     }
@@ -264,6 +277,48 @@ def batch_workflow_definition(
             # other whatever fails in between (a throttled retry, a task timeout, the
             # execution's timeout). The run condition stops a superseded run from failing a
             # newer upload of the same batch_id.
+            # The version MarkFailed writes: one above the summary's, 1 for a batch whose
+            # first Register failed before writing one.
+            "CurrentVersion": {
+                "Type": "Task",
+                "Resource": _integration(partition, "dynamodb", "getItem"),
+                "TimeoutSeconds": DYNAMODB_TASK_TIMEOUT_SECONDS,
+                "Parameters": {
+                    "TableName": status_table_name,
+                    "Key": _SUMMARY_KEY,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#version",
+                    "ExpressionAttributeNames": {"#version": "version"},
+                },
+                "Retry": _RETRY,
+                "ResultPath": "$.current",
+                "Next": "Versioned",
+            },
+            "Versioned": {
+                "Type": "Choice",
+                "Choices": [
+                    {
+                        "Variable": "$.current.Item.version.N",
+                        "IsPresent": True,
+                        "Next": "NextVersion",
+                    }
+                ],
+                "Default": "FirstVersion",
+            },
+            "NextVersion": {
+                "Type": "Pass",
+                "Parameters": {
+                    "value.$": "States.MathAdd(States.StringToJson($.current.Item.version.N), 1)"
+                },
+                "ResultPath": "$.next_version",
+                "Next": "MarkFailed",
+            },
+            "FirstVersion": {
+                "Type": "Pass",
+                "Result": {"value": 1},
+                "ResultPath": "$.next_version",
+                "Next": "MarkFailed",
+            },
             "MarkFailed": {
                 "Type": "Task",
                 "Resource": _integration(partition, "aws-sdk:dynamodb", "transactWriteItems"),

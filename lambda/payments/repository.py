@@ -321,8 +321,10 @@ class Repository:
         object's ``sequencer`` orders its uploads, so an older run is refused instead of
         replacing the newer one. The caller handles a retried registration of the same run
         (it reads the summary first), so this never resets a run that has made progress.
+        ``item["version"]`` must be above the summary's: a batch's version only grows, so its
+        events order by it (False too when the summary moved on since the caller read it).
         """
-        values = {":run": {"S": item["run"]}}
+        values = {":run": {"S": item["run"]}, ":version": {"N": str(item["version"])}}
         newer = ""
         if item.get("sequencer"):
             # An upload without a sequencer (unknown order) is taken as the newest.
@@ -333,8 +335,11 @@ class Repository:
                 "put_item",
                 TableName=self.config.processing_status_table,
                 Item=serialize({"pk": batch_pk(item["batch_id"]), "sk": SUMMARY_SK, **item}),
-                ConditionExpression=f"attribute_not_exists(pk) OR (#run <> :run{newer})",
-                ExpressionAttributeNames={"#run": "run"},
+                ConditionExpression=(
+                    f"attribute_not_exists(pk) OR (#run <> :run{newer} AND "
+                    "(attribute_not_exists(#version) OR #version < :version))"
+                ),
+                ExpressionAttributeNames={"#run": "run", "#version": "version"},
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:

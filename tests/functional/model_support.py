@@ -362,6 +362,8 @@ REGISTER, CHUNK, FINALIZE, SUCCEEDED, FAILED = (
     "Failed",
 )
 _FORMAT = re.compile(r"States\.Format\('(?P<template>[^']*)',\s*(?P<path>[^)]+)\)")
+_MATH_ADD = re.compile(r"States\.MathAdd\((?P<path>.+),\s*(?P<step>-?\d+)\)")
+_STRING_TO_JSON = re.compile(r"States\.StringToJson\((?P<path>[^)]+)\)")
 
 
 @dataclass
@@ -485,40 +487,62 @@ class Workflow:
         self._mark_failed(execution, error)
 
     def _mark_failed(self, execution: Execution, error: str) -> None:
-        """The Catch path: MarkFailed's transaction (the FAILED status and its audit entry),
-        retried as its Retry says; when it stays cancelled, CheckFailed's read of the summary
-        and the FailedOrSuperseded Choice decide. A call of Step Functions' own that fails
-        otherwise, or whose answer is lost, fails the execution there (no Catch)."""
-        context: dict[str, Any] = {"error": {"Error": error}}
-        mark = self.states["MarkFailed"]
-        params = self._resolve(mark["Parameters"], execution, context)
-        try:
-            self._call(mark, "DynamoDb", lambda: self.dynamodb.transact_write_items(**params))
-        except _StepFailed as failed:
-            caught = [c for c in mark.get("Catch", []) if failed.error in c["ErrorEquals"]]
-            if not caught:
-                execution.position = FAILED
+        """The Catch path, state by state as the definition has it: CurrentVersion's read,
+        the Choice and Pass states that make the next version, MarkFailed's transaction (the
+        FAILED status and its audit entry) retried as its Retry says, and when it stays
+        cancelled, CheckFailed's read and the FailedOrSuperseded Choice. A call of Step
+        Functions' own that fails otherwise, or whose answer is lost, fails the execution
+        there (no Catch)."""
+        data: dict[str, Any] = {"error": {"Error": error}}
+        name = self.map["Catch"][0]["Next"]
+        while True:
+            state = self.states[name]
+            if state["Type"] in ("Succeed", "Fail"):
+                execution.position = SUCCEEDED if state["Type"] == "Succeed" else FAILED
                 return
-        else:
-            execution.position = FAILED
-            return
-        # The Pass state the Catch leads to, then the read of the summary.
-        passed = self.states[caught[0]["Next"]]
-        assert passed["Type"] == "Pass", passed
-        context[passed["ResultPath"][2:]] = self._resolve(passed["Parameters"], execution, context)
-        check = self.states[passed["Next"]]
-        key = self._resolve(check["Parameters"], execution, context)
-        try:
-            answer = self._call(check, "DynamoDB", lambda: self.dynamodb.get_item(**key))
-        except _StepFailed:
-            execution.position = FAILED
-            return
-        choice = self.states[check["Next"]]
-        data = {**context, "summary": {k: v for k, v in answer.items() if k == "Item"}}
-        execution.position = next(
-            (c["Next"] for c in choice["Choices"] if self._holds(c, execution, data)),
-            choice["Default"],
-        )
+            if state["Type"] == "Choice":
+                name = next(
+                    (c["Next"] for c in state["Choices"] if self._holds(c, execution, data)),
+                    state["Default"],
+                )
+                continue
+            if state["Type"] == "Pass":
+                if "Parameters" in state:
+                    result = self._resolve(state["Parameters"], execution, data)
+                else:
+                    result = state["Result"]
+                data[state["ResultPath"][2:]] = result
+                name = state["Next"]
+                continue
+            assert state["Type"] == "Task", state
+            service, call = self._integration(
+                state, self._resolve(state["Parameters"], execution, data)
+            )
+            try:
+                answer = self._call(state, service, call)
+            except _StepFailed as failed:
+                caught = [c for c in state.get("Catch", []) if failed.error in c["ErrorEquals"]]
+                if not caught:
+                    execution.position = FAILED
+                    return
+                assert caught[0]["ResultPath"] is None, caught[0]
+                name = caught[0]["Next"]
+                continue
+            if state.get("ResultPath") is not None:
+                data[state["ResultPath"][2:]] = {k: v for k, v in answer.items() if k == "Item"}
+            name = state["Next"]
+
+    def _integration(
+        self, state: dict[str, Any], params: dict[str, Any]
+    ) -> tuple[str, Callable[[], Any]]:
+        """The service a Task state calls and the call, for the integrations the failure path
+        uses (errors are ``DynamoDB.`` for the optimized one, ``DynamoDb.`` for the SDK's)."""
+        resource = state["Resource"]
+        if resource.endswith(":::dynamodb:getItem"):
+            return "DynamoDB", lambda: self.dynamodb.get_item(**params)
+        if resource.endswith(":::aws-sdk:dynamodb:transactWriteItems"):
+            return "DynamoDb", lambda: self.dynamodb.transact_write_items(**params)
+        raise AssertionError(f"the model does not run {resource}")
 
     def _call(self, state: dict[str, Any], service: str, call: Callable[[], Any]) -> Any:
         """One service-integration call with the state's Retry; ``_StepFailed`` with Step
@@ -590,6 +614,14 @@ class Workflow:
         if match:
             found = self._evaluate(match["path"].strip(), execution, context, item=item)
             return match["template"].replace("{}", str(found), 1)
+        match = _MATH_ADD.fullmatch(expression.strip())
+        if match:
+            found = self._evaluate(match["path"].strip(), execution, context, item=item)
+            assert isinstance(found, int) and not isinstance(found, bool), found
+            return found + int(match["step"])
+        match = _STRING_TO_JSON.fullmatch(expression.strip())
+        if match:
+            return json.loads(self._evaluate(match["path"].strip(), execution, context, item=item))
         if expression == "$$.Map.Item.Value":
             return item
         if expression == "$$.State.EnteredTime":

@@ -306,3 +306,39 @@ def test_the_failure_path_of_a_superseded_upload_reads_back_and_leaves_the_newer
 
 def newer_version(execution: dict) -> str:
     return json.loads(execution["input"])["version_id"]
+
+
+def test_a_batchs_events_carry_a_version_that_grows_across_runs_and_the_failure_path(
+    sfn_world,
+):
+    """Completed, rejected and platform-failed runs of one batch_id, in upload order: each
+    end event is one version above its run's registration (the workflow's own MarkFailed
+    included), the versions grow from run to run, and a consumer applying them by version in
+    any order ends with the batch's status."""
+    from payments import aws
+
+    from tests.functional.consumer import Consumer
+
+    good = b"payment_id,amount,currency\nv1,1,USD\n"
+    upload_and_run(sfn_world, "versions", good)
+    upload_and_run(sfn_world, "versions", b"id,amount,currency\nv1,1,USD\n")  # INVALID_FILE
+    injected = inject_failures(
+        aws.client("s3"), "GetObject", times=1000, code="AccessDenied", status=403
+    )
+    upload_and_run(sfn_world, "versions", good)  # Register fails: MarkFailed takes over
+    injected["left"] = 0
+    upload_and_run(sfn_world, "versions", b"payment_id,amount,currency\nv1,1,USD\nv2,2,USD\n")
+    ends = [e for e in sfn_world.events() if e["type"].startswith("batch.")]
+    assert [(e["type"], e.get("reason_code")) for e in ends] == [
+        ("batch.completed", None),
+        ("batch.failed", "INVALID_FILE"),
+        ("batch.failed", "PROCESSING_ERROR"),
+        ("batch.completed", None),
+    ]
+    # Register writes n+1, the end n+2; MarkFailed, with no registration of its run, n+1.
+    assert [e["version"] for e in ends] == [2, 4, 5, 7]
+    record = batch_record(sfn_world, "versions")
+    assert (record["status"], record["accepted"], record["duplicates"]) == ("COMPLETED", 1, 1)
+    for order in (ends, ends[::-1], [ends[2], ends[0], ends[3], ends[1], ends[3]]):
+        consumer = Consumer().consume(order)
+        assert consumer.state[("batch", "versions")] == (7, "COMPLETED")

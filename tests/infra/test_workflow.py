@@ -95,7 +95,8 @@ class TestDefinition:
 
     def test_every_integration_arn_is_built_from_the_partition(self, each):
         tasks = [s for _, s in all_states(self._definition(each)["States"]) if s["Type"] == "Task"]
-        assert len(tasks) == 5
+        # Register, ProcessChunk, Finalize; failure path: CurrentVersion, MarkFailed, CheckFailed
+        assert len(tasks) == 6
         for task in tasks:
             assert task["Resource"].startswith("arn:${data.aws_partition.account_partition_")
             assert ":states:::" in task["Resource"]
@@ -145,7 +146,7 @@ class TestDefinition:
         # An iteration's Catch could only lead inside the iteration: the Map's leads out.
         assert "Catch" not in chunk
         assert states["Chunks"]["Catch"] == states["Register"]["Catch"]
-        assert states["Chunks"]["Catch"][0]["Next"] == "MarkFailed"
+        assert states["Chunks"]["Catch"][0]["Next"] == "CurrentVersion"
 
     def test_an_iteration_gets_the_run_and_its_own_chunk_not_the_whole_plan(self, each):
         selector = self._definition(each)["States"]["Chunks"]["ItemSelector"]
@@ -225,6 +226,29 @@ class TestFailurePath:
         assert put["Put"]["TableName"] == "audit"
         assert put["Put"]["ConditionExpression"] == "attribute_not_exists(entity_id)"
         assert mark["Next"] == "Failed"
+
+    def test_the_failure_is_written_one_version_above_the_summary_read_just_before(self):
+        states = self.definition["States"]
+        read = states["CurrentVersion"]
+        assert read["Resource"] == "arn:aws:states:::dynamodb:getItem"
+        assert read["Parameters"]["ConsistentRead"] is True
+        choice = states[read["Next"]]
+        [present] = choice["Choices"]
+        assert present["Variable"] == "$.current.Item.version.N" and present["IsPresent"]
+        bump, first = states[present["Next"]], states[choice["Default"]]
+        assert bump["Parameters"] == {
+            "value.$": "States.MathAdd(States.StringToJson($.current.Item.version.N), 1)"
+        }
+        assert first["Result"] == {"value": 1}
+        assert bump["ResultPath"] == first["ResultPath"] == "$.next_version"
+        assert bump["Next"] == first["Next"] == "MarkFailed"
+        update, put = states["MarkFailed"]["Parameters"]["TransactItems"]
+        version = {"N.$": "States.Format('{}', $.next_version.value)"}
+        assert update["Update"]["ExpressionAttributeValues"][":version"] == version
+        assert "#version = :version" in update["Update"]["UpdateExpression"]
+        assert put["Put"]["Item"]["version"] == version
+        # Taking over an older upload's summary only while the version read is still the top.
+        assert "#version < :version" in update["Update"]["ConditionExpression"]
 
     def test_no_other_state_writes_the_status_or_the_audit_log(self):
         writers = [

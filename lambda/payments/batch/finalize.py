@@ -47,34 +47,59 @@ def finalize(ctx: BatchContext, state: dict[str, Any]) -> dict[str, Any]:
             f"{to_int(summary.get('chunks'))} chunks applied at finalize"
         )
     write_report(ctx, state, summary, counts, key, now_iso())
-    if not end(ctx, batch_id, run, BATCH_COMPLETED, {"report_key": key}, counts):
+    version = to_int(summary.get("version"))
+    if not end(ctx, batch_id, run, version, BATCH_COMPLETED, {"report_key": key}, counts):
         return {**result, "superseded": True, "status": None}
     return result
 
 
-def fail(ctx: BatchContext, batch_id: str, run: str, code: str, reason: str) -> bool:
+def fail(
+    ctx: BatchContext,
+    batch_id: str,
+    run: str,
+    code: str,
+    reason: str,
+    *,
+    version: int | None = None,
+) -> bool:
     """Mark ``run`` FAILED with a stable code and a plain reason, audited (the outbox
-    publishes ``batch.failed``); False when a newer run replaced it or it already ended."""
-    return end(ctx, batch_id, run, BATCH_FAILED, {"reason_code": code, "reason": reason})
+    publishes ``batch.failed``); False when a newer run replaced it or it already ended.
+    ``version``: the run's, when the caller registered it; read from the summary otherwise."""
+    if version is None:
+        summary = ctx.repo.get_batch_summary(batch_id)
+        if summary is None or summary.get("run") != run:
+            return False
+        if summary.get("status") != BATCH_PROCESSING:
+            return False
+        version = to_int(summary.get("version"))
+    fields = {"reason_code": code, "reason": reason}
+    return end(ctx, batch_id, run, version, BATCH_FAILED, fields)
 
 
 def end(
     ctx: BatchContext,
     batch_id: str,
     run: str,
+    version: int,
     status: str,
     fields: dict[str, Any],
     audited: dict[str, Any] | None = None,
 ) -> bool:
-    """End ``run`` as ``status`` with ``fields``, leaving the running-index, and its audit
-    entry in the same transaction (the outbox publishes ``batch.completed`` / ``.failed``);
-    False when a newer run replaced it or it already ended."""
+    """End ``run`` (registered as the batch's ``version``) as ``status`` with ``fields``,
+    leaving the running-index, and its audit entry in the same transaction (the outbox
+    publishes ``batch.completed`` / ``.failed``, with the batch's next version); False when a
+    newer run replaced it or it already ended.
+
+    Nothing but registering and ending a run changes the version, and the end holds only
+    while the run is the batch's and PROCESSING: the version the run registered is the
+    summary's until this commits."""
     now = now_iso()
     event = events.BATCH_COMPLETED if status == BATCH_COMPLETED else events.BATCH_FAILED
+    ended = version + 1
     return ctx.repo.update_batch_summary(
         batch_id,
         run,
-        {"status": status, **fields, "finished_at": now, "updated_at": now},
+        {"status": status, **fields, "version": ended, "finished_at": now, "updated_at": now},
         remove=("running",),
         audit={
             "entity_id": f"BATCH#{batch_id}",
@@ -82,6 +107,7 @@ def end(
             "at": now,
             "event": event,
             "run": run,
+            "version": ended,
             **fields,
             **(audited or {}),
         },

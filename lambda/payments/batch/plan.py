@@ -27,8 +27,8 @@ from payments.batch.states import (
     PLAN_TTL_SECONDS,
 )
 from payments.batch.uploads import batch_id_from_key, sequencer_order
-from payments.errors import InvalidBatchFileError, ValidationError
-from payments.repository import RUNNING, now_iso
+from payments.errors import InvalidBatchFileError, TransientError, ValidationError
+from payments.repository import RUNNING, now_iso, to_int
 from payments.validation import BATCH_ID, CSV_FIELDS, validate_payment
 
 # The plan's set of payment ids seen on valid rows holds a 16-byte BLAKE2b digest per id, not the
@@ -44,6 +44,9 @@ MAX_CHUNKS = 750
 # Rows one file may have: the plan's digests take ~118 MB per 1,000,000 distinct ids, so 3,000,000
 # rows stay near 350 MB of batch-tasks' 1,024 MB (600 chunks at the deployed 5,000 rows).
 MAX_ROWS = 3_000_000
+# Writes of a run's summary before Register gives up (Step Functions retries it): each failed
+# one means another run of the batch ended or registered in between.
+REGISTER_ATTEMPTS = 5
 
 
 @dataclass
@@ -119,31 +122,68 @@ def register(ctx: BatchContext, event: dict[str, Any]) -> dict[str, Any]:
     try:
         header = ctx.header(state)
     except InvalidBatchFileError as exc:
-        if not ctx.repo.register_batch(summary):
+        version = _register(ctx, summary, existing)
+        if version is None:
             return {**state, "superseded": True, "done": True}
-        fail(ctx, batch_id, run, INVALID_FILE, exc.message)
+        fail(ctx, batch_id, run, INVALID_FILE, exc.message, version=version)
         return {**state, "failed": True, "done": True}
-    if not ctx.repo.register_batch(summary):
+    version = _register(ctx, summary, existing)
+    if version is None:
         return {**state, "superseded": True, "done": True}
-    return _plan(ctx, state, header)
+    return _plan(ctx, state, header, version)
+
+
+def _register(
+    ctx: BatchContext, summary: dict[str, Any], existing: dict[str, Any] | None
+) -> int | None:
+    """Write the run's summary one version above the batch's; the run's version, or None when
+    the batch's run is this one already or a newer upload's.
+
+    The version is read before the write and the write is conditional on it still being the
+    highest: an older run that ends in between (its own version one higher) makes this write
+    fail, and it is made again one above that."""
+    for _ in range(REGISTER_ATTEMPTS):
+        version = (to_int(existing.get("version")) if existing else 0) + 1
+        if ctx.repo.register_batch({**summary, "version": version}):
+            return version
+        existing = ctx.repo.get_batch_summary(summary["batch_id"])
+        if existing is None:
+            continue
+        if existing.get("run") == summary["run"] or _not_older(existing, summary):
+            return None
+    raise TransientError(
+        f"batch {summary['batch_id']}: its summary changed on each of {REGISTER_ATTEMPTS} "
+        "attempts to register the run"
+    )
+
+
+def _not_older(current: dict[str, Any], upload: dict[str, Any]) -> bool:
+    """The batch's current run came from an upload at least as new as ``upload`` (S3's order;
+    an upload without a sequencer is taken as the newest, as ``register_batch`` does)."""
+    ours, theirs = upload.get("sequencer"), current.get("sequencer")
+    return bool(ours and theirs and theirs >= ours)
 
 
 def _resume(ctx: BatchContext, state: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     if summary.get("status") != BATCH_PROCESSING:
         return {**state, "done": True, "failed": summary.get("status") == BATCH_FAILED}
+    version = to_int(summary.get("version"))
     try:
         header = ctx.header(state)
     except InvalidBatchFileError as exc:
         # The first attempt found no header but its FAILED write did not land.
-        fail(ctx, state["batch_id"], state["run"], INVALID_FILE, exc.message)
+        fail(ctx, state["batch_id"], state["run"], INVALID_FILE, exc.message, version=version)
         return {**state, "failed": True, "done": True}
     # The plan is a function of the file version: planning again writes the same items.
-    return _plan(ctx, state, header)
+    return _plan(ctx, state, header, version)
 
 
-def _plan(ctx: BatchContext, state: dict[str, Any], header: csv_reader.Header) -> dict[str, Any]:
+def _plan(
+    ctx: BatchContext, state: dict[str, Any], header: csv_reader.Header, version: int
+) -> dict[str, Any]:
     """Plan the run's chunks (one streaming pass), store each chunk's duplicate lines, and
-    record how many chunks Finalize must find applied."""
+    record how many chunks Finalize must find applied (``version``: the run's, for a failure
+    found on the way)."""
     batch_id, run = state["batch_id"], state["run"]
     chunk_rows = ctx.config.batch_chunk_rows
     expires_at = int(time.time()) + PLAN_TTL_SECONDS
@@ -162,7 +202,7 @@ def _plan(ctx: BatchContext, state: dict[str, Any], header: csv_reader.Header) -
                 ctx.repo.put_plan(batch_id, run, chunk.index, chunk.duplicates, expires_at)
             chunks.append(chunk.item())
     except InvalidBatchFileError as exc:
-        fail(ctx, batch_id, run, INVALID_FILE, exc.message)
+        fail(ctx, batch_id, run, INVALID_FILE, exc.message, version=version)
         return {**state, "failed": True, "done": True}
     finally:
         body.close()
