@@ -163,7 +163,8 @@ def _table_access(
 # ``dynamodb:Attributes`` counts them): a payment's pending clock, a run's end.
 SWEPT_PAYMENT_ATTRIBUTES = ("payment_id", "pending_at", "pending_shard")
 ENDED_RUN_ATTRIBUTES = (
-    "pk", "sk", "run", "status", "reason_code", "reason", "finished_at", "updated_at", "running",
+    "pk", "sk", "run", "status", "reason_code", "reason", "version", "finished_at",
+    "updated_at", "running",
 )  # fmt: skip
 
 
@@ -531,14 +532,15 @@ class Functions(Construct):
                     "UpdateItem",
                     conditions=_only_attributes(SWEPT_PAYMENT_ATTRIBUTES),
                 ),
-                # A run past the workflow timeout is marked FAILED with its audit entry: the
-                # summary's ending attributes only.
+                # A run past the workflow timeout is marked FAILED with its audit entry (its
+                # version read first): the summary's ending attributes only.
                 _table_access(
                     "EndTimedOutRuns",
                     r.processing_status_table_arn,
                     "UpdateItem",
                     conditions=_only_attributes(ENDED_RUN_ATTRIBUTES),
                 ),
+                _table_access("ReadRuns", r.processing_status_table_arn, "GetItem"),
                 _table_access(
                     "RunningBatches",
                     f"{r.processing_status_table_arn}/index/{RUNNING_INDEX}",

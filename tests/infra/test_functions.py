@@ -97,7 +97,7 @@ CONTRACT_ACTIONS = {
     "sweeper": {
         "payments index pending-index": {"dynamodb:Query"},
         "payments": {"dynamodb:UpdateItem"},
-        "processing-status": {"dynamodb:UpdateItem"},
+        "processing-status": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "processing-status index running-index": {"dynamodb:Query"},
         "audit-log": {"dynamodb:PutItem"},
         "processing-queue": {"sqs:SendMessage"},
@@ -288,7 +288,7 @@ class TestRoles:
         for sid, attributes in (
             ("SweptPayments", {"payment_id", "pending_at", "pending_shard"}),
             ("EndTimedOutRuns", {"pk", "sk", "run", "status", "reason_code", "reason",
-                                 "finished_at", "updated_at", "running"}),
+                                 "version", "finished_at", "updated_at", "running"}),
         ):  # fmt: skip
             conditions = {c["variable"]: c for c in statements[sid]["condition"]}
             named = conditions["dynamodb:Attributes"]
