@@ -97,7 +97,7 @@ rollback: install ## point the API's live alias at an earlier version and keep i
 reconcile: install ## read-only check that histories, audit entries and events agree (ARGS="--batch ID" or "--since ISO --until ISO")
 	$(PYTHON) scripts/reconcile.py $(ARGS)
 
-republish: install ## publish audited changes again under their event_ids (ARGS="--dlq", "--entity PAYMENT#id" or "--since ISO --until ISO")
+republish: install ## publish audited changes again under their event_ids (ARGS="--dlq", "--entity PAYMENT#id" or "--since ISO --until ISO"; "--archive": into the audit archive instead)
 	$(PYTHON) scripts/republish.py $(ARGS)
 
 chaos: install ## payments under injected faults on a fresh local cloud: 0 lost, 0 duplicated, 0 stuck (ARGS, LOCALCLOUD_CHAOS)

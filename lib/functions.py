@@ -1,4 +1,6 @@
-"""The Lambda functions: code asset, dependency layer, log groups and one role each.
+"""The Lambda functions: code asset, dependency layer, log groups and one role each;
+one idea: each function's spec, environment and exact grant side by side, so that a review of
+what a function may do reads one place.
 
 Handlers, timeouts and env vars follow docs/CONTRACT.md; the env-var names come from
 ``lambda/payments/env.py`` so the stack and the runtime cannot drift apart.
@@ -42,6 +44,7 @@ from lib.logs import encrypted_log_group, lambda_log_group_name
 from lib.packaging import source_code_hash, write_deterministic_zip
 from lib.runtime import ENV, LAMBDA_DIR, LAYER_ZIP
 from lib.settings import METRICS_NAMESPACE, SERVICE, Settings
+from lib.storage import AUDIT_ARCHIVE_PREFIX
 from lib.tables import PENDING_INDEX, RUNNING_INDEX
 from lib.workflow_definition import WORKFLOW_TIMEOUT_SECONDS
 
@@ -51,6 +54,7 @@ BATCH_TASKS = "batch-tasks"
 PROCESSOR = "processor"
 PUBLISHER = "publisher"
 SWEEPER = "sweeper"
+ARCHIVER = "archiver"
 RUNTIME = "python3.12"
 # Graviton: about 20% cheaper per GB-second than x86 for the same Python code.
 ARCHITECTURE = "arm64"
@@ -107,6 +111,12 @@ FUNCTIONS: Mapping[str, FunctionSpec] = {
         memory=256,
         description="Re-queues payments left non-final and fails batches past the timeout",
     ),
+    ARCHIVER: FunctionSpec(
+        handler="handlers.archiver.handler",
+        timeout=60,
+        memory=256,
+        description="Copies each new audit-log entry into the Object Lock archive",
+    ),
 }
 
 
@@ -129,6 +139,9 @@ class FunctionResources:
     processing_queue_url: str
     batch_trigger_dlq_arn: str
     outbox_dlq_arn: str
+    audit_archive_dlq_arn: str
+    audit_archive_bucket_arn: str
+    audit_archive_bucket_name: str
     payment_events_topic_arn: str
     batch_bucket_arn: str
     batch_bucket_name: str
@@ -179,13 +192,28 @@ def _only_attributes(attributes: tuple[str, ...]) -> list[Condition]:
     ]
 
 
+def _read_audit_stream(r: FunctionResources) -> DataAwsIamPolicyDocumentStatement:
+    """What an event source mapping reads the audit log's stream with: the audit log's streams
+    only (the DynamoDB guide's policy for stream-triggered Lambdas)."""
+    return statement(
+        sid="ReadAuditStream",
+        actions=[
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+        ],
+        resources=[f"{r.audit_log_table_arn}/stream/*"],
+    )
+
+
 def rollback_path(settings: Settings) -> str:
     """Where ``make rollback`` pins the API's ``live`` alias: ``<path>/api`` holds a version."""
     return settings.parameter_name("rollback")
 
 
 class Functions(Construct):
-    """Four functions sharing one code asset and one dependencies layer."""
+    """The functions, sharing one code asset and one dependencies layer."""
 
     def __init__(
         self,
@@ -263,6 +291,7 @@ class Functions(Construct):
                 ENV.STUCK_AFTER_SECONDS: str(profile.stuck_after_minutes * 60),
                 ENV.WORKFLOW_TIMEOUT_SECONDS: str(WORKFLOW_TIMEOUT_SECONDS),
             },
+            ARCHIVER: {ENV.AUDIT_ARCHIVE_BUCKET: r.audit_archive_bucket_name},
         }
         reserved = profile.reserved_concurrency()
         self.functions: dict[str, LambdaFunction] = {}
@@ -497,18 +526,7 @@ class Functions(Construct):
             ]
         if key == PUBLISHER:
             return [
-                # What the event source mapping reads the audit log's stream with: the audit
-                # log's streams only (the DynamoDB guide's policy for stream-triggered Lambdas).
-                statement(
-                    sid="ReadAuditStream",
-                    actions=[
-                        "dynamodb:DescribeStream",
-                        "dynamodb:GetRecords",
-                        "dynamodb:GetShardIterator",
-                        "dynamodb:ListStreams",
-                    ],
-                    resources=[f"{r.audit_log_table_arn}/stream/*"],
-                ),
+                _read_audit_stream(r),
                 statement(
                     sid="PublishPaymentEvents",
                     actions=["sns:Publish"],
@@ -553,6 +571,22 @@ class Functions(Construct):
                     resources=[r.processing_queue_arn],
                 ),
             ]
+        if key == ARCHIVER:
+            return [
+                _read_audit_stream(r),
+                # Writes only: no read, no delete, no retention change; Object Lock's default
+                # retention applies to each new object without s3:PutObjectRetention.
+                statement(
+                    sid="ArchiveAuditEntries",
+                    actions=["s3:PutObject"],
+                    resources=[f"{r.audit_archive_bucket_arn}/{AUDIT_ARCHIVE_PREFIX}*"],
+                ),
+                statement(
+                    sid="ArchiveDeadLetters",
+                    actions=["sqs:SendMessage"],
+                    resources=[r.audit_archive_dlq_arn],
+                ),
+            ]
         raise KeyError(key)
 
     @property
@@ -578,3 +612,7 @@ class Functions(Construct):
     @property
     def sweeper(self) -> LambdaFunction:
         return self.functions[SWEEPER]
+
+    @property
+    def archiver(self) -> LambdaFunction:
+        return self.functions[ARCHIVER]

@@ -21,6 +21,7 @@ from lib.settings import Settings
 PROCESSING_DLQ = "processing-dlq"
 BATCH_TRIGGER_DLQ = "batch-trigger-dlq"
 OUTBOX_DLQ = "outbox-dlq"
+AUDIT_ARCHIVE_DLQ = "audit-archive-dlq"
 PROCESSING_QUEUE = "processing"
 PAYMENT_EVENTS = "payment-events"
 SUBSCRIBER = "payment-events-subscriber"
@@ -107,6 +108,8 @@ class Messaging(Construct):
         self.batch_trigger_dlq = dead_letter_queue(BATCH_TRIGGER_DLQ)
         # Audit-log stream batches the publisher gave up on (after its retries) land here.
         self.outbox_dlq = dead_letter_queue(OUTBOX_DLQ)
+        # ... and those the audit archiver gave up on.
+        self.audit_archive_dlq = dead_letter_queue(AUDIT_ARCHIVE_DLQ)
         self.payment_events = SnsTopic(
             self,
             PAYMENT_EVENTS,

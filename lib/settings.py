@@ -99,6 +99,7 @@ class Concurrency:
     batch_trigger: int
     publisher: int
     sweeper: int = 1
+    archiver: int = 2  # one stream batch in flight per shard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +113,10 @@ class Profile:
     # Uploaded files and their reports (every payer's data in the rows) are deleted this long
     # after they were written: past Glacier's 90-day minimum and the logs that mention them.
     upload_retention_days: int
+    # The audit archive's Object Lock (COMPLIANCE: nobody, root included, deletes an object
+    # before its days are over; GOVERNANCE, dev: a destroy may, with the bypass permission).
+    audit_archive_lock_mode: str
+    audit_archive_retention_days: int
     dlq_retention_days: int
     log_retention_days: int
     alarms_enabled: bool
@@ -119,25 +124,21 @@ class Profile:
     force_destroy: bool
     vpc_enabled: bool
     concurrency: Concurrency
-    # Chunks of one batch file processed at once (the workflow's Map MaxConcurrency). The
-    # batch-tasks reservation holds them plus one task of another file (its Register or
-    # Finalize), so a second upload waits for a slot instead of being throttled.
+    # Chunks of one file at once (Map MaxConcurrency); batch-tasks reserves one more task (another
+    # file's Register or Finalize), so a second upload waits for a slot instead of a throttle.
     batch_chunk_concurrency: int
     max_payment_amount: Decimal = Decimal("1000000")
     api_p99_latency_ms: int = 2000
     # Share of API requests answered without a 5xx that the success-rate alarm holds to (%).
     api_success_rate_slo: float = 99.5
-    # The sweeper runs every ``sweep_rate_minutes`` and re-queues payments that have not changed
-    # for ``stuck_after_minutes``: longer than a healthy queue ever holds one (a 1M-row file
-    # drains in well under that), so it only finds work a fault left behind.
+    # The sweeper runs every ``sweep_rate_minutes`` and re-queues payments unchanged for
+    # ``stuck_after_minutes``: longer than a healthy queue holds one (a 1M-row file included).
     sweep_rate_minutes: int = 5
     stuck_after_minutes: int = 30
-    # WAF: requests one client IP may send in five minutes (a payment client sustaining 10/s
-    # sends 3,000), and the fraud provider's webhook, which calls once per flagged payment.
+    # WAF: requests per client IP in five minutes (10/s sustained = 3,000); the fraud webhook's.
     waf_requests_per_ip: int = 3_000
     waf_webhook_requests_per_ip: int = 300
-    # Pre-initialized executions of the API's `live` alias: no cold start for the first
-    # requests of a burst (0: none). At most the API's reservation, which it is part of.
+    # Pre-initialized executions of the API's `live` alias (0: none), within its reservation.
     api_provisioned_concurrency: int = 0
 
     @property
@@ -176,6 +177,7 @@ class Profile:
             "processor": c.processor,
             "publisher": c.publisher,
             "sweeper": c.sweeper,
+            "archiver": c.archiver,
         }
 
 
@@ -186,6 +188,8 @@ PROFILES: Mapping[str, Profile] = {
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
         upload_retention_days=120,
+        audit_archive_lock_mode="GOVERNANCE",
+        audit_archive_retention_days=1,
         dlq_retention_days=3,
         log_retention_days=7,
         alarms_enabled=False,
@@ -203,6 +207,8 @@ PROFILES: Mapping[str, Profile] = {
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
         upload_retention_days=120,
+        audit_archive_lock_mode="COMPLIANCE",
+        audit_archive_retention_days=30,
         dlq_retention_days=7,
         log_retention_days=30,
         alarms_enabled=True,
@@ -221,6 +227,9 @@ PROFILES: Mapping[str, Profile] = {
         glacier_transition_days=90,
         # 13 months: a year of disputes and chargebacks after a file, then it goes.
         upload_retention_days=395,
+        # PCI DSS 10.5.1: twelve months of audit history, with a month to spare.
+        audit_archive_lock_mode="COMPLIANCE",
+        audit_archive_retention_days=395,
         dlq_retention_days=14,
         # PCI DSS 10.5.1: keep audit trail history for at least twelve months.
         log_retention_days=365,

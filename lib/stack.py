@@ -88,6 +88,9 @@ class PaymentsStack(TerraformStack):
                 processing_queue_url=messaging.processing_queue.url,
                 batch_trigger_dlq_arn=messaging.batch_trigger_dlq.arn,
                 outbox_dlq_arn=messaging.outbox_dlq.arn,
+                audit_archive_dlq_arn=messaging.audit_archive_dlq.arn,
+                audit_archive_bucket_arn=storage.audit_archive.arn,
+                audit_archive_bucket_name=storage.audit_archive.bucket,
                 payment_events_topic_arn=messaging.payment_events.arn,
                 batch_bucket_arn=storage.bucket.arn,
                 batch_bucket_name=storage.bucket.bucket,
@@ -121,6 +124,8 @@ class PaymentsStack(TerraformStack):
             audit_log=tables.audit_log,
             publisher=functions.publisher,
             outbox_dlq=messaging.outbox_dlq,
+            archiver=functions.archiver,
+            audit_archive_dlq=messaging.audit_archive_dlq,
             sweeper=functions.sweeper,
             kms_key_arn=keys.arn,
         )
@@ -135,6 +140,7 @@ class PaymentsStack(TerraformStack):
         outputs = {
             "api_url": api.url,
             "batch_bucket_name": storage.bucket.bucket,
+            "audit_archive_bucket_name": storage.audit_archive.bucket,
             "payments_table_name": tables.payments.name,
             "processing_status_table_name": tables.processing_status.name,
             "audit_log_table_name": tables.audit_log.name,

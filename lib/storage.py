@@ -14,6 +14,11 @@ from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleTransition,
 )
 from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA
+from cdktf_cdktf_provider_aws.s3_bucket_object_lock_configuration import (
+    S3BucketObjectLockConfigurationA,
+    S3BucketObjectLockConfigurationRuleA,
+    S3BucketObjectLockConfigurationRuleDefaultRetentionA,
+)
 from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
@@ -36,6 +41,8 @@ from lib.settings import Settings
 
 INCOMING_PREFIX = "incoming/"
 REPORTS_PREFIX = "reports/"
+# payments.archive writes the audit archive's objects under this prefix.
+AUDIT_ARCHIVE_PREFIX = "audit/"
 CSV_SUFFIX = ".csv"
 ABORT_INCOMPLETE_UPLOAD_DAYS = 7
 # Access logs are operational data, not the audit trail (that is the audit-log table and
@@ -54,9 +61,17 @@ class _PrivateBucket(Construct):
         name: str,
         force_destroy: bool,
         kms_key_arn: str | None,
+        object_lock: bool = False,
     ) -> None:
         super().__init__(scope, id_)
-        self.bucket = S3Bucket(self, "bucket", bucket=name, force_destroy=force_destroy)
+        self.bucket = S3Bucket(
+            self,
+            "bucket",
+            bucket=name,
+            force_destroy=force_destroy,
+            # Only at creation: an existing bucket cannot be given Object Lock by Terraform.
+            object_lock_enabled=object_lock or None,
+        )
         S3BucketVersioningA(
             self,
             "versioning",
@@ -149,16 +164,20 @@ class Storage(Construct):
         self.bucket = batch.bucket
         self.log_bucket = logs.bucket
         batch.attach_policy([])
+        self.audit_archive = self._audit_archive(settings, account, kms_key_arn)
+        logged = {"batch": batch.bucket, "audit-archive": self.audit_archive}
         log_bucket_policy = logs.attach_policy(
             [
                 statement(
-                    sid="S3ServerAccessLogsFromTheBatchBucket",
+                    sid="S3ServerAccessLogsFromThisEnvironmentsBuckets",
                     actions=["s3:PutObject"],
                     resources=[f"{logs.bucket.arn}/*"],
                     principals={"Service": ["logging.s3.amazonaws.com"]},
                     conditions=[
                         Condition(
-                            test="ArnLike", variable="aws:SourceArn", values=[batch.bucket.arn]
+                            test="ArnLike",
+                            variable="aws:SourceArn",
+                            values=[bucket.arn for bucket in logged.values()],
                         ),
                         Condition(
                             test="StringEquals",
@@ -169,16 +188,17 @@ class Storage(Construct):
                 )
             ]
         )
-        S3BucketLoggingA(
-            self,
-            "access-logging",
-            bucket=batch.bucket.id,
-            target_bucket=logs.bucket.id,
-            target_prefix=f"{settings.name('batch')}/",
-            # S3 refuses PutBucketLogging (InvalidTargetBucketForLogging) until the target
-            # bucket's policy lets the logging service write.
-            depends_on=[log_bucket_policy],
-        )
+        for base, bucket in logged.items():
+            S3BucketLoggingA(
+                self,
+                "access-logging" if base == "batch" else f"{base}-access-logging",
+                bucket=bucket.id,
+                target_bucket=logs.bucket.id,
+                target_prefix=f"{settings.name(base)}/",
+                # S3 refuses PutBucketLogging (InvalidTargetBucketForLogging) until the target
+                # bucket's policy lets the logging service write.
+                depends_on=[log_bucket_policy],
+            )
         glacier_days = profile.glacier_transition_days
         S3BucketLifecycleConfiguration(
             self,
@@ -246,6 +266,58 @@ class Storage(Construct):
                 _abort_incomplete_uploads(),
             ],
         )
+
+    def _audit_archive(self, settings: Settings, account: AwsAccount, kms_key_arn: str) -> S3Bucket:
+        """Every audit entry, copied as it is written (payments.archive), kept by Object Lock."""
+        profile = settings.profile
+        archive = _PrivateBucket(
+            self,
+            "audit-archive",
+            name=f"{settings.name('audit-archive')}-{account.account_id}",
+            # Compliance-mode objects cannot be deleted before their retention ends, whatever
+            # this says; in dev (governance mode) a destroy removes them.
+            force_destroy=profile.force_destroy,
+            kms_key_arn=kms_key_arn,
+            object_lock=True,
+        )
+        S3BucketObjectLockConfigurationA(
+            self,
+            "audit-archive-lock",
+            bucket=archive.bucket.id,
+            rule=S3BucketObjectLockConfigurationRuleA(
+                default_retention=S3BucketObjectLockConfigurationRuleDefaultRetentionA(
+                    mode=profile.audit_archive_lock_mode,
+                    days=profile.audit_archive_retention_days,
+                )
+            ),
+        )
+        archive.attach_policy([])
+        S3BucketLifecycleConfiguration(
+            self,
+            "audit-archive-lifecycle",
+            bucket=archive.bucket.id,
+            rule=[
+                S3BucketLifecycleConfigurationRule(
+                    id="expire-after-retention",
+                    status="Enabled",
+                    filter=[S3BucketLifecycleConfigurationRuleFilter(prefix=AUDIT_ARCHIVE_PREFIX)],
+                    # The lock ends after the retention; the object then goes (a delete
+                    # marker, and its version a day later).
+                    expiration=[
+                        S3BucketLifecycleConfigurationRuleExpiration(
+                            days=profile.audit_archive_retention_days
+                        )
+                    ],
+                    noncurrent_version_expiration=[
+                        S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
+                            noncurrent_days=1
+                        )
+                    ],
+                ),
+                _abort_incomplete_uploads(),
+            ],
+        )
+        return archive.bucket
 
 
 def _abort_incomplete_uploads() -> S3BucketLifecycleConfigurationRule:

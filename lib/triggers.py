@@ -44,6 +44,9 @@ PUBLISHER_BATCHING_WINDOW_SECONDS = 1
 # description goes to the outbox DLQ for a human; a poisoned record is isolated by bisection.
 PUBLISHER_MAX_RETRIES = 100
 PUBLISHER_MAX_RECORD_AGE_SECONDS = 24 * 60 * 60
+# The archiver writes one object per batch (up to ~1 MB of entries, far below the 6 MB payload).
+ARCHIVER_BATCH_SIZE = 1000
+ARCHIVER_BATCHING_WINDOW_SECONDS = 5
 
 
 class Triggers(Construct):
@@ -61,6 +64,8 @@ class Triggers(Construct):
         audit_log: DynamodbTable,
         publisher: LambdaFunction,
         outbox_dlq: SqsQueue,
+        archiver: LambdaFunction,
+        audit_archive_dlq: SqsQueue,
         sweeper: LambdaFunction,
         kms_key_arn: str,
     ) -> None:
@@ -119,6 +124,25 @@ class Triggers(Construct):
             destination_config=LambdaEventSourceMappingDestinationConfig(
                 on_failure=LambdaEventSourceMappingDestinationConfigOnFailure(
                     destination_arn=outbox_dlq.arn
+                )
+            ),
+        )
+        LambdaEventSourceMapping(
+            self,
+            "audit-log-stream-to-archiver",
+            event_source_arn=audit_log.stream_arn,
+            function_name=archiver.arn,
+            starting_position="TRIM_HORIZON",
+            # One object per batch: large batches, gathered for a few seconds, keep the archive
+            # to a few objects a minute at full batch speed.
+            batch_size=ARCHIVER_BATCH_SIZE,
+            maximum_batching_window_in_seconds=ARCHIVER_BATCHING_WINDOW_SECONDS,
+            bisect_batch_on_function_error=True,
+            maximum_retry_attempts=PUBLISHER_MAX_RETRIES,
+            maximum_record_age_in_seconds=PUBLISHER_MAX_RECORD_AGE_SECONDS,
+            destination_config=LambdaEventSourceMappingDestinationConfig(
+                on_failure=LambdaEventSourceMappingDestinationConfigOnFailure(
+                    destination_arn=audit_archive_dlq.arn
                 )
             ),
         )

@@ -401,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     batch_problems += stored_as_their_runs_file(files, payments)
     queue = cloud.stack["payment_events_subscriber_queue_url"]
     published = reconcile.read_events(cloud.client("sqs"), queue)
-    report = reconciler.check(payments, batch_ids=list(expected_batches), published=published)
+    archived = reconcile.read_archive(config.audit_archive_bucket, payments, since)
+    report = reconciler.check(
+        payments, batch_ids=list(expected_batches), published=published, archive=archived
+    )
     order_problems = event_order_problems(published, payments)
 
     say()
@@ -422,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"batch problems:                {len(batch_problems)}")
     say(f"sweeper runs:                  {sweeps}")
     say(f"events seen / expected:        {report.events_seen} / {report.events_expected}")
+    say(f"audit archive:                 {report.archived} entries agree in "
+        f"{report.archive_objects} objects, {report.archive_pending} pending")  # fmt: skip
     say(f"reconcile mismatches:          {len(report.mismatches)}")
     say(f"event order (by version):      {len(order_problems)} problems")
     unanswered_lines = [

@@ -9,6 +9,9 @@ AUDIT_LOG_TABLE) and, to check events, pass ``--events-queue`` with a queue subs
 ``payment-events`` (raw delivery). Events are read without being consumed: each message is
 received once with a long visibility timeout and made visible again afterwards, so point it at a
 queue whose redrive policy allows a few more receives (or a queue kept for auditing).
+The audit archive is checked too when its bucket is known (AUDIT_ARCHIVE_BUCKET, or
+``--archive-bucket``): the objects of the scope's days, from the day before its first payment to
+today, are read and every entry of the scope made since then must be there unchanged.
 On the local cloud (its ``outputs.json`` present, in ``.local/`` by default) everything comes
 from the deployment, events from the stack's ``payment-events-subscriber`` queue.
 
@@ -29,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
 from deployment import local_outputs  # noqa: E402
-from payments import env  # noqa: E402
+from payments import archive, env  # noqa: E402
 from payments.config import Config, load  # noqa: E402
 from payments.reconcile import Reconciler, Report  # noqa: E402
 
@@ -79,6 +82,25 @@ def read_events(
     return events
 
 
+def read_archive(
+    bucket: str, payments: list[dict[str, Any]], since: str | None
+) -> archive.ArchiveIndex:
+    """The archive's objects from the day before the scope's first payment (or ``since``) to
+    today: an entry is archived in the hour it was made, within seconds."""
+    import boto3
+
+    starts = [str(p.get("created_at", "")) for p in payments if p.get("created_at")]
+    if since:
+        starts.append(since)
+    today = datetime.now(UTC).date()
+    first = min(starts, default=today.isoformat())
+    try:
+        first_day = datetime.fromisoformat(first[:10]).date() - timedelta(days=1)
+    except ValueError:
+        first_day = today - timedelta(days=1)
+    return archive.read(boto3.client("s3"), bucket, first_day, today)
+
+
 def _local_cloud() -> tuple[Config, Any, str | None] | None:
     stack = local_outputs()
     if stack is None:
@@ -90,6 +112,7 @@ def _local_cloud() -> tuple[Config, Any, str | None] | None:
         payments_table=stack["payments_table_name"],
         processing_status_table=stack["processing_status_table_name"],
         audit_log_table=stack["audit_log_table_name"],
+        audit_archive_bucket=stack.get("audit_archive_bucket_name"),
     )
     sqs = boto3.client("sqs", endpoint_url=stack["endpoint_url"])
     return config, sqs, stack.get("payment_events_subscriber_queue_url")
@@ -127,8 +150,14 @@ def run(args: argparse.Namespace) -> Report:
         if not queue_url:
             raise SystemExit("reconcile: pass --events-queue URL (or --no-events to skip events)")
         published = read_events(sqs, queue_url)
+    index = None
+    bucket = args.archive_bucket or config.audit_archive_bucket
+    if bucket and not args.no_archive:
+        index = read_archive(bucket, list(payments.values()), args.since)
     print(f"reconcile: {scope}")
-    return reconciler.check(payments.values(), batch_ids=args.batch or (), published=published)
+    return reconciler.check(
+        payments.values(), batch_ids=args.batch or (), published=published, archive=index
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", help="ISO 8601 UTC, payments created before")
     parser.add_argument("--events-queue", help="URL of a queue subscribed to payment-events")
     parser.add_argument("--no-events", action="store_true", help="skip the published-event check")
+    parser.add_argument(
+        "--archive-bucket", help="the audit archive (default: AUDIT_ARCHIVE_BUCKET)"
+    )
+    parser.add_argument("--no-archive", action="store_true", help="skip the audit archive check")
     parser.add_argument(
         "--stuck-after", type=int, help="seconds a non-final payment may rest (default: settings)"
     )

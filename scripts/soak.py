@@ -399,7 +399,10 @@ def report(
     if subscriber is not None:
         subscriber.stop()
         published = subscriber.events
-    books = reconciler.check(everything, batch_ids=[batch.batch_id], published=published)
+    archived = reconcile.read_archive(config.audit_archive_bucket, everything, None)
+    books = reconciler.check(
+        everything, batch_ids=[batch.batch_id], published=published, archive=archived
+    )
     problems += books.mismatches
     check_seconds = time.monotonic() - checked
 

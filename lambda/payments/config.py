@@ -36,6 +36,7 @@ class Config:
     processing_queue_url: str | None = None
     payment_events_topic_arn: str | None = None
     batch_bucket: str | None = None
+    audit_archive_bucket: str | None = None
     state_machine_arn: str | None = None
     max_payment_amount: Decimal = DEFAULT_MAX_PAYMENT_AMOUNT
     webhook_secret_parameter: str | None = None
@@ -64,6 +65,7 @@ _FIELD_OF = {
     env.PROCESSING_QUEUE_URL: "processing_queue_url",
     env.PAYMENT_EVENTS_TOPIC_ARN: "payment_events_topic_arn",
     env.BATCH_BUCKET: "batch_bucket",
+    env.AUDIT_ARCHIVE_BUCKET: "audit_archive_bucket",
     env.STATE_MACHINE_ARN: "state_machine_arn",
     env.MAX_PAYMENT_AMOUNT: "max_payment_amount",
     env.WEBHOOK_SECRET_PARAMETER: "webhook_secret_parameter",
@@ -107,6 +109,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         processing_queue_url=queue_url,
         payment_events_topic_arn=arn(env.PAYMENT_EVENTS_TOPIC_ARN),
         batch_bucket=text(env.BATCH_BUCKET),
+        audit_archive_bucket=text(env.AUDIT_ARCHIVE_BUCKET),
         state_machine_arn=arn(env.STATE_MACHINE_ARN),
         max_payment_amount=_max_amount(text(env.MAX_PAYMENT_AMOUNT)),
         webhook_secret_parameter=text(env.WEBHOOK_SECRET_PARAMETER),

@@ -11,7 +11,13 @@ Read-only (``make reconcile``; the e2e and chaos runs end with it). For every pa
 
 For every batch run in scope, ``accepted + rejected + duplicates == total_rows``, the counters
 match the stored payments and row outcomes of that run, and a finished run has its audit entry
-and event. The result is a list of mismatches; an empty list means the books agree.
+and event.
+
+Given the audit archive's entries for the window (``payments.archive.read``), every audit entry of
+a payment or batch in scope made since the window's first day is in the archive with the same
+content, the archive holds no entry of theirs that the table lacks, and it recorded no change
+(``MODIFY``/``REMOVE``) of one. The result is a list of mismatches; an empty list means the books
+agree.
 """
 
 from __future__ import annotations
@@ -23,11 +29,16 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from payments import archive as audit_archive
 from payments import events
 from payments.batch import BATCH_COMPLETED, BATCH_FAILED, DUPLICATE, REJECTED
 from payments.config import Config
 from payments.lifecycle import ALLOWED, FINAL_STATUSES, RECEIVED
 from payments.repository import Repository, batch_pk, payment_entity, to_int
+
+# The archiver gathers a stream batch for up to 5 s and retries a failed one: an entry younger
+# than this that is not archived yet is counted as pending, not as a mismatch.
+ARCHIVE_LAG_SECONDS = 120
 
 
 @dataclass
@@ -38,6 +49,9 @@ class Report:
     events_seen: int | None = None
     batches: int = 0
     final: int = 0
+    archived: int | None = None
+    archive_objects: int = 0
+    archive_pending: int = 0
     mismatches: list[str] = field(default_factory=list)
 
     @property
@@ -51,6 +65,17 @@ class Report:
             f"audit entries:         {self.audit_entries}",
             f"events expected/seen:  {self.events_expected} / {seen}",
             f"batch runs checked:    {self.batches}",
+            "audit archive:         "
+            + (
+                "not checked"
+                if self.archived is None
+                else f"{self.archived} entries in {self.archive_objects} objects agree"
+                + (
+                    f", {self.archive_pending} too recent to be there yet"
+                    if self.archive_pending
+                    else ""
+                )
+            ),
             f"mismatches:            {len(self.mismatches)}",
         ]
         out += [f"  - {m}" for m in self.mismatches[:200]]
@@ -67,6 +92,8 @@ class Reconciler:
     def __init__(self, config: Config, *, repo: Repository | None = None) -> None:
         self.config = config
         self.repo = repo or Repository(config)
+        # The archive of the running check: entity -> sk -> what it holds, and the days read.
+        self._archive: tuple[dict[str, dict[str, audit_archive.Archived]], str, str] | None = None
 
     # -- scope ------------------------------------------------------------------------------
     def payments_of_batch(self, batch_id: str) -> list[dict[str, Any]]:
@@ -98,10 +125,17 @@ class Reconciler:
         *,
         batch_ids: Iterable[str] = (),
         published: Iterable[Mapping[str, Any]] | None = None,
+        archive: audit_archive.ArchiveIndex | None = None,
         now: datetime | None = None,
     ) -> Report:
         now = now or datetime.now(UTC)
         report = Report()
+        self._archive = None
+        if archive is not None:
+            first_day = archive.days[0].isoformat() if archive.days else ""
+            recent = _iso(now - timedelta(seconds=ARCHIVE_LAG_SECONDS))
+            self._archive = (archive.by_entity(), first_day, recent)
+            report.archived, report.archive_objects = 0, archive.objects
         published_ids: dict[str, set[str]] | None = None
         if published is not None:
             published_ids = defaultdict(set)
@@ -143,6 +177,7 @@ class Reconciler:
             problems.append(f"payment {pid}: status {payment.get('status')} != last history step")
         trail = self.repo.audit_trail(payment_entity(pid))
         report.audit_entries += len(trail)
+        self._check_archive(payment_entity(pid), trail, report)
         steps = {}
         for entry in trail:
             head = str(entry["sk"]).split("#", 1)[0]
@@ -194,15 +229,46 @@ class Reconciler:
                     f"batch {batch_id}: counters {recorded} but stored rows {actual} "
                     "(accepted, rejected, duplicates)"
                 )
+        entity = batch_pk(batch_id)
+        trail = self.repo.audit_trail(entity)
+        self._check_archive(entity, trail, report)
         if status in (BATCH_COMPLETED, BATCH_FAILED):
-            entity = batch_pk(batch_id)
             sk = f"{run}#{status}"
-            if not any(e["sk"] == sk for e in self.repo.audit_trail(entity)):
+            if not any(e["sk"] == sk for e in trail):
                 problems.append(f"batch {batch_id}: {status} without its audit entry {sk}")
             elif published is not None:
                 wanted = f"{entity}#{sk}"
                 if wanted not in published.get(entity, set()):
                     problems.append(f"batch {batch_id}: {status} never published ({wanted})")
+
+    def _check_archive(self, entity: str, trail: list[dict[str, Any]], report: Report) -> None:
+        """The entity's entries against their archived copies (those made since the first day
+        of the archive read; older objects were not read)."""
+        if self._archive is None:
+            return
+        by_entity, first_day, recent = self._archive
+        archived = by_entity.get(entity, {})
+        problems = report.mismatches
+        in_table = set()
+        for entry in trail:
+            sk = str(entry["sk"])
+            in_table.add(sk)
+            if str(entry.get("at", "")) < first_day:
+                continue
+            found = archived.get(sk)
+            if (found is None or not found.digests) and str(entry.get("at", "")) >= recent:
+                report.archive_pending += 1
+            elif found is None or not found.digests:
+                problems.append(f"audit entry {entity} / {sk} is not in the audit archive")
+            elif found.digests != {audit_archive.digest(entry)}:
+                problems.append(f"audit entry {entity} / {sk} differs from its archived copy")
+            else:
+                report.archived = (report.archived or 0) + 1
+        for sk, found in sorted(archived.items()):
+            for change in found.changes:
+                problems.append(f"audit entry {entity} / {sk} was changed in the table: {change}")
+            if found.digests and sk not in in_table:
+                problems.append(f"archived audit entry {entity} / {sk} is missing from the table")
 
 
 def _owner(event: Mapping[str, Any]) -> str:

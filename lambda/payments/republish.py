@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from payments import aws, events, outbox
+from payments import archive, aws, events, outbox
 from payments.contract import BATCH_ID_PATTERN, PAYMENT_ID_PATTERN
 from payments.repository import deserialize, error_code
 
@@ -121,9 +121,20 @@ def ordered(entries: Iterable[Mapping[str, Any]]) -> tuple[list[outbox.Pending],
 
 
 class Republisher:
-    def __init__(self, audit_table: str, topic_arn: str, *, clients: Any = aws.client) -> None:
+    """Selects audit entries and delivers them again: published on ``payment-events``
+    (``publish``), or, with ``archive_bucket``, written into the audit archive (``archive``)."""
+
+    def __init__(
+        self,
+        audit_table: str,
+        topic_arn: str | None,
+        *,
+        archive_bucket: str | None = None,
+        clients: Any = aws.client,
+    ) -> None:
         self.audit_table = audit_table
         self.topic_arn = topic_arn
+        self.archive_bucket = archive_bucket
         self.clients = clients
 
     # -- selecting entries ------------------------------------------------------------------
@@ -219,9 +230,26 @@ class Republisher:
         ]
         return result
 
+    def archive(self, entries: Iterable[Mapping[str, Any]]) -> Result:
+        """Write the entries into the audit archive as one object (written once: a second run
+        writes the same key, which S3 refuses, and the entries are there)."""
+        if not self.archive_bucket:
+            raise ValueError("no audit archive bucket to write to")
+        entries = list(entries)
+        result = Result(entries=len(entries))
+        if entries:
+            archive.write_entries(entries, self.archive_bucket, self.clients("s3"))
+            result.published, result.calls = len(entries), 1
+        return result
+
+    def deliver(self, entries: Iterable[Mapping[str, Any]]) -> Result:
+        """``archive`` when this republisher writes to the archive, else ``publish``."""
+        return self.archive(entries) if self.archive_bucket else self.publish(entries)
+
     def drain_dead_letters(self, queue_url: str) -> DeadLetters:
-        """Republish what each message of the outbox's dead-letter queue describes; delete the
-        message once all of it went out. Kept messages are made visible again at once."""
+        """Deliver again what each message of a stream mapping's dead-letter queue describes
+        (the outbox's, or the archiver's); delete the message once all of it is done. Kept
+        messages are made visible again at once."""
         sqs = self.clients("sqs")
         report = DeadLetters()
         kept: list[str] = []
@@ -259,15 +287,19 @@ class Republisher:
         if f":table/{self.audit_table}/stream/" not in str(info["streamArn"]):
             return f"describes a stream of another table ({info['streamArn']})"
         entries, _ = self.entries_of_stream_batch(info)
-        result = self.publish(entries)
+        result = self.deliver(entries)
         total.add(result)
         if not result.ok:
             return "; ".join(result.unmappable + result.failed)
         return None
 
 
-def dead_letter_queue(stream_arn: str, *, clients: Any = aws.client) -> str | None:
-    """The URL of the queue the stream's event source mapping sends what it gives up on."""
+def dead_letter_queue(
+    stream_arn: str, base: str = "outbox-dlq", *, clients: Any = aws.client
+) -> str | None:
+    """The URL of the queue a mapping of the stream sends what it gives up on: the one named
+    ``payments-<base>-<suffix>`` (the publisher's ``outbox-dlq``, the archiver's
+    ``audit-archive-dlq``)."""
     mappings = clients("lambda").list_event_source_mappings(EventSourceArn=stream_arn)
     for mapping in mappings.get("EventSourceMappings", []):
         destination = ((mapping.get("DestinationConfig") or {}).get("OnFailure") or {}).get(
@@ -275,6 +307,8 @@ def dead_letter_queue(stream_arn: str, *, clients: Any = aws.client) -> str | No
         )
         if destination and destination.startswith("arn:") and ":sqs:" in destination:
             _, _, _, _, account, name = destination.split(":", 5)
+            if not name.startswith(f"payments-{base}-"):
+                continue
             sqs = clients("sqs")
             return sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
     return None

@@ -22,6 +22,22 @@ def _reconcile_script():
     return module
 
 
+def _archived(cloud: LocalCloud) -> set[tuple[str, str]]:
+    """(entity_id, sk) of every entry in the deployed audit archive, today and yesterday."""
+    from datetime import timedelta
+
+    from payments import archive
+
+    today = datetime.now(UTC).date()
+    index = archive.read(
+        cloud.client("s3"),
+        cloud.stack["audit_archive_bucket_name"],
+        today - timedelta(days=1),
+        today,
+    )
+    return set(index.entries)
+
+
 def _published(cloud: LocalCloud) -> list[dict]:
     queue = cloud.stack["payment_events_subscriber_queue_url"]
     return _reconcile_script().read_events(cloud.client("sqs"), queue, empty_polls=2)
@@ -54,11 +70,46 @@ class TestOutbox:
         events = wait_for(all_events_out, timeout=60, what="every event published")
         assert {e["event_id"] for e in events} >= {f"{pid}#{v}" for pid in ids for v in (1, 2, 3)}
         assert any(e["type"] == "batch.completed" and e["batch_id"] == batch_id for e in events)
+        wait_for(
+            lambda: len([k for k in _archived(cloud) if run in k[0]]) >= 13 or None,
+            timeout=60,
+            what="every audit entry archived",
+        )
 
         code = _reconcile_script().main(["--since", since, "--batch", batch_id])
         out = capsys.readouterr().out
         assert code == 0, out
         assert "mismatches:            0" in out
+        (archive_line,) = [line for line in out.splitlines() if line.startswith("audit archive:")]
+        assert "objects agree" in archive_line and "too recent" not in archive_line, out
+
+    def test_the_archive_locks_what_it_holds(self, cloud: LocalCloud) -> None:
+        s3 = cloud.client("s3")
+        bucket = cloud.stack["audit_archive_bucket_name"]
+        lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+        retention = lock["Rule"]["DefaultRetention"]
+        assert (retention["Mode"], retention["Days"]) == ("GOVERNANCE", 1)
+        pid = f"ob-lock-{uuid.uuid4().hex[:8]}"
+        body = {"payment_id": pid, "amount": "3.00", "currency": "EUR"}
+        assert cloud.request("POST", "/payments", body=body).status == 202
+        wait_for(
+            lambda: any(pid in k[0] for k in _archived(cloud)) or None,
+            timeout=60,
+            what="the payment's entry archived",
+        )
+        version = next(
+            v
+            for v in s3.list_object_versions(Bucket=bucket, Prefix="audit/")["Versions"]
+            if pid in s3.get_object(Bucket=bucket, Key=v["Key"])["Body"].read().decode()
+        )
+        head = s3.head_object(Bucket=bucket, Key=version["Key"])
+        assert head["ObjectLockMode"] == "GOVERNANCE"
+        try:
+            s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+        except s3.exceptions.ClientError as exc:
+            assert exc.response["Error"]["Code"] == "AccessDenied"
+        else:
+            raise AssertionError("a locked archive object was deleted")
 
     def test_the_deployed_sweeper_runs_against_the_deployed_indexes(self, cloud: LocalCloud):
         response = cloud.client("lambda").invoke(

@@ -73,14 +73,15 @@ class World:
                 for m in got:
                     self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
-    def stream_records(self) -> list[dict[str, Any]]:
-        """New records of the audit log's stream since the last call (as Lambda gets them)."""
+    def stream_records(self, reader: str = "publisher") -> list[dict[str, Any]]:
+        """New records of the audit log's stream since ``reader``'s last call (as Lambda gets
+        them: each event source mapping has its own place in the stream)."""
         streams = boto3.client("dynamodbstreams", region_name=REGION)
         arn = self.dynamodb.describe_table(TableName=self.env[env.AUDIT_LOG_TABLE])["Table"][
             "LatestStreamArn"
         ]
         shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
-        after = self.extra.get("stream_after")
+        after = self.extra.get(f"stream_after:{reader}")
         iterator = streams.get_shard_iterator(
             StreamArn=arn,
             ShardId=shard["ShardId"],
@@ -98,7 +99,7 @@ class World:
             records += page["Records"]
             iterator = page.get("NextShardIterator")
         if records:
-            self.extra["stream_after"] = records[-1]["dynamodb"]["SequenceNumber"]
+            self.extra[f"stream_after:{reader}"] = records[-1]["dynamodb"]["SequenceNumber"]
         return [{**r, "eventSourceARN": arn} for r in records]
 
     def drain_outbox(self, *, batch_size: int = 100) -> int:
@@ -112,6 +113,19 @@ class World:
             result = publisher.handler({"Records": batch}, LambdaContext("payments-publisher"))
             assert result == {"batchItemFailures": []}, result
         return len(records)
+
+    def drain_archive(self, *, batch_size: int = 1000) -> list[str]:
+        """Run the real archiver handler over the new audit entries, as its mapping does; the
+        keys of the objects it wrote."""
+        from handlers import archiver
+
+        records = self.stream_records("archiver")
+        keys = []
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            result = archiver.handler({"Records": batch}, LambdaContext("payments-archiver"))
+            keys.append(result["key"])
+        return keys
 
     def events(self) -> list[dict[str, Any]]:
         """Events published on payment-events (after draining the outbox), via the subscriber."""
@@ -203,6 +217,16 @@ def build_world(suffix: str = "test", *, chunk_rows: int = 50) -> World:
     bucket = f"payments-batch-{suffix}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    # The audit archive as lib/storage.py makes it (dev: governance mode, one day).
+    archive_bucket = f"payments-audit-archive-{suffix}"
+    s3.create_bucket(Bucket=archive_bucket, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket=archive_bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+        },
+    )
     ssm = boto3.client("ssm", region_name=REGION)
     secret_name = f"/payments/{suffix}/webhook-secret"
     ssm.put_parameter(Name=secret_name, Value=WEBHOOK_SECRET, Type="SecureString")
@@ -212,6 +236,7 @@ def build_world(suffix: str = "test", *, chunk_rows: int = 50) -> World:
         env.PROCESSING_QUEUE_URL: queue_url,
         env.PAYMENT_EVENTS_TOPIC_ARN: topic_arn,
         env.BATCH_BUCKET: bucket,
+        env.AUDIT_ARCHIVE_BUCKET: archive_bucket,
         env.MAX_PAYMENT_AMOUNT: "1000000",
         env.WEBHOOK_SECRET_PARAMETER: secret_name,
         env.BATCH_CHUNK_ROWS: str(chunk_rows),

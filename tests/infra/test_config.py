@@ -13,7 +13,7 @@ from lib.stack import STACK_NAME, PaymentsStack
 PUBLISHED = {
     "api_url", "batch_bucket_name", "payments_table_name", "processing_status_table_name",
     "audit_log_table_name", "processing_queue_url", "payment_events_topic_arn", "state_machine_arn",
-    "payment_events_subscriber_queue_url",
+    "payment_events_subscriber_queue_url", "audit_archive_bucket_name",
 }  # fmt: skip
 
 

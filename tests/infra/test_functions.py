@@ -1,4 +1,4 @@
-"""The four Lambda functions, their code, layer, logs and roles."""
+"""The Lambda functions, their code, layer, logs and roles."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ CONTRACT_ENV = {
     "sweeper": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE,
                 ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL, ENV.STUCK_AFTER_SECONDS,
                 ENV.WORKFLOW_TIMEOUT_SECONDS},
+    # Only the archiver knows the archive.
+    "archiver": {ENV.ENVIRONMENT, ENV.AUDIT_ARCHIVE_BUCKET},
 }  # fmt: skip
 # Every function may emit embedded metrics (processor, batch-tasks, sweeper do) into one namespace.
 POWERTOOLS_ENV = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE"}
@@ -103,6 +105,14 @@ CONTRACT_ACTIONS = {
         "processing-queue": {"sqs:SendMessage"},
         "cmk": _DATA_KEY,
     },
+    # Writes only: it can neither read, delete nor unlock what it archived.
+    "archiver": {
+        "audit-log stream": {"dynamodb:DescribeStream", "dynamodb:GetRecords",
+                             "dynamodb:GetShardIterator", "dynamodb:ListStreams"},
+        "audit/*": {"s3:PutObject"},
+        "audit-archive-dlq": {"sqs:SendMessage"},
+        "cmk": _DATA_KEY,
+    },
 }  # fmt: skip
 # Statements every function gets whatever its code does (its logs, X-Ray, VPC networking).
 PLATFORM_SIDS = {"OwnLogGroupOnly", "XRayTraces", "VpcNetworkInterfaces", "VpcDescribe"}
@@ -113,6 +123,7 @@ RESOURCE_KINDS = {
     "aws_sqs_queue.messaging_processing_": "processing-queue",
     "aws_sqs_queue.messaging_batch-trigger-dlq_": "batch-trigger-dlq",
     "aws_sqs_queue.messaging_outbox-dlq_": "outbox-dlq",
+    "aws_sqs_queue.messaging_audit-archive-dlq_": "audit-archive-dlq",
     "aws_sns_topic.messaging_payment-events_": "payment-events",
     "aws_kms_key.": "cmk",
     ":stateMachine:": "state-machine",
@@ -128,8 +139,8 @@ def _functions(synth) -> dict[str, dict]:
 
 
 class TestFunctions:
-    def test_six_functions_named_by_the_contract(self, each):
-        assert len(each.resources(LambdaFunction.TF_RESOURCE_TYPE)) == len(FUNCTIONS) == 6
+    def test_seven_functions_named_by_the_contract(self, each):
+        assert len(each.resources(LambdaFunction.TF_RESOURCE_TYPE)) == len(FUNCTIONS) == 7
         assert set(_functions(each)) == {
             "api",
             "batch-trigger",
@@ -137,6 +148,7 @@ class TestFunctions:
             "processor",
             "publisher",
             "sweeper",
+            "archiver",
         }
 
     @pytest.mark.parametrize("key", list(FUNCTIONS))

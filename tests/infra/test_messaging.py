@@ -61,7 +61,7 @@ class TestQueues:
 
     def test_every_queue_is_encrypted_with_the_cmk(self, each):
         queues = each.resources(SqsQueue.TF_RESOURCE_TYPE).values()
-        assert len(queues) == 6
+        assert len(queues) == 7
         assert all("aws_kms_key" in q["kms_master_key_id"] for q in queues)
 
     def test_dlq_retention_differs_between_production_and_dev(self, production, dev):
@@ -105,6 +105,7 @@ class TestNothingIsLostDownstream:
         # Lambda (async DLQ, stream on-failure destination) writes these; no queue redrives in.
         "batch-trigger-dlq": None,
         "outbox-dlq": None,
+        "audit-archive-dlq": None,
     }
 
     def test_every_dlq_has_a_redrive_allow_policy_naming_only_its_source(self, each):
@@ -170,6 +171,20 @@ class TestOutbox:
         destination = mapping["destination_config"]["on_failure"]["destination_arn"]
         assert "messaging_outbox-dlq_" in destination
         assert 0 < mapping["maximum_retry_attempts"] <= 10_000
+        assert mapping["maximum_record_age_in_seconds"] == 24 * 3600
+
+    def test_the_same_stream_feeds_the_archiver_in_large_batches(self, each):
+        mapping = _mapping(each, "functions_archiver_")
+        publisher = _mapping(each, "functions_publisher_")
+        # DynamoDB Streams serves two readers per shard at full speed: the publisher and this.
+        assert mapping["event_source_arn"] == publisher["event_source_arn"]
+        assert mapping["starting_position"] == "TRIM_HORIZON"
+        # One object per batch; a failed batch is split to isolate what fails.
+        assert mapping["batch_size"] == 1000
+        assert mapping["bisect_batch_on_function_error"] is True
+        assert "function_response_types" not in mapping
+        destination = mapping["destination_config"]["on_failure"]["destination_arn"]
+        assert "messaging_audit-archive-dlq_" in destination
         assert mapping["maximum_record_age_in_seconds"] == 24 * 3600
 
 

@@ -23,6 +23,7 @@ OUTPUTS = {
     "processing_status_table_name", "audit_log_table_name", "processing_queue_url", "dlq_url",
     "payment_events_topic_arn", "alarms_topic_arn", "state_machine_arn", "dashboard_name",
     "api_key_value", "api_id", "stage_name", "payment_events_subscriber_queue_url",
+    "audit_archive_bucket_name",
 }  # fmt: skip
 
 
