@@ -45,7 +45,7 @@ from lib.packaging import source_code_hash, write_deterministic_zip
 from lib.runtime import ENV, LAMBDA_DIR, LAYER_ZIP
 from lib.settings import METRICS_NAMESPACE, SERVICE, Settings
 from lib.storage import AUDIT_ARCHIVE_PREFIX
-from lib.tables import PENDING_INDEX, RUNNING_INDEX
+from lib.tables import MINIMISE_INDEX, PENDING_INDEX, RUNNING_INDEX
 from lib.workflow_definition import WORKFLOW_TIMEOUT_SECONDS
 
 API = "api"
@@ -175,6 +175,9 @@ def _table_access(
 # The attributes the sweeper's updates name (keys and condition attributes included, as IAM's
 # ``dynamodb:Attributes`` counts them): a payment's pending clock, a run's end.
 SWEPT_PAYMENT_ATTRIBUTES = ("payment_id", "pending_at", "pending_shard")
+MINIMISED_PAYMENT_ATTRIBUTES = (
+    "payment_id", "customer_id", "description", "metadata", "minimise_shard",
+)  # fmt: skip
 ENDED_RUN_ATTRIBUTES = (
     "pk", "sk", "run", "status", "reason_code", "reason", "version", "finished_at",
     "updated_at", "running",
@@ -290,6 +293,7 @@ class Functions(Construct):
                 ENV.PROCESSING_QUEUE_URL: r.processing_queue_url,
                 ENV.STUCK_AFTER_SECONDS: str(profile.stuck_after_minutes * 60),
                 ENV.WORKFLOW_TIMEOUT_SECONDS: str(WORKFLOW_TIMEOUT_SECONDS),
+                ENV.PAYER_DATA_DAYS: str(profile.payer_data_days),
             },
             ARCHIVER: {ENV.AUDIT_ARCHIVE_BUCKET: r.audit_archive_bucket_name},
         }
@@ -549,6 +553,18 @@ class Functions(Construct):
                     r.payments_table_arn,
                     "UpdateItem",
                     conditions=_only_attributes(SWEPT_PAYMENT_ATTRIBUTES),
+                ),
+                # Removes a final payment's payer fields after the profile's days: those only.
+                _table_access(
+                    "FinalPaymentsToMinimise",
+                    f"{r.payments_table_arn}/index/{MINIMISE_INDEX}",
+                    "Query",
+                ),
+                _table_access(
+                    "MinimisedPayments",
+                    r.payments_table_arn,
+                    "UpdateItem",
+                    conditions=_only_attributes(MINIMISED_PAYMENT_ATTRIBUTES),
                 ),
                 # A run past the workflow timeout is marked FAILED with its audit entry (its
                 # version read first): the summary's ending attributes only.

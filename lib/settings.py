@@ -110,11 +110,10 @@ class Profile:
     # absorb a 1M-row file without throttling or autoscaling lag; see README "Environment profiles".
     billing_mode: str
     glacier_transition_days: int
-    # Uploaded files and their reports (every payer's data in the rows) are deleted this long
-    # after they were written: past Glacier's 90-day minimum and the logs that mention them.
+    # Uploads and reports (payers' rows) go this long after their write: past Glacier's minimum.
     upload_retention_days: int
-    # The audit archive's Object Lock (COMPLIANCE: nobody, root included, deletes an object
-    # before its days are over; GOVERNANCE, dev: a destroy may, with the bypass permission).
+    # Audit archive Object Lock: COMPLIANCE (nobody deletes early) or GOVERNANCE (dev: destroyable)
+    payer_data_days: int  # a final payment keeps customer_id, description, metadata this long
     audit_archive_lock_mode: str
     audit_archive_retention_days: int
     dlq_retention_days: int
@@ -188,6 +187,7 @@ PROFILES: Mapping[str, Profile] = {
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
         upload_retention_days=120,
+        payer_data_days=120,
         audit_archive_lock_mode="GOVERNANCE",
         audit_archive_retention_days=1,
         dlq_retention_days=3,
@@ -207,6 +207,7 @@ PROFILES: Mapping[str, Profile] = {
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
         upload_retention_days=120,
+        payer_data_days=120,
         audit_archive_lock_mode="COMPLIANCE",
         audit_archive_retention_days=30,
         dlq_retention_days=7,
@@ -225,10 +226,10 @@ PROFILES: Mapping[str, Profile] = {
         api=ApiQuota(rate_limit=5_000, burst_limit=2_500, daily_quota=1_000_000),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=90,
-        # 13 months: a year of disputes and chargebacks after a file, then it goes.
+        # 13 months: a year of disputes and chargebacks after a file (or a payment), then it goes.
         upload_retention_days=395,
-        # PCI DSS 10.5.1: twelve months of audit history, with a month to spare.
-        audit_archive_lock_mode="COMPLIANCE",
+        payer_data_days=395,
+        audit_archive_lock_mode="COMPLIANCE",  # PCI DSS 10.5.1: twelve months, and a month more
         audit_archive_retention_days=395,
         dlq_retention_days=14,
         # PCI DSS 10.5.1: keep audit trail history for at least twelve months.
@@ -239,9 +240,8 @@ PROFILES: Mapping[str, Profile] = {
         vpc_enabled=True,
         # batch_tasks: two files' chunks at full width at once, plus one more task.
         concurrency=Concurrency(processor=50, batch_tasks=21, batch_trigger=5, publisher=10),
-        # 10 chunks store ~20,000 rows/s = 40,000 write units/s on the payments and on the audit
-        # table: DynamoDB's default per-table maximum (TABLE_MAX_WRITE_UNITS); more chunks at
-        # once would only be throttled.
+        # 10 chunks store ~20,000 rows/s = 40,000 write units/s on the payments and audit tables:
+        # DynamoDB's default per-table maximum (TABLE_MAX_WRITE_UNITS); more would be throttled.
         batch_chunk_concurrency=10,
         api_p99_latency_ms=1000,
         api_success_rate_slo=99.9,

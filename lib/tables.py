@@ -37,6 +37,9 @@ BATCH_INDEX = "batch_id-index"
 # carry ``pending_shard`` (and ``pending_at``, their last change or sweep) and running batches
 # ``running``; the sweeper and reconcile read them instead of scanning a table.
 PENDING_INDEX = "pending-index"
+# Final payments that still hold payer fields (``minimise_shard`` / ``final_at``): the sweeper
+# removes the fields once the profile's payer_data_days are over.
+MINIMISE_INDEX = "minimise-index"
 RUNNING_INDEX = "running-index"
 TTL_ATTRIBUTE = "expires_at"
 
@@ -69,6 +72,12 @@ _SPECS = {
                 name=PENDING_INDEX,
                 hash_key="pending_shard",
                 range_key="pending_at",
+                projection="KEYS_ONLY",
+            ),
+            _Index(
+                name=MINIMISE_INDEX,
+                hash_key="minimise_shard",
+                range_key="final_at",
                 projection="KEYS_ONLY",
             ),
         ),

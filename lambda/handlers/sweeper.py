@@ -32,6 +32,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(
         name="TimedOutBatches", unit=MetricUnit.Count, value=report["timed_out_batches"]
     )
+    metrics.add_metric(
+        name="MinimisedPayments", unit=MetricUnit.Count, value=report["minimised_payments"]
+    )
     if report["stuck_payments"] or report["timed_out_batches"]:
         logger.warning("sweeper found work a fault left behind", **report)
     return report

@@ -45,6 +45,8 @@ class Config:
     cors_allowed_origin: str | None = None
     stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
     workflow_timeout_seconds: int = DEFAULT_WORKFLOW_TIMEOUT_SECONDS
+    # None: payer fields are never minimised by age (only ``make erase`` removes them).
+    payer_data_days: int | None = None
 
     def require(self, *names: str) -> Config:
         """Fail fast naming every variable this function needs but was not given."""
@@ -74,6 +76,7 @@ _FIELD_OF = {
     env.CORS_ALLOWED_ORIGIN: "cors_allowed_origin",
     env.STUCK_AFTER_SECONDS: "stuck_after_seconds",
     env.WORKFLOW_TIMEOUT_SECONDS: "workflow_timeout_seconds",
+    env.PAYER_DATA_DAYS: "payer_data_days",
 }
 
 
@@ -128,7 +131,18 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             text(env.WORKFLOW_TIMEOUT_SECONDS),
             DEFAULT_WORKFLOW_TIMEOUT_SECONDS,
         ),
+        payer_data_days=_days(env.PAYER_DATA_DAYS, text(env.PAYER_DATA_DAYS)),
     )
+
+
+def _days(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 3650:
+        raise ConfigurationError(
+            f"environment variable {name}={value!r} must be a number of days from 1 to 3650"
+        )
+    return int(value)
 
 
 def _seconds(name: str, value: str | None, default: int) -> int:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from payments import events
 from payments.repository import (
+    PAYER_FIELDS,
     PENDING_SHARDS,
     Repository,
     TransactionCanceled,
@@ -132,6 +133,11 @@ def prepare_step(
     changes = {"status": to_status, "updated_at": now, "reason": reason, **(extra_changes or {})}
     if to_status not in FINAL_STATUSES:
         changes["pending_at"] = now
+    elif any(payment.get(name) is not None for name in PAYER_FIELDS):
+        # Into the sparse minimise-index: the sweeper removes the payer fields after the
+        # profile's payer-data days (``final_at`` stays, the time it became final).
+        changes["minimise_shard"] = pending_shard(payment["payment_id"])
+        changes["final_at"] = now
     audit = {
         "entity_id": payment_entity(payment["payment_id"]),
         "sk": audit_sk(version, to_status),

@@ -40,6 +40,11 @@ BINDING_SK = "BINDING"
 BATCH_INDEX = "batch_id-index"
 PENDING_INDEX = "pending-index"
 PENDING_SHARDS = 16
+# The sparse index of final payments that still hold payer fields (``minimise_shard`` /
+# ``final_at``): the sweeper removes those fields once the profile's payer-data days are over.
+MINIMISE_INDEX = "minimise-index"
+# The payer's personal fields of a payment; amounts, statuses and history are not among them.
+PAYER_FIELDS = ("customer_id", "description", "metadata")
 # The sparse index of batches still running (``running`` / ``started_at``): few at a time.
 RUNNING_INDEX = "running-index"
 RUNNING = "BATCH"
@@ -591,6 +596,39 @@ class Repository:
             if len(found) >= limit:
                 break
         return found
+
+    def payments_to_minimise(self, shard: str, final_before: str, *, limit: int) -> list[dict]:
+        """Final payments of one ``minimise-index`` shard that became final before
+        ``final_before`` and still hold payer fields (keys only)."""
+        found: list[dict[str, Any]] = []
+        for item in self._query(
+            TableName=self.config.payments_table,
+            IndexName=MINIMISE_INDEX,
+            KeyConditionExpression="minimise_shard = :shard AND final_at < :before",
+            ExpressionAttributeValues={":shard": {"S": shard}, ":before": {"S": final_before}},
+            Limit=min(limit, 1000),
+        ):
+            found.append(item)
+            if len(found) >= limit:
+                break
+        return found
+
+    def minimise(self, payment_id: str) -> bool:
+        """Remove a final payment's payer fields, and it from ``minimise-index``; False when
+        there was nothing to remove (done already, or erased meanwhile)."""
+        try:
+            self._call(
+                "update_item",
+                TableName=self.config.payments_table,
+                Key={"payment_id": {"S": payment_id}},
+                UpdateExpression="REMOVE " + ", ".join([*PAYER_FIELDS, "minimise_shard"]),
+                ConditionExpression="attribute_exists(minimise_shard)",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def batch_payments(self, batch_id: str) -> Iterator[dict[str, Any]]:
         """Every payment a batch stored (any run), from the ``batch_id-index``."""

@@ -8,6 +8,10 @@
 - A batch run still ``PROCESSING`` past the workflow's timeout has lost its execution (a
   timed-out execution runs no failure path). It is marked ``FAILED`` / ``TIMED_OUT`` with its
   audit entry, so ``batch.failed`` goes out through the outbox.
+- A final payment that still holds payer fields (``customer_id``, ``description``,
+  ``metadata``) ``payer_data_days`` after it became final has them removed (``minimise-index``);
+  amounts, statuses, history and the audit trail stay. Up to ``MAX_PER_SHARD`` per shard a run,
+  so a backlog (the first run after the setting is turned on) is worked off over several runs.
 
 Each run reports what it found; the alarm fires when two runs in a row find work.
 """
@@ -38,11 +42,13 @@ TIMED_OUT_REASON = (
 class SweepReport:
     requeued: list[str] = field(default_factory=list)
     timed_out_batches: list[str] = field(default_factory=list)
+    minimised: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "stuck_payments": len(self.requeued),
             "timed_out_batches": len(self.timed_out_batches),
+            "minimised_payments": self.minimised,
             "payment_ids": self.requeued[:50],
             "batch_ids": self.timed_out_batches,
         }
@@ -74,6 +80,11 @@ class Sweeper:
             batch_id, run = str(item.get("batch_id")), str(item.get("run"))
             if batches.fail(batch_id, run, TIMED_OUT, TIMED_OUT_REASON):
                 report.timed_out_batches.append(batch_id)
+        if self.config.payer_data_days is not None:
+            final_before = _iso(now - timedelta(days=self.config.payer_data_days))
+            for shard in range(PENDING_SHARDS):
+                due = self.repo.payments_to_minimise(str(shard), final_before, limit=MAX_PER_SHARD)
+                report.minimised += sum(self.repo.minimise(i["payment_id"]) for i in due)
         return report
 
     def _requeue(self, payment_ids: list[str]) -> None:

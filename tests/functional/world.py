@@ -165,11 +165,14 @@ def build_world(suffix: str = "test", *, chunk_rows: int = 50) -> World:
     dynamodb.create_table(
         TableName=names[env.PAYMENTS_TABLE],
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=attributes("payment_id", "batch_id", "pending_shard", "pending_at"),
+        AttributeDefinitions=attributes(
+            "payment_id", "batch_id", "pending_shard", "pending_at", "minimise_shard", "final_at"
+        ),
         KeySchema=[{"AttributeName": "payment_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
             index("batch_id-index", "batch_id", "payment_id", "ALL"),
             index("pending-index", "pending_shard", "pending_at", "KEYS_ONLY"),
+            index("minimise-index", "minimise_shard", "final_at", "KEYS_ONLY"),
         ],
     )
     dynamodb.create_table(

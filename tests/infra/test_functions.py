@@ -46,7 +46,7 @@ CONTRACT_ENV = {
     "publisher": {ENV.ENVIRONMENT, ENV.PAYMENT_EVENTS_TOPIC_ARN},
     "sweeper": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE,
                 ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL, ENV.STUCK_AFTER_SECONDS,
-                ENV.WORKFLOW_TIMEOUT_SECONDS},
+                ENV.WORKFLOW_TIMEOUT_SECONDS, ENV.PAYER_DATA_DAYS},
     # Only the archiver knows the archive.
     "archiver": {ENV.ENVIRONMENT, ENV.AUDIT_ARCHIVE_BUCKET},
 }  # fmt: skip
@@ -98,6 +98,7 @@ CONTRACT_ACTIONS = {
     },
     "sweeper": {
         "payments index pending-index": {"dynamodb:Query"},
+        "payments index minimise-index": {"dynamodb:Query"},
         "payments": {"dynamodb:UpdateItem"},
         "processing-status": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
         "processing-status index running-index": {"dynamodb:Query"},
@@ -299,6 +300,10 @@ class TestRoles:
         statements = {s["sid"]: s for s in _role_statements(each, SWEEPER)}
         for sid, attributes in (
             ("SweptPayments", {"payment_id", "pending_at", "pending_shard"}),
+            (
+                "MinimisedPayments",
+                {"payment_id", "customer_id", "description", "metadata", "minimise_shard"},
+            ),
             ("EndTimedOutRuns", {"pk", "sk", "run", "status", "reason_code", "reason",
                                  "version", "finished_at", "updated_at", "running"}),
         ):  # fmt: skip

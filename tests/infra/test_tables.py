@@ -5,7 +5,7 @@ from __future__ import annotations
 from cdktf_cdktf_provider_aws.dynamodb_resource_policy import DynamodbResourcePolicy
 from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable
 
-from lib.tables import BATCH_INDEX, PENDING_INDEX, RUNNING_INDEX, TTL_ATTRIBUTE
+from lib.tables import BATCH_INDEX, MINIMISE_INDEX, PENDING_INDEX, RUNNING_INDEX, TTL_ATTRIBUTE
 
 
 def _table(synth, base: str) -> dict:
@@ -28,7 +28,9 @@ class TestTables:
             ]
         )
 
-    def test_payments_table_is_keyed_by_payment_id_with_a_batch_and_a_pending_index(self, each):
+    def test_payments_table_is_keyed_by_payment_id_with_batch_pending_and_minimise_indexes(
+        self, each
+    ):
         table = _table(each, "payments")
         assert table["hash_key"] == "payment_id" and "range_key" not in table
         assert table["global_secondary_index"] == [
@@ -45,15 +47,24 @@ class TestTables:
                 "range_key": "pending_at",
                 "projection_type": "KEYS_ONLY",
             },
+            # Sparse: only final payments still holding payer fields carry minimise_shard.
+            {
+                "name": MINIMISE_INDEX,
+                "hash_key": "minimise_shard",
+                "range_key": "final_at",
+                "projection_type": "KEYS_ONLY",
+            },
         ]
         assert {"name": "pending_shard", "type": "S"} in table["attribute"]
+        assert {"name": "final_at", "type": "S"} in table["attribute"]
 
     def test_index_names_are_the_runtimes(self):
         from payments import repository
 
-        assert (BATCH_INDEX, PENDING_INDEX, RUNNING_INDEX) == (
+        assert (BATCH_INDEX, PENDING_INDEX, MINIMISE_INDEX, RUNNING_INDEX) == (
             repository.BATCH_INDEX,
             repository.PENDING_INDEX,
+            repository.MINIMISE_INDEX,
             repository.RUNNING_INDEX,
         )
 
