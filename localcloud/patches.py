@@ -52,6 +52,7 @@ def apply(
     s3.logging_target_policy_check()
     s3.event_fields_and_async_lambda()
     s3.list_object_versions_url_encoding()
+    s3.object_lock_changes_on_a_used_bucket()
     lambda_.config_round_trip()
     kms.rotation_period()
     # Streams first: the transaction patch wraps the stream's add to hold records back.

@@ -35,6 +35,7 @@ PAYMENT_STATUS_CHANGED = "payment.status_changed"
 PAYMENT_FRAUD_ALERT = "payment.fraud_alert"
 BATCH_COMPLETED = "batch.completed"
 BATCH_FAILED = "batch.failed"
+CUSTOMER_ERASED = "customer.erased"
 EVENT_TYPES = (
     PAYMENT_RECEIVED,
     PAYMENT_STATUS_CHANGED,
@@ -44,6 +45,7 @@ EVENT_TYPES = (
 )
 PAYMENT_PREFIX = "PAYMENT#"
 BATCH_PREFIX = "BATCH#"
+ERASURE_PREFIX = "ERASURE#"
 # SNS PublishBatch takes at most ten entries per call.
 PUBLISH_BATCH = 10
 
@@ -120,6 +122,18 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
             if entry.get(name) is not None:
                 event[name] = entry[name]
         return event
+    if kind == CUSTOMER_ERASED and entity.startswith(ERASURE_PREFIX):
+        # Informational, like a fraud alert: no entity version; dedupe it by event_id.
+        return {
+            "type": kind,
+            "event_id": event_id(entry),
+            "customer_digest": entity[len(ERASURE_PREFIX) :],
+            "payments": int(entry["payments"]),
+            "payment_ids": list(entry.get("payment_ids") or []),
+            "uploads_deleted": int(entry.get("uploads_deleted") or 0),
+            "batch_ids": list(entry.get("batch_ids") or []),
+            "at": entry["at"],
+        }
     raise UnknownAuditEntry(f"no event is defined for audit entry {entity}/{entry.get('sk')}")
 
 

@@ -272,7 +272,9 @@ class Reconciler:
 
 
 def _owner(event: Mapping[str, Any]) -> str:
-    """The payment id (or ``BATCH#<id>``) an event belongs to."""
+    """The payment id (or ``BATCH#<id>``, ``ERASURE#<digest>``) an event belongs to."""
     if event.get("payment_id"):
         return str(event["payment_id"])
+    if event.get("customer_digest"):
+        return f"{events.ERASURE_PREFIX}{event['customer_digest']}"
     return f"{events.BATCH_PREFIX}{event.get('batch_id')}"

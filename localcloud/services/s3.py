@@ -201,3 +201,53 @@ def list_object_versions_url_encoding() -> None:
         return original(self)
 
     S3Response.list_object_versions = list_object_versions
+
+
+def object_lock_changes_on_a_used_bucket() -> None:
+    """``PutObjectLockConfiguration`` on a bucket that holds objects, as in AWS.
+
+    moto refuses it (``InvalidBucket: Bucket needs to be empty``) once a bucket has an object,
+    which AWS does only when Object Lock is being *enabled* on an existing bucket without it. A
+    bucket created with Object Lock may change or drop its default retention at any time:
+    Terraform's destroy of ``aws_s3_bucket_object_lock_configuration`` does exactly that, before
+    the bucket (and its locked objects, in governance mode) go. And its versioning stays on.
+    """
+    from moto.s3.exceptions import InvalidBucketState
+    from moto.s3.models import S3Backend
+
+    original = S3Backend.put_object_lock_configuration
+
+    def put_object_lock_configuration(
+        self: S3Backend,
+        bucket_name: str,
+        lock_enabled: bool,
+        mode: str | None = None,
+        days: int | None = None,
+        years: int | None = None,
+    ) -> None:
+        bucket = self.get_bucket(bucket_name)
+        if not bucket.object_lock_enabled:
+            return original(self, bucket_name, lock_enabled, mode, days, years)
+        # Object Lock stays enabled (it cannot be turned off); only the default retention changes.
+        bucket.default_lock_mode = mode
+        bucket.default_lock_days = days
+        bucket.default_lock_years = years
+        return None
+
+    S3Backend.put_object_lock_configuration = put_object_lock_configuration
+
+    # The other half of the same rule: a lock-enabled bucket's versioning cannot be suspended.
+    # moto suspends it, and the lock configuration's own destroy then fails on an unversioned
+    # bucket; AWS refuses with this message, which the provider's destroy of
+    # aws_s3_bucket_versioning accepts as "nothing to undo".
+    original_versioning = S3Backend.put_bucket_versioning
+
+    def put_bucket_versioning(self: S3Backend, bucket_name: str, status: str) -> None:
+        if status != "Enabled" and self.get_bucket(bucket_name).object_lock_enabled:
+            raise InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, "
+                "so the versioning state cannot be changed."
+            )
+        return original_versioning(self, bucket_name, status)
+
+    S3Backend.put_bucket_versioning = put_bucket_versioning

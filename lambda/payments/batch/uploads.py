@@ -22,6 +22,11 @@ def batch_id_from_key(key: str) -> str | None:
     return match.group("batch_id") if match else None
 
 
+def upload_key(batch_id: str) -> str:
+    """Where a batch's file is uploaded (``batch_id_from_key`` reads it back)."""
+    return f"incoming/{batch_id}.csv"
+
+
 def report_key(batch_id: str, run: str) -> str:
     """One report per run: a superseded run's late finalize cannot overwrite the newer report."""
     return f"{REPORTS_PREFIX}{batch_id}/{run}.json"

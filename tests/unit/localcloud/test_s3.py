@@ -106,6 +106,49 @@ class TestS3Listings:
         assert unquote(listing["Versions"][0]["Key"]) == key
 
 
+class TestObjectLock:
+    def test_the_default_retention_of_a_used_lock_bucket_can_change(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+        rule = {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}
+        config = {"ObjectLockEnabled": "Enabled", "Rule": rule}
+        s3.put_object_lock_configuration(Bucket="locked", ObjectLockConfiguration=config)
+        s3.put_object(Bucket="locked", Key="audit/a", Body=b"x", ChecksumAlgorithm="SHA256")
+        # What Terraform's destroy of the lock configuration sends: the rule dropped.
+        s3.put_object_lock_configuration(
+            Bucket="locked", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+        )
+        got = s3.get_object_lock_configuration(Bucket="locked")["ObjectLockConfiguration"]
+        assert got["ObjectLockEnabled"] == "Enabled" and "DefaultRetention" not in got.get(
+            "Rule", {}
+        )
+        # The object keeps the lock it was written with.
+        assert s3.head_object(Bucket="locked", Key="audit/a")["ObjectLockMode"] == "GOVERNANCE"
+
+    def test_a_lock_bucket_keeps_its_versioning(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+        with pytest.raises(ClientError) as refused:
+            s3.put_bucket_versioning(
+                Bucket="locked", VersioningConfiguration={"Status": "Suspended"}
+            )
+        error = refused.value.response["Error"]
+        assert error["Code"] == "InvalidBucketState"
+        assert "versioning state cannot be changed" in error["Message"]
+        assert s3.get_bucket_versioning(Bucket="locked")["Status"] == "Enabled"
+
+    def test_a_bucket_without_object_lock_still_needs_to_be_empty(self, cloud):
+        s3 = cloud.client("s3")
+        s3.create_bucket(Bucket="plain")
+        s3.put_bucket_versioning(Bucket="plain", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_object(Bucket="plain", Key="a", Body=b"x")
+        with pytest.raises(ClientError) as refused:
+            s3.put_object_lock_configuration(
+                Bucket="plain", ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
+            )
+        assert refused.value.response["Error"]["Code"] == "InvalidBucket"
+
+
 class TestS3Notifications:
     def test_event_has_version_sequencer_and_slash_and_reaches_the_function(self, cloud, tmp_path):
         record_file = tmp_path / "events.jsonl"
