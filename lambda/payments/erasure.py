@@ -38,7 +38,7 @@ from payments.batch.states import BATCH_PROCESSING
 from payments.batch.uploads import upload_key
 from payments.config import Config
 from payments.contract import REFERENCE_PATTERN, REFERENCE_RULE
-from payments.repository import PAYER_FIELDS, Repository, deserialize, error_code
+from payments.repository import PAYER_FIELDS, Repository, error_code, read_all
 
 CUSTOMER_ID = re.compile(rf"\A{REFERENCE_PATTERN}\Z")
 # The audit entry lists at most this many payment ids (an item holds 400 KB); the count is exact.
@@ -93,20 +93,15 @@ class Eraser:
     def payments_of(self, customer: str) -> list[dict[str, Any]]:
         """The customer's payments: a filtered scan (an operator's read; no request path needs a
         customer index, and keeping one would keep the id in one more place)."""
-        found: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.config.payments_table,
-            "FilterExpression": "customer_id = :c",
-            "ExpressionAttributeValues": {":c": {"S": customer}},
-            "ProjectionExpression": "payment_id, batch_id",
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self.repo.dynamodb.scan(**kwargs)
-            found += [deserialize(item) for item in page.get("Items", [])]
-            if not page.get("LastEvaluatedKey"):
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return read_all(
+            self.repo.dynamodb,
+            "scan",
+            TableName=self.config.payments_table,
+            FilterExpression="customer_id = :c",
+            ExpressionAttributeValues={":c": {"S": customer}},
+            ProjectionExpression="payment_id, batch_id",
+            ConsistentRead=True,
+        )
 
     def plan(self, customer: str) -> Erasure:
         payments = self.payments_of(customer)

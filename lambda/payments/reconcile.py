@@ -102,21 +102,16 @@ class Reconciler:
     def payments_created(self, since: str, until: str) -> list[dict[str, Any]]:
         """Payments created in [since, until): a filtered scan (an operator's read, not a
         request path; the table has no time index and needs none for this)."""
-        out: list[dict[str, Any]] = []
-        from payments.repository import deserialize
+        from payments.repository import read_all
 
-        kwargs: dict[str, Any] = {
-            "TableName": self.config.payments_table,
-            "FilterExpression": "created_at >= :since AND created_at < :until",
-            "ExpressionAttributeValues": {":since": {"S": since}, ":until": {"S": until}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self.repo.dynamodb.scan(**kwargs)
-            out += [deserialize(item) for item in page.get("Items", [])]
-            if not page.get("LastEvaluatedKey"):
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return read_all(
+            self.repo.dynamodb,
+            "scan",
+            TableName=self.config.payments_table,
+            FilterExpression="created_at >= :since AND created_at < :until",
+            ExpressionAttributeValues={":since": {"S": since}, ":until": {"S": until}},
+            ConsistentRead=True,
+        )
 
     # -- checks -----------------------------------------------------------------------------
     def check(

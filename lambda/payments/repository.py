@@ -126,6 +126,18 @@ class TransactionCanceled(Exception):
         }
 
 
+def read_all(dynamodb: Any, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item a ``scan`` or ``query`` finds, page after page, deserialized (operators' reads:
+    reconcile, republish, erase; the request paths use ``Repository._query``)."""
+    out: list[dict[str, Any]] = []
+    while True:
+        page = getattr(dynamodb, operation)(**kwargs)
+        out += [deserialize(item) for item in page.get("Items", [])]
+        if not page.get("LastEvaluatedKey"):
+            return out
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 class Repository:
     def __init__(self, config: Config, *, dynamodb: Any = None) -> None:
         self.config = config

@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 from payments import archive, aws, events, outbox
 from payments.contract import BATCH_ID_PATTERN, PAYMENT_ID_PATTERN
-from payments.repository import deserialize, error_code
+from payments.repository import deserialize, error_code, read_all
 
 ENTITY = re.compile(
     rf"\A(?:{events.PAYMENT_PREFIX}{PAYMENT_ID_PATTERN}|{events.BATCH_PREFIX}{BATCH_ID_PATTERN})\Z"
@@ -197,14 +197,9 @@ class Republisher:
 
     def _read(self, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
         dynamodb = self.clients("dynamodb")
-        kwargs = {"TableName": self.audit_table, "ConsistentRead": True, **kwargs}
-        out: list[dict[str, Any]] = []
-        while True:
-            page = getattr(dynamodb, operation)(**kwargs)
-            out += [deserialize(item) for item in page.get("Items", [])]
-            if not page.get("LastEvaluatedKey"):
-                return out
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return read_all(
+            dynamodb, operation, **{"TableName": self.audit_table, "ConsistentRead": True, **kwargs}
+        )
 
     # -- publishing -------------------------------------------------------------------------
     def publish(self, entries: Iterable[Mapping[str, Any]]) -> Result:
