@@ -67,6 +67,11 @@ class LocalCloudConfig:
         return self.state_dir / "localcloud.log"
 
     @property
+    def function_logs_file(self) -> Path:
+        """Every line the functions logged (localcloud.services.lambda_.functions.LogExport)."""
+        return self.state_dir / "function-logs.log"
+
+    @property
     def outputs_file(self) -> Path:
         return self.state_dir / "outputs.json"
 

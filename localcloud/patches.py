@@ -24,6 +24,7 @@ from localcloud.services import (
     sqs,
     stepfunctions,
 )
+from localcloud.services.lambda_.functions import LogExport
 from localcloud.services.lambda_.runner import LambdaRunner
 
 _applied = False
@@ -35,6 +36,7 @@ def apply(
     port: int,
     on_sqs_message: Callable[[], None],
     on_stream_record: Callable[[], None],
+    log_export: LogExport | None = None,
 ) -> None:
     """Patch moto for the local cloud; the callbacks wake the SQS and DynamoDB Streams pollers."""
     global _applied
@@ -73,7 +75,7 @@ def apply(
     sqs.deleted_handles_kept_small()
     sns.sent_notifications_bounded()
     sqs.event_sources_by_poller(on_sqs_message)
-    lambda_.runs_real_handlers(runner)
+    lambda_.runs_real_handlers(runner, log_export)
     # What a deploy meets: retried writes, SQS redrive-allow, provisioned concurrency, SG rules.
     core.retried_requests_answered_once()
     sqs.redrive_allow_policy()

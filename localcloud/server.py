@@ -34,6 +34,7 @@ def serve(config: LocalCloudConfig) -> None:
     from localcloud import patches
     from localcloud.gateway import Gateway
     from localcloud.services.dynamodb_streams.poller import StreamPoller
+    from localcloud.services.lambda_.functions import LogExport
     from localcloud.services.lambda_.runner import LambdaRunner
     from localcloud.services.scheduler import Scheduler
     from localcloud.services.sqs.poller import SqsPoller
@@ -48,6 +49,7 @@ def serve(config: LocalCloudConfig) -> None:
         port=config.port,
         on_sqs_message=poller.wake,
         on_stream_record=streams.wake,
+        log_export=LogExport(config.function_logs_file),
     )
 
     moto = ThreadedMotoServer(ip_address=HOST, port=config.port, verbose=False)

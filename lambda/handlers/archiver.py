@@ -15,7 +15,7 @@ from payments import archive, aws, env
 from handlers.common import logger, settings
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     cfg = settings().require(env.AUDIT_ARCHIVE_BUCKET)
     records = event.get("Records") or []

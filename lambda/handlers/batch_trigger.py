@@ -68,7 +68,7 @@ def start(record: dict[str, Any]) -> str:
     return "started"
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     results = [start(record) for record in event.get("Records") or []]
     return {"results": results}

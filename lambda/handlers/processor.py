@@ -73,7 +73,7 @@ def _process_batch(records: list[dict[str, Any]]) -> None:
     _outcomes.update(Payments(settings()).process_many(ids))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:

@@ -62,7 +62,7 @@ def publish(
     return pending[unmappable][0] if unmappable < len(pending) else None
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     cfg = settings().require(env.PAYMENT_EVENTS_TOPIC_ARN)
     first_failed = publish(

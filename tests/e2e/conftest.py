@@ -2,8 +2,9 @@
 
 Every test here carries the ``e2e`` marker (added below), so ``pytest -m "not e2e"`` skips the
 whole directory. The ``cloud`` fixture reuses a running ``make local-up``; otherwise it runs
-``python -m localcloud up`` itself and ``down`` at the end of the session. The destroy tests
-run last whatever the order of collection, since they tear the stack down.
+``python -m localcloud up`` itself and ``down`` at the end of the session. The log scan runs
+after everything else but destroy (it reads what the others logged), and the destroy tests last
+whatever the order of collection, since they tear the stack down.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from localcloud.client import LocalCloud
 from localcloud.config import REPO_ROOT, LocalCloudConfig
 from localcloud.deploy import running_server
 
-DESTROY_MODULE = "test_destroy"
+# The modules that run last, in this order.
+LAST_MODULES = ("test_log_scan", "test_destroy")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -27,8 +29,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.e2e)
-    # Stable sort: everything else keeps its order, the destroy module goes last.
-    items.sort(key=lambda item: item.path.stem == DESTROY_MODULE)
+    # Stable sort: everything else keeps its order, then the log scan, then destroy.
+    last = {stem: rank for rank, stem in enumerate(LAST_MODULES, start=1)}
+    items.sort(key=lambda item: last.get(item.path.stem, 0))
 
 
 def _localcloud(command: str) -> int:

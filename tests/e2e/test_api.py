@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from localcloud.client import HttpResponse, LocalCloud, wait_for
+from tests.e2e.personal import personal
 
 FINAL = {"COMPLETED", "FAILED"}
 
@@ -63,10 +64,15 @@ class TestApiKeys:
 class TestPostPayments:
     def test_new_payment_is_accepted_and_completes(self, cloud: LocalCloud) -> None:
         payment_id = new_id("ok")
+        payer = {
+            "customer_id": personal("customer_id"),
+            "description": personal("description"),
+            "metadata": {"email": personal("email")},
+        }
         response = cloud.request(
             "POST",
             "/payments",
-            body={"payment_id": payment_id, "amount": "99.99", "currency": "usd"},
+            body={"payment_id": payment_id, "amount": "99.99", "currency": "usd", **payer},
         )
         assert response.status == 202
         body = response.json()
@@ -75,6 +81,7 @@ class TestPostPayments:
         assert body["currency"] == "USD"
         done = final_payment(cloud, payment_id)
         assert done["status"] == "COMPLETED"
+        assert {name: done[name] for name in payer} == payer
         assert [step["status"] for step in done["history"]] == [
             "RECEIVED",
             "PROCESSING",
@@ -102,7 +109,7 @@ class TestPostPayments:
 
     def test_idempotency_key_makes_a_retry_safe(self, cloud: LocalCloud) -> None:
         headers = {"Idempotency-Key": str(uuid.uuid4())}
-        payload = {"amount": "5.00", "currency": "GBP"}
+        payload = {"amount": "5.00", "currency": "GBP", "customer_id": personal("customer_id")}
         first = cloud.request("POST", "/payments", body=payload, headers=headers)
         retry = cloud.request("POST", "/payments", body=payload, headers=headers)
         assert first.status == 202
@@ -168,7 +175,12 @@ class TestValidate:
         response = cloud.request(
             "POST",
             "/validate",
-            body={"payment_id": payment_id, "amount": 7.5, "currency": "eur"},
+            body={
+                "payment_id": payment_id,
+                "amount": 7.5,
+                "currency": "eur",
+                "description": personal("description"),
+            },
         )
         assert response.status == 200
         assert response.json()["valid"] is True

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from localcloud.client import LocalCloud, wait_for
+from tests.e2e.personal import personal
 
 FINAL = {"COMPLETED", "FAILED"}
 
@@ -44,15 +45,16 @@ class TestCsvBatch:
     def test_good_bad_and_duplicate_rows_are_each_counted_once(self, cloud: LocalCloud) -> None:
         batch_id = f"mixed-{uuid.uuid4().hex[:8]}"
         p = f"{batch_id}-p"
+        customer = personal("customer_id")
         cloud.upload_batch(
             batch_id,
             csv(
-                "CURRENCY,amount,Payment_Id,note",
-                f"USD,10.00,{p}1,good",
+                "CURRENCY,amount,Payment_Id,note,customer_id",
+                f"USD,10.00,{p}1,good,{customer}",
                 f"JPY,500,{p}2,good",
                 f"USD,1e2,{p}3,exponent",
                 f"ABC,1.00,{p}4,unknown currency",
-                f"USD,10.00,{p}1,duplicate in file",
+                f"USD,10.00,{p}1,duplicate in file,{customer}",
                 "",
                 f"EUR,2000000,{p}5,over the limit",
             ),

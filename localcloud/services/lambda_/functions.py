@@ -11,6 +11,7 @@ import base64
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from localcloud.services.lambda_.runner import FunctionSpec, InvokeResult, LambdaRunner
@@ -20,6 +21,43 @@ log = logging.getLogger("localcloud.lambda")
 
 # Log streams kept per function (one per invocation); the oldest go first.
 LOG_STREAMS_KEPT = 1000
+# The export of every function's log lines (LogExport) starts a new file past this size.
+LOG_EXPORT_MAX_BYTES = 512 * 1024 * 1024
+
+
+class LogExport:
+    """Every log line the functions write, as a CloudWatch Logs export to S3 would keep them.
+
+    CloudWatch here keeps only each group's last LOG_STREAMS_KEPT streams; the export keeps
+    every line (``<log group>\t<line>``) this server's functions wrote, so that a check can read
+    all of them, the e2e suite's personal-data scan among them. It starts empty with the server
+    (whose cloud starts empty too); past LOG_EXPORT_MAX_BYTES the file moves to ``<name>.1`` (one
+    earlier file kept), so a soak cannot fill the disk.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = LOG_EXPORT_MAX_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_name(path.name + ".1").unlink(missing_ok=True)
+        self._file = path.open("w", encoding="utf-8")
+
+    @staticmethod
+    def files(path: Path) -> list[Path]:
+        """The export's files, oldest first."""
+        return [f for f in (path.with_name(path.name + ".1"), path) if f.exists()]
+
+    def write(self, group: str, logs: str) -> None:
+        lines = "".join(f"{group}\t{line}\n" for line in logs.splitlines() if line.strip())
+        with self._lock:
+            self._file.write(lines)
+            self._file.flush()
+            if self._file.tell() > self.max_bytes:
+                self._file.close()
+                self.path.replace(self.path.with_name(self.path.name + ".1"))
+                self._file = self.path.open("a", encoding="utf-8")
+
 
 # Async invocations are retried twice by Lambda (after ~1 and ~2 minutes); locally much sooner so
 # that a failing function reaches its dead-letter target while someone is still watching.
@@ -96,11 +134,12 @@ def _function_spec(function: Any) -> tuple[FunctionSpec, bytes, list[bytes]]:
     return spec, function.code_bytes, layers
 
 
-def runs_real_handlers(runner: LambdaRunner) -> None:
+def runs_real_handlers(runner: LambdaRunner, export: LogExport | None = None) -> None:
     """Replace the container start of moto's Docker-backed Lambda with the warm-worker runner.
 
     ``_invoke_lambda`` is the one method that would start a container; everything else (the
-    function model, versions, permissions, event sources) stays moto's. ``invoke`` is wrapped only
+    function model, versions, permissions, event sources) stays moto's; each invocation's output
+    goes to the function's log group and to ``export``. ``invoke`` is wrapped only
     to report errors as Lambda does (``Unhandled``, where moto says ``Handled``) and to make
     ``Event`` invocations asynchronous, with Lambda's retries and the dead-letter target.
     """
@@ -111,11 +150,13 @@ def runs_real_handlers(runner: LambdaRunner) -> None:
 
     def invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
         spec, code, layers = _function_spec(self)
-        result: InvokeResult = runner.invoke(spec, code, layers, event if event else {})
+        result: InvokeResult = runner.invoke(spec, code, layers, {} if event is None else event)
         results.last = result
         # As moto's own runner: the function's log group receives each invocation's output.
         self.logs_backend.ensure_log_group(self.logs_group_name)
         self.save_logs(result.logs or f"invoked {spec.name}")
+        if export is not None and result.logs:
+            export.write(self.logs_group_name, result.logs)
         group = self.logs_backend.groups[self.logs_group_name]
         # One stream per invocation, kept until the group's retention in AWS: here the last
         # LOG_STREAMS_KEPT, or a long run's logs would outgrow everything else in memory.

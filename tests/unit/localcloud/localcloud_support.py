@@ -105,6 +105,7 @@ class Cloud:
     port: int
     _role_arn: str = field(default="", init=False)
     streams: Any = field(default=None, init=False)
+    log_export: Any = field(default=None, init=False)
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -192,6 +193,7 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
 
     from localcloud import patches
     from localcloud.services.dynamodb_streams.poller import StreamPoller
+    from localcloud.services.lambda_.functions import LogExport
     from localcloud.services.lambda_.runner import LambdaRunner
     from localcloud.services.sqs.poller import SqsPoller
 
@@ -211,12 +213,17 @@ def patched_cloud(work_dir: Path) -> Iterator[Cloud]:
     poller = SqsPoller()
     streams = StreamPoller(retry_backoff=(0.0,))
     cloud.streams = streams
+    cloud.log_export = LogExport(work_dir / "function-logs.log")
     try:
         cloud.reset()  # moto's backends are process-global: start from nothing
         # As localcloud.server: moto builds the URLs it hands out (queue URLs) from MOTO_PORT.
         os.environ["MOTO_PORT"] = str(port)
         patches.apply(
-            runner=runner, port=port, on_sqs_message=poller.wake, on_stream_record=streams.wake
+            runner=runner,
+            port=port,
+            on_sqs_message=poller.wake,
+            on_stream_record=streams.wake,
+            log_export=cloud.log_export,
         )
         poller.start()
         streams.start()

@@ -56,6 +56,24 @@ class TestLambda:
             )["events"]
         ]
         assert sorted(m for m in messages if m.startswith("call")) == ["call 2", "call 3", "call 4"]
+        # The export keeps every line, the dropped streams' included.
+        exported = cloud.log_export.path.read_text().splitlines()
+        assert [line for line in exported if line.startswith("/aws/lambda/chatty\tcall")] == [
+            f"/aws/lambda/chatty\tcall {n}" for n in range(5)
+        ]
+
+    def test_the_log_export_moves_aside_past_its_bound_and_keeps_one_earlier_file(self, tmp_path):
+        export = functions.LogExport(tmp_path / "logs", max_bytes=80)
+        for n in range(6):
+            export.write("/aws/lambda/f", f"line {n}\n\n")
+        files = functions.LogExport.files(export.path)
+        assert [f.name for f in files] == ["logs.1", "logs"]
+        lines = [line for f in files for line in f.read_text().splitlines()]
+        # Each file holds whole lines; one move happened, so the oldest file was not dropped.
+        assert lines == [f"/aws/lambda/f\tline {n}" for n in range(6)]
+        # A new server starts a new export.
+        assert functions.LogExport.files(functions.LogExport(export.path).path) == [export.path]
+        assert export.path.read_text() == ""
 
     def test_dead_letter_and_logging_config_read_back_as_sent(self, cloud):
         _, dlq_arn = cloud.create_queue("fn-dlq")
