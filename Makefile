@@ -17,7 +17,7 @@ PIPENV_VERSION := 2026.10.3
 PYTHON := .venv/bin/python
 LAYER := build/layers/dependencies.zip
 
-.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo preflight restore-drill rollback reconcile republish erase chaos soak fuzz clean
+.PHONY: help install layer synth test test-fast test-e2e test-e2e-production lint docs bench bench-synth local-up local-down local-up-cycles demo preflight restore-drill rollback reconcile republish erase client chaos soak fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -102,6 +102,9 @@ republish: install ## publish audited changes again under their event_ids (ARGS=
 
 erase: install ## remove one customer's personal data from payments and uploads, audited and published (ARGS="--customer ID", "--dry-run")
 	$(PYTHON) scripts/erase.py $(ARGS)
+
+client: install ## the API's clients, each with its own key and usage plan (ARGS="add|list|suspend|resume|rotate-key|remove ...")
+	$(PYTHON) scripts/client.py $(ARGS)
 
 chaos: install ## payments under injected faults on a fresh local cloud: 0 lost, 0 duplicated, 0 stuck (ARGS, LOCALCLOUD_CHAOS)
 	LOCALCLOUD_CHAOS="$${LOCALCLOUD_CHAOS:-faults=0.05,kills=0.002}" $(PYTHON) -m localcloud up

@@ -605,6 +605,12 @@ class Functions(Construct):
             ]
         raise KeyError(key)
 
+    def name_the_default_key(self, key_id: str) -> None:
+        """Hand the API function the id of the deployment's own API key, the ``default`` client
+        (payments.clients). The key belongs to the API construct, made after the functions;
+        Terraform orders the two by the reference (the key depends on nothing here)."""
+        self.functions[API].add_override(f"environment.variables.{ENV.DEFAULT_API_KEY_ID}", key_id)
+
     @property
     def api(self) -> LambdaFunction:
         return self.functions[API]

@@ -136,6 +136,7 @@ class PaymentsStack(TerraformStack):
             kms_key_arn=keys.arn,
             handler=functions.api_live,
         )
+        functions.name_the_default_key(api.api_key.id)
         Firewall(self, "firewall", settings=settings, kms_key_arn=keys.arn, stage_arn=api.stage.arn)
         outputs = {
             "api_url": api.url,

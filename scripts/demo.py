@@ -2,21 +2,24 @@
 
 Uploads a CSV batch with good, bad and duplicate rows, submits payments through the REST API (one
 over the limit, one flagged by the signed fraud webhook, one replayed), waits for every payment to
-reach a final state and prints what happened.
+reach a final state and prints what happened; then makes two API clients with ``make client``'s
+code and shows that one cannot see the other's payment of the very same id.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from localcloud.client import HttpResponse, LocalCloud, wait_for
-from localcloud.config import LocalCloudError
+from localcloud.client import HttpResponse, LocalCloud, wait_for  # noqa: E402
+from localcloud.config import LocalCloudError  # noqa: E402
 
 FINAL = {"COMPLETED", "FAILED"}
 WAIT_SECONDS = 120
@@ -177,7 +180,49 @@ def main() -> int:
         say(f"  {name}: {value}")
     say()
     say("  " + json.dumps(raw.json(), indent=2).replace("\n", "\n  "))
-    return 0
+
+    heading("7. Two API clients (make client)")
+    return two_clients(cloud, run)
+
+
+def client_command(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "client.py"), *args],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"demo: make client {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def two_clients(cloud: LocalCloud, run: str) -> int:
+    names = [f"acme-{run}", f"globex-{run}"]
+    keys = {}
+    for name in names:
+        out = client_command("add", name)
+        keys[name] = next(
+            line.split()[-1] for line in out.splitlines() if line.startswith("api key")
+        )
+        say(f'  make client ARGS="add {name}": key {keys[name][:6]}... (shown once)')
+    try:
+        body = {"payment_id": "order-1234", "amount": "25.00", "currency": "USD"}
+        for name in names:
+            made = cloud.request("POST", "/payments", body=body, api_key=keys[name])
+            show_response(f"POST /payments order-1234 as {name}", made)
+        mine = cloud.request("GET", "/payments/order-1234", api_key=keys[names[0]])
+        show_response(f"GET /payments/order-1234 as {names[0]} (its own)", mine)
+        globex_only = f"{run}-globex-only"
+        cloud.request(
+            "POST", "/payments", api_key=keys[names[1]],
+            body={"payment_id": globex_only, "amount": "9.00", "currency": "EUR"},
+        )  # fmt: skip
+        theirs = cloud.request("GET", f"/payments/{globex_only}", api_key=keys[names[0]])
+        show_response(f"GET {names[1]}'s payment as {names[0]}", theirs)
+        say(client_command("list").rstrip().replace("\n", "\n  ").join(["  ", ""]))
+        return 0 if theirs.status == 404 and mine.status == 200 else 1
+    finally:
+        for name in names:
+            client_command("remove", name)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from payments.errors import ValidationError
 from payments.service import Payments
-from payments.validation import PAYMENT_ID
+from payments.validation import STORED_PAYMENT_ID
 
 from handlers.common import business_metrics, logger, settings
 
@@ -42,7 +42,7 @@ def payment_id_of(record: SQSRecord) -> str:
         payment_id = json.loads(record.body)["payment_id"]
     except (ValueError, KeyError, TypeError):
         raise ValidationError({"body": 'must be {"payment_id": "<id>"}'}) from None
-    if not isinstance(payment_id, str) or not PAYMENT_ID.match(payment_id):
+    if not isinstance(payment_id, str) or not STORED_PAYMENT_ID.fullmatch(payment_id):
         raise ValidationError({"payment_id": "is not a valid payment id"})
     return payment_id
 

@@ -25,6 +25,7 @@ DEFAULT_WORKFLOW_TIMEOUT_SECONDS = 2 * 60 * 60
 DEFAULT_WEBHOOK_TOLERANCE_SECONDS = DEFAULT_SIGNATURE_TOLERANCE_SECONDS
 _ARN = re.compile(r"arn:aws[a-zA-Z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+", re.ASCII)
 _URL = re.compile(r"https?://\S+", re.ASCII)
+_KEY_ID = re.compile(r"[A-Za-z0-9]{1,128}", re.ASCII)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +44,7 @@ class Config:
     webhook_tolerance_seconds: int = DEFAULT_WEBHOOK_TOLERANCE_SECONDS
     batch_chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     cors_allowed_origin: str | None = None
+    default_api_key_id: str | None = None
     stuck_after_seconds: int = DEFAULT_STUCK_AFTER_SECONDS
     workflow_timeout_seconds: int = DEFAULT_WORKFLOW_TIMEOUT_SECONDS
     # None: payer fields are never minimised by age (only ``make erase`` removes them).
@@ -74,6 +76,7 @@ _FIELD_OF = {
     env.WEBHOOK_TOLERANCE_SECONDS: "webhook_tolerance_seconds",
     env.BATCH_CHUNK_ROWS: "batch_chunk_rows",
     env.CORS_ALLOWED_ORIGIN: "cors_allowed_origin",
+    env.DEFAULT_API_KEY_ID: "default_api_key_id",
     env.STUCK_AFTER_SECONDS: "stuck_after_seconds",
     env.WORKFLOW_TIMEOUT_SECONDS: "workflow_timeout_seconds",
     env.PAYER_DATA_DAYS: "payer_data_days",
@@ -123,6 +126,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         ),
         batch_chunk_rows=_chunk_rows(text(env.BATCH_CHUNK_ROWS)),
         cors_allowed_origin=text(env.CORS_ALLOWED_ORIGIN),
+        default_api_key_id=_key_id(text(env.DEFAULT_API_KEY_ID)),
         stuck_after_seconds=_seconds(
             env.STUCK_AFTER_SECONDS, text(env.STUCK_AFTER_SECONDS), DEFAULT_STUCK_AFTER_SECONDS
         ),
@@ -133,6 +137,14 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         ),
         payer_data_days=_days(env.PAYER_DATA_DAYS, text(env.PAYER_DATA_DAYS)),
     )
+
+
+def _key_id(value: str | None) -> str | None:
+    if value is not None and not _KEY_ID.fullmatch(value):
+        raise ConfigurationError(
+            f"environment variable {env.DEFAULT_API_KEY_ID}={value!r} is not an API key id"
+        )
+    return value
 
 
 def _days(name: str, value: str | None) -> int | None:

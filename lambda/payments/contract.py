@@ -37,6 +37,9 @@ MAX_IDEMPOTENCY_KEY = 255
 
 # -- patterns (unanchored; classes spelled out, [0-9] not \d, which admits every Unicode digit) --
 PAYMENT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+# An API client's id (payments.clients): no "." or "#", which separate it in stored ids and keys.
+CLIENT_ID_PATTERN = r"[a-z][a-z0-9-]{1,31}"
+CLIENT_ID_RULE = "must be 2-32 characters: a lower-case letter, then lower-case letters, digits, -"
 PAYMENT_ID_RULE = "must be 1-64 characters of A-Z, a-z, 0-9, _ and -"
 BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
 BATCH_ID_RULE = "must be 1-128 characters of A-Z, a-z, 0-9, _ . -"
@@ -149,6 +152,8 @@ _PAYMENT_FIELDS_IN: dict[str, dict[str, Any]] = {
 }
 REQUIRED_PAYMENT_FIELDS = ("amount", "currency")
 FRAUD_SIGNAL_FIELDS = ("payment_id", "risk_score", "reason")
+# Optional: the client whose payment it is (default: the deployment's default client).
+FRAUD_SIGNAL_OPTIONAL = ("client_id",)
 
 
 def _payment_out(*, stored: bool) -> dict[str, Any]:
@@ -220,6 +225,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": list(FRAUD_SIGNAL_FIELDS),
         "properties": {
             "payment_id": {**_PAYMENT_ID, "description": "the payment the signal is about"},
+            "client_id": {
+                "type": "string",
+                "pattern": anchored(CLIENT_ID_PATTERN),
+                "description": "the client whose payment it is; default: the default client",
+            },
             "risk_score": {
                 "type": "number",
                 "minimum": 0,

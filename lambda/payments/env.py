@@ -19,6 +19,8 @@ WEBHOOK_SECRET_PARAMETER = "WEBHOOK_SECRET_PARAMETER"  # noqa: S105 - a variable
 WEBHOOK_TOLERANCE_SECONDS = "WEBHOOK_TOLERANCE_SECONDS"
 BATCH_CHUNK_ROWS = "BATCH_CHUNK_ROWS"
 CORS_ALLOWED_ORIGIN = "CORS_ALLOWED_ORIGIN"
+# The id of the deployment's own API key: the ``default`` client's (API only; payments.clients).
+DEFAULT_API_KEY_ID = "DEFAULT_API_KEY_ID"
 STUCK_AFTER_SECONDS = "STUCK_AFTER_SECONDS"
 WORKFLOW_TIMEOUT_SECONDS = "WORKFLOW_TIMEOUT_SECONDS"
 # Days a final payment keeps its payer fields before the sweeper removes them (sweeper only).

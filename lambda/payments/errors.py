@@ -33,6 +33,7 @@ CONFIGURATION_ERROR = "CONFIGURATION_ERROR"
 HTTP_STATUS: dict[str, int] = {
     VALIDATION_ERROR: 400,
     UNAUTHORIZED: 401,
+    FORBIDDEN: 403,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     CONFLICT: 409,
@@ -134,6 +135,12 @@ class ConflictError(PaymentError):
 
 class UnauthorizedError(PaymentError):
     code = UNAUTHORIZED
+
+
+class ForbiddenError(PaymentError):
+    """The caller is known to API Gateway but may not make this call (payments.clients)."""
+
+    code = FORBIDDEN
 
 
 class ConfigurationError(PaymentError):

@@ -13,6 +13,9 @@ per transition), so ordering is a rule a consumer applies, whatever order SNS an
 in: drop an ``event_id`` already seen; apply an event only when its ``version`` is higher than
 the one held for that entity (``payment_id``, or ``batch_id``). ``payment.fraud_alert`` carries
 the payment's version when the alert was raised and is informational: it changes no state.
+Payment and batch events carry the ``client_id`` that owns them, and the client's own
+``payment_id`` (the audit entity names the stored id, payments.clients), also as a message
+attribute a subscription's filter policy can select.
 
 - ``PAYMENT#<id>`` / ``0001#RECEIVED``: ``payment.received``, event_id ``<id>#1``
 - ``PAYMENT#<id>`` / ``<version>#<status>``: ``payment.status_changed``, ``<id>#<version>``
@@ -29,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from payments import money
+from payments.clients import DEFAULT_CLIENT, split_stored_id
 
 PAYMENT_RECEIVED = "payment.received"
 PAYMENT_STATUS_CHANGED = "payment.status_changed"
@@ -81,7 +85,7 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "type": kind,
             "event_id": event_id(entry),
-            "payment_id": entity[len(PAYMENT_PREFIX) :],
+            **_owner(entity),
             "version": int(str(entry["sk"]).split("#", 1)[0]),
             "status": entry["status"],
             "previous_status": entry.get("previous_status"),
@@ -97,7 +101,7 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "type": kind,
             "event_id": event_id(entry),
-            "payment_id": entity[len(PAYMENT_PREFIX) :],
+            **_owner(entity),
             "status": entry["status"],
             **_version(entry),
             "risk_score": int(details.get("risk_score", 0)),
@@ -110,6 +114,8 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
         event = {
             "type": kind,
             "event_id": event_id(entry),
+            # Batches are the default client's until uploads are owned by their prefix.
+            "client_id": DEFAULT_CLIENT,
             "batch_id": entity[len(BATCH_PREFIX) :],
             "version_id": entry.get("run"),
             **_version(entry),
@@ -138,6 +144,12 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
     raise UnknownAuditEntry(f"no event is defined for audit entry {entity}/{entry.get('sk')}")
 
 
+def _owner(entity: str) -> dict[str, str]:
+    """The client that owns a payment and the payment's id in its namespace (payments.clients)."""
+    client_id, payment_id = split_stored_id(entity[len(PAYMENT_PREFIX) :])
+    return {"client_id": client_id, "payment_id": payment_id}
+
+
 def _version(entry: Mapping[str, Any]) -> dict[str, int]:
     """``{"version": n}`` when the entry records its entity's version (entries written before
     fraud alerts and batch entries carried one have none)."""
@@ -146,11 +158,9 @@ def _version(entry: Mapping[str, Any]) -> dict[str, int]:
 
 
 def sns_entry(event: Mapping[str, Any], entry_id: str) -> dict[str, Any]:
-    """One ``PublishBatch`` entry; ``event_type`` lets subscribers filter by type."""
-    return {
-        "Id": entry_id,
-        "Message": money.to_json(event),
-        "MessageAttributes": {
-            "event_type": {"DataType": "String", "StringValue": str(event["type"])},
-        },
-    }
+    """One ``PublishBatch`` entry; ``event_type`` and ``client_id`` let subscribers filter by
+    type and by client (an SNS filter policy on the message attributes)."""
+    attributes = {"event_type": {"DataType": "String", "StringValue": str(event["type"])}}
+    if event.get("client_id"):
+        attributes["client_id"] = {"DataType": "String", "StringValue": str(event["client_id"])}
+    return {"Id": entry_id, "Message": money.to_json(event), "MessageAttributes": attributes}

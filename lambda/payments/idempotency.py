@@ -7,7 +7,8 @@ binding is put with ``attribute_not_exists`` in the very transaction that create
 the conditional write decides, not a read before it: two first attempts racing with one key make
 one payment, and the other is answered from the binding. Nothing deletes a binding when the
 request fails afterwards (``SendMessage`` throttled, the process killed before it answered), and
-it has no TTL: a payment is kept for good, and so is the key that made it.
+it has no TTL: a payment is kept for good, and so is the key that made it. Keys are per client
+(payments.clients): another client's ``order-1234`` is another binding, and another payment.
 
 A retry with the key and the same request gets the bound payment (200, queued again while still
 ``RECEIVED``); the key with any other request (other content, another ``payment_id``, or one left
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from payments.clients import DEFAULT_CLIENT
 from payments.errors import ConflictError
 
 # 128 bits of the key's SHA-256, the size of the uuid4 the server makes for unkeyed requests.
@@ -34,10 +36,14 @@ def payment_id_for_key(key: str) -> str:
     return "pay_" + digest[:_KEY_ID_HEX_DIGITS]
 
 
-def binding(key: str, *, payment_id: str, request_hash: str, now: str) -> dict[str, Any]:
-    """What a key's binding item holds besides its table key (``Repository.key_binding_op``)."""
+def binding(
+    key: str, *, payment_id: str, request_hash: str, now: str, client_id: str = DEFAULT_CLIENT
+) -> dict[str, Any]:
+    """What a key's binding item holds besides its table key (``Repository.key_binding_op``):
+    keys are per client, and ``payment_id`` is the stored id (payments.clients)."""
     return {
         "idempotency_key": key,
+        "client_id": client_id,
         "payment_id": payment_id,
         "request_hash": request_hash,
         "created_at": now,

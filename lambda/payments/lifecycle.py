@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from payments import events
+from payments import clients, events
 from payments.repository import (
     PAYER_FIELDS,
     PENDING_SHARDS,
@@ -53,10 +53,12 @@ def new_payment_item(
     batch_run: str | None = None,
     batch_line: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The payment item (status RECEIVED, version 1) and its first audit entry."""
+    """The payment item (status RECEIVED, version 1) and its first audit entry; ``payment_id``
+    is the stored id, which names the client that owns it (payments.clients)."""
     history = [{"status": RECEIVED, "at": now}]
     item: dict[str, Any] = {
         "payment_id": payment_id,
+        "client_id": clients.split_stored_id(payment_id)[0],
         **payment.content(),
         "amount": payment.amount,
         "status": RECEIVED,
@@ -182,7 +184,8 @@ def amount_text(payment: Mapping[str, Any]) -> str:
 def public_view(payment: Mapping[str, Any]) -> dict[str, Any]:
     """The payment as ``GET /payments/{id}`` and the API responses show it."""
     view: dict[str, Any] = {
-        "payment_id": payment["payment_id"],
+        # The owner's own id: the stored one names the client too (payments.clients).
+        "payment_id": clients.split_stored_id(payment["payment_id"])[1],
         "amount": amount_text(payment),
         "currency": payment["currency"],
         "status": payment["status"],

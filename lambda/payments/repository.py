@@ -5,7 +5,9 @@ one idea: every key and request over the tables in one place, so no other module
 - processing-status: ``pk``/``sk``: ``BATCH#<id>``/``SUMMARY``, ``REJECT#<run>#<line>``,
   ``DUPLICATE#<run>#<line>``, a run's chunk plan ``PLAN#<run>#<chunk>#<part>`` and applied-chunk
   markers ``CHUNK#<run>#<chunk>`` (both TTL ``expires_at``), and ``IDEMPOTENCY#<key>``/``BINDING``:
-  the payment an ``Idempotency-Key`` made and its request's hash (no TTL; ``payments.idempotency``).
+  the payment an ``Idempotency-Key`` made and its request's hash (no TTL; ``payments.idempotency``;
+  another client's keys are ``CLIENTKEY#<client>#<key>``), and the API clients
+  (``payments.clients``): ``CLIENT#<id>``/``CLIENT`` and ``APIKEY#<key id>``/``CLIENT``.
 - audit-log: ``entity_id``/``sk``, where ``sk`` is deterministic per event (``0002#PROCESSING``) so
   a retried write is refused by its condition instead of duplicating the trail.
 
@@ -24,6 +26,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from payments import aws
+from payments.clients import DEFAULT_CLIENT
 from payments.config import Config
 from payments.errors import TransientError
 
@@ -35,6 +38,7 @@ TRANSIENT_CODES = aws.RETRYABLE_CODES | {"TransactionConflict", "ThrottlingError
 
 SUMMARY_SK = "SUMMARY"
 BINDING_SK = "BINDING"
+CLIENT_SK = "CLIENT"
 # The sparse index of non-final payments (``pending_shard`` / ``updated_at``); 16 partition keys
 # spread a burst of new payments, and the sweeper reads all 16.
 BATCH_INDEX = "batch_id-index"
@@ -81,8 +85,19 @@ def payment_entity(payment_id: str) -> str:
     return f"PAYMENT#{payment_id}"
 
 
-def idempotency_pk(key: str) -> str:
-    return f"IDEMPOTENCY#{key}"
+def idempotency_pk(key: str, client_id: str = DEFAULT_CLIENT) -> str:
+    """A key's binding, in its client's namespace (payments.clients)."""
+    if client_id == DEFAULT_CLIENT:
+        return f"IDEMPOTENCY#{key}"
+    return f"CLIENTKEY#{client_id}#{key}"
+
+
+def client_pk(client_id: str) -> str:
+    return f"CLIENT#{client_id}"
+
+
+def api_key_pk(key_id: str) -> str:
+    return f"APIKEY#{key_id}"
 
 
 def audit_sk(version: int, status: str) -> str:
@@ -200,7 +215,8 @@ class Repository:
     def key_binding_op(self, binding: Mapping[str, Any]) -> dict[str, Any]:
         """The transaction item binding an ``Idempotency-Key`` to the payment created with it:
         put only if the key is unbound, the existing binding returned when it is not."""
-        key = {"pk": idempotency_pk(binding["idempotency_key"]), "sk": BINDING_SK}
+        pk = idempotency_pk(binding["idempotency_key"], binding.get("client_id", DEFAULT_CLIENT))
+        key = {"pk": pk, "sk": BINDING_SK}
         return {
             "Put": {
                 "TableName": self.config.processing_status_table,
@@ -220,14 +236,105 @@ class Repository:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             item = exc.response.get("Item")
-            return deserialize(item) if item else self.get_key_binding(binding["idempotency_key"])
+            if item:
+                return deserialize(item)
+            client_id = binding.get("client_id", DEFAULT_CLIENT)
+            return self.get_key_binding(binding["idempotency_key"], client_id)
         return None
 
-    def get_key_binding(self, key: str) -> dict[str, Any] | None:
+    def get_key_binding(self, key: str, client_id: str = DEFAULT_CLIENT) -> dict[str, Any] | None:
         response = self._call(
             "get_item",
             TableName=self.config.processing_status_table,
-            Key={"pk": {"S": idempotency_pk(key)}, "sk": {"S": BINDING_SK}},
+            Key={"pk": {"S": idempotency_pk(key, client_id)}, "sk": {"S": BINDING_SK}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return deserialize(item) if item else None
+
+    # -- API clients (payments.clients) ----------------------------------------------------------
+    def get_client(self, client_id: str) -> dict[str, Any] | None:
+        return self._status_item(client_pk(client_id), CLIENT_SK)
+
+    def get_key_client(self, key_id: str) -> dict[str, Any] | None:
+        """The map from an API key's id to its client (``client_id``), or None."""
+        return self._status_item(api_key_pk(key_id), CLIENT_SK)
+
+    def list_clients(self) -> list[dict[str, Any]]:
+        """Every client item (an operator's read: a scan of the client items only)."""
+        return read_all(
+            self.dynamodb,
+            "scan",
+            TableName=self.config.processing_status_table,
+            FilterExpression="begins_with(pk, :prefix) AND sk = :sk",
+            ExpressionAttributeValues={":prefix": {"S": "CLIENT#"}, ":sk": {"S": CLIENT_SK}},
+        )
+
+    def client_ops(
+        self, client: Mapping[str, Any], *, old_key_id: str | None = None, expect: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Put the client and the map of its key, deleting ``old_key_id``'s map; ``expect`` is
+        the ``key_id`` the stored client must still have (None: the client must be new)."""
+        table = self.config.processing_status_table
+        condition = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if expect is None
+            else {
+                "ConditionExpression": "key_id = :expected",
+                "ExpressionAttributeValues": {":expected": {"S": expect}},
+            }
+        )
+        ops: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": serialize(
+                        {"pk": client_pk(client["client_id"]), "sk": CLIENT_SK, **client}
+                    ),
+                    **condition,
+                }
+            }
+        ]
+        if client.get("key_id"):
+            key_map = {"client_id": client["client_id"]}
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": serialize(
+                            {"pk": api_key_pk(client["key_id"]), "sk": CLIENT_SK, **key_map}
+                        ),
+                    }
+                }
+            )
+        if old_key_id and old_key_id != client.get("key_id"):
+            ops.append(self._delete_op(api_key_pk(old_key_id), CLIENT_SK))
+        return ops
+
+    def put_default_client(self, client: Mapping[str, Any]) -> None:
+        """The default client's status (its key is the deployment's: no key map)."""
+        item = {"pk": client_pk(DEFAULT_CLIENT), "sk": CLIENT_SK, **client}
+        self._call("put_item", TableName=self.config.processing_status_table, Item=serialize(item))
+
+    def remove_client_ops(self, client_id: str, key_id: str | None) -> list[dict[str, Any]]:
+        ops = [self._delete_op(client_pk(client_id), CLIENT_SK)]
+        if key_id:
+            ops.append(self._delete_op(api_key_pk(key_id), CLIENT_SK))
+        return ops
+
+    def _delete_op(self, pk: str, sk: str) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": self.config.processing_status_table,
+                "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            }
+        }
+
+    def _status_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item",
+            TableName=self.config.processing_status_table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
             ConsistentRead=True,
         )
         item = response.get("Item")

@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payments import aws, events, idempotency, processing
+from payments.clients import DEFAULT, Client, stored_payment_id
 from payments.config import Config
 from payments.errors import ConflictError, NotFoundError, PaymentError, TransientError
 from payments.idempotency import payment_id_for_key
@@ -55,9 +56,14 @@ class Payments:
 
     # -- API ------------------------------------------------------------------------------
     def submit(
-        self, payment: Payment, *, idempotency_key: str | None = None
+        self,
+        payment: Payment,
+        *,
+        idempotency_key: str | None = None,
+        client: Client = DEFAULT,
     ) -> tuple[int, dict[str, Any]]:
-        """Store a new payment and queue it: (202, payment); identical replay: (200, payment).
+        """Store ``client``'s new payment and queue it: (202, payment); identical replay: (200,
+        payment). Its id and ``idempotency_key`` are in the client's namespace (payments.clients).
 
         Two AWS calls on the happy path: one transaction (payment + audit entry, and with
         ``idempotency_key`` the key's binding) and one SendMessage. A replay is answered from
@@ -65,7 +71,7 @@ class Payments:
         again, because the first attempt may have died between the two calls; the consumer is
         idempotent.
         """
-        payment_id = (
+        payment_id = client.stored_id(
             payment.payment_id
             or (payment_id_for_key(idempotency_key) if idempotency_key is not None else None)
             or f"pay_{uuid.uuid4().hex}"
@@ -76,7 +82,11 @@ class Payments:
         key_binding = None
         if idempotency_key is not None:
             key_binding = idempotency.binding(
-                idempotency_key, payment_id=payment_id, request_hash=payment.request_hash(), now=now
+                idempotency_key,
+                payment_id=payment_id,
+                request_hash=payment.request_hash(),
+                now=now,
+                client_id=client.client_id,
             )
             ops.append(self.repo.key_binding_op(key_binding))
         try:
@@ -102,7 +112,9 @@ class Payments:
         if key_binding is not None and binding_index in failed:
             # The key is bound: only its own request may replay, and it replays that payment.
             key, request_hash = key_binding["idempotency_key"], key_binding["request_hash"]
-            bound = failed[binding_index] or self.repo.get_key_binding(key)
+            bound = failed[binding_index] or self.repo.get_key_binding(
+                key, key_binding["client_id"]
+            )
             if bound is None:
                 raise TransientError("payment write was cancelled; retry") from exc
             idempotency.check_same_request(bound, key, request_hash)
@@ -117,9 +129,10 @@ class Payments:
         if existing is None:
             raise TransientError("payment write was cancelled; retry") from exc
         if existing.get("content_hash") != item["content_hash"]:
+            own_id = public_view(item)["payment_id"]
             raise ConflictError(
-                f"payment {payment_id} already exists with different content",
-                details={"payment_id": payment_id},
+                f"payment {own_id} already exists with different content",
+                details={"payment_id": own_id},
             ) from None
         if key_binding is not None:
             # The payment was made without this key (unkeyed, or with another key): the key
@@ -130,10 +143,18 @@ class Payments:
                 idempotency.check_same_request(bound, key, key_binding["request_hash"])
         return existing
 
-    def get(self, payment_id: str, *, consistent: bool = False) -> dict[str, Any]:
-        """``GET /payments/{id}`` reads eventually consistent (half the cost); a read that must
+    def get(
+        self,
+        payment_id: str,
+        *,
+        consistent: bool = False,
+        client: Client = DEFAULT,
+    ) -> dict[str, Any]:
+        """``client``'s payment ``payment_id``: another client's is not found, as no payment is.
+
+        ``GET /payments/{id}`` reads eventually consistent (half the cost); a read that must
         see a payment just answered 202 asks for ``consistent``."""
-        item = self.repo.get_payment(payment_id, consistent=consistent)
+        item = self.repo.get_payment(client.stored_id(payment_id), consistent=consistent)
         if item is None:
             raise NotFoundError(
                 f"payment {payment_id} not found", details={"payment_id": payment_id}
@@ -227,7 +248,8 @@ class Payments:
         the webhook body, so a redelivered webhook adds no second entry. A provider's retry after
         a failed answer therefore finds its work done and answers the same way.
         """
-        item = self.repo.get_payment(signal.payment_id)
+        stored = stored_payment_id(signal.client_id, signal.payment_id)
+        item = self.repo.get_payment(stored)
         if item is None:
             raise NotFoundError(
                 f"payment {signal.payment_id} not found", details={"payment_id": signal.payment_id}
@@ -257,14 +279,14 @@ class Payments:
                 },
             )
             moved = commit(self.repo, step)
-            item = moved or self.repo.get_payment(signal.payment_id)
+            item = moved or self.repo.get_payment(stored)
             assert item is not None
             if moved is not None and moved["status"] == "FAILED":
                 return {"payment_id": signal.payment_id, "status": "FAILED", "action": "failed"}
         else:
             raise TransientError("payment kept changing under the fraud webhook")
         alert = {
-            "entity_id": payment_entity(signal.payment_id),
+            "entity_id": payment_entity(stored),
             "sk": f"FRAUD_ALERT#{digest}",
             "at": now_iso(),
             "event": events.PAYMENT_FRAUD_ALERT,

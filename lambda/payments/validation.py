@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from payments import contract, money
+from payments.clients import CLIENT_ID, DEFAULT_CLIENT, STORED_ID_SEPARATOR
 
 # The limits and rules are the API contract's; callers read them here, beside the validators.
 from payments.contract import BATCH_ID_PATTERN as BATCH_ID_PATTERN
@@ -42,6 +43,11 @@ def _full(pattern: str) -> re.Pattern[str]:
 
 
 PAYMENT_ID = _full(contract.PAYMENT_ID_PATTERN)
+# A payments-table key: a client's payment id, after its client's id unless the default's.
+STORED_PAYMENT_ID = _full(
+    rf"(?:{contract.CLIENT_ID_PATTERN}{re.escape(STORED_ID_SEPARATOR)})?"
+    rf"{contract.PAYMENT_ID_PATTERN}"
+)
 BATCH_ID = _full(BATCH_ID_PATTERN)
 IDEMPOTENCY_KEY = _full(contract.IDEMPOTENCY_KEY_PATTERN)
 _REFERENCE = _full(contract.REFERENCE_PATTERN)
@@ -277,12 +283,16 @@ class FraudSignal:
     payment_id: str
     risk_score: Decimal
     reason: str
+    client_id: str = DEFAULT_CLIENT
 
 
 def validate_fraud_signal(data: Mapping[str, Any]) -> FraudSignal:
     errors: dict[str, str] = {}
-    for name in sorted(set(data) - FRAUD_SIGNAL_FIELDS):
+    for name in sorted(set(data) - FRAUD_SIGNAL_FIELDS - set(contract.FRAUD_SIGNAL_OPTIONAL)):
         errors[name] = "is not a known field"
+    client_id = data.get("client_id", DEFAULT_CLIENT)
+    if not isinstance(client_id, str) or not CLIENT_ID.fullmatch(client_id):
+        errors["client_id"] = contract.CLIENT_ID_RULE
     payment_id = data.get("payment_id")
     if payment_id is None:
         errors["payment_id"] = "is required"
@@ -302,7 +312,9 @@ def validate_fraud_signal(data: Mapping[str, Any]) -> FraudSignal:
         errors["reason"] = f"must be a string of 1-{MAX_REASON} characters"
     if errors:
         raise ValidationError(errors)
-    return FraudSignal(payment_id=payment_id, risk_score=Decimal(score), reason=reason)
+    return FraudSignal(
+        payment_id=payment_id, risk_score=Decimal(score), reason=reason, client_id=client_id
+    )
 
 
 def _metadata(value: object) -> tuple[dict[str, str], str | None]:

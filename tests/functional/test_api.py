@@ -137,7 +137,12 @@ class TestPostPayments:
         counter = CallCounter().attach(aws.client("dynamodb"), aws.client("sqs"))
         request = {"body": {"amount": "1", "currency": "EUR"}, "headers": {"Idempotency-Key": "k"}}
         assert call(context, "POST", "/payments", **request)[0] == 202
-        assert counter.calls == {"dynamodb:TransactWriteItems": 1, "sqs:SendMessage": 1}
+        # Plus the caller's client, looked up once per CLIENT_CACHE_SECONDS (payments.clients).
+        assert counter.calls == {
+            "dynamodb:GetItem": 1,
+            "dynamodb:TransactWriteItems": 1,
+            "sqs:SendMessage": 1,
+        }
         counter.reset()
         assert call(context, "POST", "/payments", **request)[0] == 200
         # Answered from the cancelled transaction; queued again since it is still RECEIVED.
@@ -145,6 +150,7 @@ class TestPostPayments:
 
     def test_no_header_post_costs_at_most_three_aws_calls(self, world, context):
         call(context, "GET", "/health")  # create the clients
+        call(context, "POST", "/validate", body=PAYMENT)  # the caller's client, now cached
         counter = CallCounter().attach(aws.client("dynamodb"), aws.client("sqs"))
         call(context, "POST", "/payments", body=PAYMENT)
         assert counter.calls == {"dynamodb:TransactWriteItems": 1, "sqs:SendMessage": 1}

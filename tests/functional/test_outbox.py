@@ -68,6 +68,7 @@ class TestOutbox:
         assert first == {
             "type": "payment.received",
             "event_id": "p0#1",
+            "client_id": "default",
             "payment_id": "p0",
             "version": 1,
             "status": "RECEIVED",

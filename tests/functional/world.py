@@ -27,6 +27,8 @@ from localcloud.services.dynamodb.transactions import isolate_transactions
 REGION = "us-east-1"
 WEBHOOK_SECRET = "test-webhook-secret"
 ORIGIN = "https://payments.example.com"
+# The id of the deployment's own API key (the default client's), as the stack hands it over.
+DEFAULT_KEY_ID = "defaultkey01"
 
 
 @dataclass
@@ -244,6 +246,7 @@ def build_world(suffix: str = "test", *, chunk_rows: int = 50) -> World:
         env.WEBHOOK_SECRET_PARAMETER: secret_name,
         env.BATCH_CHUNK_ROWS: str(chunk_rows),
         env.CORS_ALLOWED_ORIGIN: ORIGIN,
+        env.DEFAULT_API_KEY_ID: DEFAULT_KEY_ID,
         "POWERTOOLS_SERVICE_NAME": "payments",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "AWS_LAMBDA_FUNCTION_NAME": f"payments-api-{suffix}",
@@ -280,8 +283,10 @@ def api_event(
     body: str | bytes | dict | None = None,
     headers: dict[str, str] | None = None,
     base64_body: bool = False,
+    key_id: str | None = DEFAULT_KEY_ID,
 ) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event as the `{proxy+}`-less resources deliver it."""
+    """An API Gateway REST (v1) proxy event as the `{proxy+}`-less resources deliver it;
+    ``key_id`` is the id of the API key API Gateway checked (the default client's)."""
     if isinstance(body, dict):
         body = json.dumps(body)
     if isinstance(body, bytes) and not base64_body:
@@ -321,7 +326,7 @@ def api_event(
             "requestId": request_id,
             "accountId": "123456789012",
             "apiId": "abc123",
-            "identity": {"sourceIp": "203.0.113.10", "apiKey": "test-key"},
+            "identity": {"sourceIp": "203.0.113.10", "apiKey": "test-key", "apiKeyId": key_id},
             "requestTimeEpoch": 1_700_000_000_000,
         },
         "body": body,

@@ -35,7 +35,7 @@ from lib.settings import API_SECONDS_PER_REQUEST
 CONTRACT_ENV = {
     "api": {ENV.ENVIRONMENT, ENV.PAYMENTS_TABLE, ENV.PROCESSING_STATUS_TABLE, ENV.AUDIT_LOG_TABLE,
             ENV.PROCESSING_QUEUE_URL, ENV.MAX_PAYMENT_AMOUNT,
-            ENV.WEBHOOK_SECRET_PARAMETER, "CORS_ALLOWED_ORIGIN"},
+            ENV.WEBHOOK_SECRET_PARAMETER, "CORS_ALLOWED_ORIGIN", ENV.DEFAULT_API_KEY_ID},
     "batch-trigger": {ENV.ENVIRONMENT, ENV.STATE_MACHINE_ARN, ENV.PROCESSING_STATUS_TABLE},
     "batch-tasks": {ENV.ENVIRONMENT, ENV.BATCH_BUCKET, ENV.PAYMENTS_TABLE,
                     ENV.PROCESSING_STATUS_TABLE, ENV.AUDIT_LOG_TABLE, ENV.PROCESSING_QUEUE_URL,
@@ -165,6 +165,13 @@ class TestFunctions:
         variables = _functions(each)[key]["environment"]["variables"]
         assert set(variables) == CONTRACT_ENV[key] | POWERTOOLS_ENV
         assert variables[ENV.ENVIRONMENT] == each.profile.name
+
+    def test_the_api_function_is_told_the_id_of_the_deployments_own_key(self, each):
+        """That key is the ``default`` client (payments.clients): the upgrade path of an
+        environment from before clients."""
+        value = _functions(each)["api"]["environment"]["variables"][ENV.DEFAULT_API_KEY_ID]
+        [key] = each.resources("aws_api_gateway_api_key")
+        assert value == f"${{aws_api_gateway_api_key.{key}.id}}"
 
     def test_max_payment_amount_is_a_decimal_string(self, each):
         value = _functions(each)["api"]["environment"]["variables"][ENV.MAX_PAYMENT_AMOUNT]
