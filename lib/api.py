@@ -202,7 +202,12 @@ class Api(Construct):
                     status_code=error.status,
                     response_templates={"application/json": error.template()},
                     response_parameters={
-                        "gatewayresponse.header.Access-Control-Allow-Origin": cors_origin
+                        "gatewayresponse.header.Access-Control-Allow-Origin": cors_origin,
+                        **(
+                            {"gatewayresponse.header.Retry-After": f"'{error.retry_after}'"}
+                            if error.retry_after is not None
+                            else {}
+                        ),
                     },
                 )
             )

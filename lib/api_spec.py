@@ -89,6 +89,8 @@ class GatewayError:
     status: str | None = None
     # None: API Gateway's own message ($context.error.messageString, already JSON-quoted).
     message: str | None = None
+    # Seconds a client should wait before retrying (a static Retry-After header).
+    retry_after: int | None = None
 
     def template(self) -> str:
         message = f'"{self.message}"' if self.message else "$context.error.messageString"
@@ -115,8 +117,10 @@ GATEWAY_ERRORS: dict[str, GatewayError] = {
         code=errors.NOT_FOUND, status="404", message="No such route"
     ),
     "RESOURCE_NOT_FOUND": GatewayError(code=errors.NOT_FOUND, status="404"),
-    "THROTTLED": GatewayError(code=errors.THROTTLED, status="429"),
-    "QUOTA_EXCEEDED": GatewayError(code=errors.QUOTA_EXCEEDED, status="429"),
+    # A usage plan's rate refills within a second; its daily quota only when the UTC day turns,
+    # which a static header cannot say: an hour is the hint (README, "Clients").
+    "THROTTLED": GatewayError(code=errors.THROTTLED, status="429", retry_after=1),
+    "QUOTA_EXCEEDED": GatewayError(code=errors.QUOTA_EXCEEDED, status="429", retry_after=3600),
     # The handler's own limit (64 KiB) answers the same code long before API Gateway's 10 MB.
     "REQUEST_TOO_LARGE": GatewayError(code=errors.PAYLOAD_TOO_LARGE, status="413"),
     "UNSUPPORTED_MEDIA_TYPE": GatewayError(code=errors.UNSUPPORTED_MEDIA_TYPE, status="415"),

@@ -81,7 +81,7 @@ class ConfigError(ValueError):
 class ApiQuota:
     rate_limit: int
     burst_limit: int
-    daily_quota: int
+    daily_quota: int  # the rate all day (x 86,400): never cut off early at its own rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,7 +183,7 @@ class Profile:
 PROFILES: Mapping[str, Profile] = {
     "dev": Profile(
         name="dev",
-        api=ApiQuota(rate_limit=100, burst_limit=200, daily_quota=10_000),
+        api=ApiQuota(rate_limit=100, burst_limit=200, daily_quota=100 * 86_400),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
         upload_retention_days=120,
@@ -203,7 +203,7 @@ PROFILES: Mapping[str, Profile] = {
     ),
     "staging": Profile(
         name="staging",
-        api=ApiQuota(rate_limit=1_000, burst_limit=2_000, daily_quota=100_000),
+        api=ApiQuota(rate_limit=1_000, burst_limit=2_000, daily_quota=1_000 * 86_400),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=30,
         upload_retention_days=120,
@@ -223,7 +223,7 @@ PROFILES: Mapping[str, Profile] = {
         name="production",
         # Half the default account throttle (10,000 / 5,000): staging or PR stacks sharing the
         # account and region can never throttle production (see API_STAGE_SHARE_OF_ACCOUNT).
-        api=ApiQuota(rate_limit=5_000, burst_limit=2_500, daily_quota=1_000_000),
+        api=ApiQuota(rate_limit=5_000, burst_limit=2_500, daily_quota=5_000 * 86_400),
         billing_mode="PAY_PER_REQUEST",
         glacier_transition_days=90,
         # 13 months: a year of disputes and chargebacks after a file (or a payment), then it goes.

@@ -10,11 +10,14 @@ URLs: ``http://127.0.0.1:<port>/<stage>/<path>`` when one API has that stage (th
 ``http://127.0.0.1:<port>/restapis/<api-id>/<stage>/_user_request_/<path>`` to name the API.
 
 What it does as API Gateway does: path templates with ``{param}`` and ``{proxy+}``, ``ANY``,
-``x-api-key`` against enabled keys of a usage plan bound to the stage, request-body validation
+``x-api-key`` against enabled keys of a usage plan bound to the stage, the key's usage plan
+(throttle: ``burstLimit`` requests at once, refilled at ``rateLimit`` per second; quota: ``limit``
+per UTC day, week or month; ``THROTTLED`` / ``QUOTA_EXCEEDED`` 429s), request-body validation
 against the method's JSON-schema model, ``MOCK`` integrations (CORS preflight), Lambda proxy
 integration (event format v1, the function invoked through the local cloud's Lambda), proxy
 responses, gateway responses the API customises. What it does not: IAM or custom authorizers,
-usage-plan throttling and quotas, caching, non-proxy integration templates beyond MOCK.
+stage and method throttling, a quota's offset, caching, non-proxy integration templates beyond
+MOCK.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ DEFAULT_RESPONSES = {
     "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
     "UNSUPPORTED_MEDIA_TYPE": (415, "Unsupported Media Type"),
     "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    "THROTTLED": (429, "Too Many Requests"),
+    "QUOTA_EXCEEDED": (429, "Limit Exceeded"),
     # A Lambda proxy function that failed or answered malformed: 502, as the DEFAULT_5XX type.
     "DEFAULT_5XX": (502, "Internal server error"),
 }
@@ -85,8 +90,55 @@ class Api:
     validators: dict[str, dict[str, Any]]
     models: dict[str, Any]
     gateway_responses: dict[str, dict[str, Any]]
-    # API key value -> (key id, key name) for enabled keys of a usage plan, per stage.
+    # API key value -> key id for enabled keys of a usage plan, per stage.
     keys_by_stage: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Key id -> its usage plan (as GetUsagePlans returns it), per stage.
+    plans_by_stage: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
+class UsagePlanLimits:
+    """Each key's usage plan as API Gateway applies it: a token bucket of ``burstLimit`` tokens
+    refilled at ``rateLimit`` per second, and a count per quota period (UTC day, ISO week or
+    month). It outlives reloads of the API model, as a plan's counters outlive a deployment."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._used: dict[tuple[str, str, str], int] = {}
+
+    def admit(self, plan: dict[str, Any], key_id: str, now: datetime | None = None) -> str | None:
+        """None when the request may go on, else the gateway response type refusing it."""
+        key = (plan["id"], key_id)
+        quota = plan.get("quota") or {}
+        period = _quota_period(quota.get("period"), now or datetime.now(UTC))
+        throttle = plan.get("throttle") or {}
+        with self._lock:
+            used = self._used.get((*key, period), 0)
+            if quota.get("limit") is not None and used >= int(quota["limit"]):
+                return "QUOTA_EXCEEDED"
+            if throttle.get("rateLimit") is not None or throttle.get("burstLimit") is not None:
+                rate = float(throttle.get("rateLimit") or 0)
+                burst = float(throttle.get("burstLimit") or max(rate, 1))
+                at = self._clock()
+                tokens, then = self._buckets.get(key, (burst, at))
+                tokens = min(burst, tokens + (at - then) * rate)
+                if tokens < 1:
+                    self._buckets[key] = (tokens, at)
+                    return "THROTTLED"
+                self._buckets[key] = (tokens - 1, at)
+            if quota.get("limit") is not None:
+                self._used[(*key, period)] = used + 1
+        return None
+
+
+def _quota_period(period: str | None, now: datetime) -> str:
+    if period == "WEEK":
+        year, week, _ = now.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "MONTH":
+        return now.strftime("%Y-%m")
+    return now.strftime("%Y-%m-%d")
 
 
 def _compile_path(template: str) -> tuple[re.Pattern[str], int]:
@@ -206,10 +258,12 @@ class ApiModel:
                     if stage.get("apiId") != api_id:
                         continue
                     bucket = api.keys_by_stage.setdefault(stage.get("stage", ""), {})
+                    stage_plans = api.plans_by_stage.setdefault(stage.get("stage", ""), {})
                     for plan_key in plan_keys:
                         key = keys.get(plan_key["id"])
                         if key and key.get("enabled") and key.get("value"):
                             bucket[key["value"]] = key["id"]
+                            stage_plans[key["id"]] = plan
             apis[api_id] = api
         return apis
 
@@ -224,6 +278,7 @@ class Response:
 class Gateway:
     def __init__(self, *, host: str, port: int, endpoint_url: str, region: str) -> None:
         self.model = ApiModel(endpoint_url, region)
+        self.limits = UsagePlanLimits()
         self.region = region
         self._lambda = boto3.client(
             "lambda",
@@ -331,6 +386,11 @@ class Gateway:
                 return self._gateway_response(api, "INVALID_API_KEY", request_id)
         elif api_key_value:
             api_key_id = api.keys_by_stage.get(stage_name, {}).get(api_key_value)
+        plan = api.plans_by_stage.get(stage_name, {}).get(api_key_id or "")
+        if method_config.get("apiKeyRequired") and plan is not None:
+            refused = self.limits.admit(plan, api_key_id or "")
+            if refused is not None:
+                return self._gateway_response(api, refused, request_id)
 
         invalid = self._validate(api, method_config, header_map, body)
         if invalid is not None:

@@ -144,3 +144,25 @@ def test_a_rotated_key_works_and_the_old_one_stops(cloud: LocalCloud, keys: dict
         what="the new key served",
     )
     assert cloud.request("GET", f"/payments/{order}", api_key=old).status == 403
+
+
+def test_a_client_over_its_usage_plan_gets_429_with_retry_after(cloud: LocalCloud) -> None:
+    name = f"slow-{uuid.uuid4().hex[:6]}"
+    key = make_client(name, "--rate", "1", "--burst", "2")
+    try:
+        check = {"amount": "1", "currency": "USD"}
+
+        def refused():
+            responses = [
+                cloud.request("POST", "/validate", body=check, api_key=key) for _ in range(4)
+            ]
+            return next((r for r in responses if r.status == 429), None)
+
+        # The gateway reads the new plan within a second; then the third request in a row is over.
+        throttled = wait_for(refused, timeout=10, what="a 429 past the burst")
+        assert throttled.json()["error"]["code"] == "THROTTLED"
+        assert throttled.headers["Retry-After"] == "1"
+        time.sleep(1.5)  # a token back at 1 per second
+        assert cloud.request("POST", "/validate", body=check, api_key=key).status == 200
+    finally:
+        operator_command("client", "remove", name)

@@ -181,10 +181,14 @@ class TestErrorsAndCors:
             assert set(body["error"]) == {"code", "message", "details"}
             assert body["error"]["code"] == GATEWAY_ERRORS[response_type].code
 
-    def test_error_responses_carry_the_cors_origin(self, each):
+    def test_error_responses_carry_the_cors_origin_and_429s_a_retry_after(self, each):
+        retry = {"THROTTLED": "'1'", "QUOTA_EXCEEDED": "'3600'"}
         for response in each.resources(ApiGatewayGatewayResponse.TF_RESOURCE_TYPE).values():
             header = response["response_parameters"]
-            assert header == {ALLOW_ORIGIN: f"'{each.settings.cors_origin}'"}
+            expected = {ALLOW_ORIGIN: f"'{each.settings.cors_origin}'"}
+            if response["response_type"] in retry:
+                expected["gatewayresponse.header.Retry-After"] = retry[response["response_type"]]
+            assert header == expected
 
     def test_preflights_are_mock_integrations_answering_with_the_configured_origin(self, each):
         mocks = [
@@ -260,3 +264,10 @@ class TestStage:
             ApiGatewayUsagePlan.TF_RESOURCE_TYPE,
             {"quota_settings": {"limit": production.profile.api.daily_quota, "period": "DAY"}},
         )
+
+    @pytest.mark.parametrize("profile", ["dev", "staging", "production"])
+    def test_no_profiles_quota_switches_the_api_off_before_the_day_ends_at_its_rate(self, profile):
+        from lib.settings import PROFILES
+
+        api = PROFILES[profile].api
+        assert api.daily_quota >= api.rate_limit * 86_400

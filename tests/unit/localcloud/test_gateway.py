@@ -297,6 +297,55 @@ class TestApiKeys:
         assert call("GET", f"/{STAGE}/payments/search", key=late).status == 403
 
 
+class TestUsagePlans:
+    def _key_in_plan(self, cloud, api, monkeypatch, **plan: Any) -> str:
+        monkeypatch.setattr(gateway_module, "REFRESH_INTERVAL_SECONDS", 0.0)
+        apigw = cloud.client("apigateway")
+        value = f"plan-key-{len(plan)}-{sorted(plan)}-0123456789".replace(" ", "")
+        plan_id = apigw.create_usage_plan(
+            name=f"plan-{value}", apiStages=[{"apiId": api.id, "stage": STAGE}], **plan
+        )["id"]
+        key_id = apigw.create_api_key(name=value, value=value, enabled=True)["id"]
+        apigw.create_usage_plan_key(usagePlanId=plan_id, keyId=key_id, keyType="API_KEY")
+        return value
+
+    def test_a_key_past_its_burst_is_throttled_with_429(self, call, cloud, api, monkeypatch):
+        key = self._key_in_plan(
+            cloud, api, monkeypatch, throttle={"rateLimit": 0.01, "burstLimit": 2}
+        )
+        statuses = [call("GET", f"/{STAGE}/payments/search", key=key).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        reply = call("GET", f"/{STAGE}/payments/search", key=key)
+        assert reply.json() == {"message": "Too Many Requests"}
+        # Another key's bucket is its own.
+        assert call("GET", f"/{STAGE}/payments/search").status == 200
+
+    def test_a_key_past_its_quota_is_refused_until_the_period_turns(
+        self, call, cloud, api, monkeypatch
+    ):
+        key = self._key_in_plan(cloud, api, monkeypatch, quota={"limit": 2, "period": "DAY"})
+        statuses = [call("GET", f"/{STAGE}/payments/search", key=key).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert call("GET", f"/{STAGE}/payments/search", key=key).json() == {
+            "message": "Limit Exceeded"
+        }
+
+    def test_the_bucket_refills_at_the_rate_and_the_quota_counts_per_utc_period(self):
+        from datetime import UTC, datetime
+
+        now = [0.0]
+        limits = gateway_module.UsagePlanLimits(clock=lambda: now[0])
+        plan = {"id": "p", "throttle": {"rateLimit": 2.0, "burstLimit": 2}}
+        assert [limits.admit(plan, "k") for _ in range(3)] == [None, None, "THROTTLED"]
+        now[0] = 0.5  # one token back at 2 per second
+        assert [limits.admit(plan, "k") for _ in range(2)] == [None, "THROTTLED"]
+        weekly = {"id": "w", "quota": {"limit": 1, "period": "WEEK"}}
+        sunday, monday = datetime(2026, 12, 6, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC)
+        assert limits.admit(weekly, "k", sunday) is None
+        assert limits.admit(weekly, "k", sunday) == "QUOTA_EXCEEDED"
+        assert limits.admit(weekly, "k", monday) is None
+
+
 class TestProxyEvent:
     def test_query_string_single_and_multi_value(self, call):
         event = call("GET", f"/{STAGE}/payments/search?status=OK&status=FAILED&empty=").event
