@@ -3,8 +3,8 @@
 A client is a named caller (``acme``, ``fraud-provider``) with its own API key and usage plan
 (made by ``make client``, scripts/client.py) and a status. Two items of the processing-status
 table describe it (their keys are the repository's), written together in one transaction: the
-client (``client_id``, ``kind``, ``status``, ``key_id``, ``usage_plan_id``) and the map from its
-key's id (API Gateway's ``apiKeyId``) to it.
+client (``client_id``, ``kind``, ``status``, ``key_id``, ``usage_plan_id``, limits) and its key's
+item (API Gateway's ``apiKeyId`` -> ``client_id``, ``kind``, ``status``), which the API reads.
 
 The deployment's own key (Terraform's, from before clients existed) is the ``default`` client:
 its key id reaches the API function as DEFAULT_API_KEY_ID, and its status can still be set
@@ -139,12 +139,7 @@ class Directory:
         if key_id == self.default_key_id:
             stored = self._read_client(DEFAULT_CLIENT)
             return from_item(stored) if stored else Client(DEFAULT_CLIENT)
+        # The key's own item carries its client (written with the client, in one transaction),
+        # so one read identifies the caller; a rotation deletes the old key's item.
         mapping = self._read_key(key_id)
-        if mapping is None:
-            return None
-        stored = self._read_client(str(mapping["client_id"]))
-        # The client's own item names its current key: a key map left by a rotation whose old
-        # key was not yet deleted does not let the old key in.
-        if stored is None or stored.get("key_id") != key_id:
-            return None
-        return from_item(stored)
+        return from_item(mapping) if mapping else None

@@ -257,7 +257,7 @@ class Repository:
         return self._status_item(client_pk(client_id), CLIENT_SK)
 
     def get_key_client(self, key_id: str) -> dict[str, Any] | None:
-        """The map from an API key's id to its client (``client_id``), or None."""
+        """An API key's client (``client_id``, ``kind``, ``status``), or None."""
         return self._status_item(api_key_pk(key_id), CLIENT_SK)
 
     def list_clients(self) -> list[dict[str, Any]]:
@@ -296,7 +296,8 @@ class Repository:
             }
         ]
         if client.get("key_id"):
-            key_map = {"client_id": client["client_id"]}
+            # What the API needs to know of the caller, in the one item it reads.
+            key_map = {name: client[name] for name in ("client_id", "kind", "status", "key_id")}
             ops.append(
                 {
                     "Put": {

@@ -166,18 +166,15 @@ class TestIdentity:
 
     def test_the_cache_is_the_bound_on_how_long_a_change_takes(self):
         now = [0.0]
+        state = [clients.ACTIVE]
         reads = []
 
-        def read_client(client_id):
-            reads.append(client_id)
-            return {"client_id": "acme", "key_id": "k1", "status": state[0]}
+        def read_key(key_id):
+            reads.append(key_id)
+            return {"client_id": "acme", "status": state[0]} if key_id == "k1" else None
 
-        state = [clients.ACTIVE]
         directory = clients.Directory(
-            default_key_id="d",
-            read_key=lambda key_id: {"client_id": "acme"} if key_id == "k1" else None,
-            read_client=read_client,
-            clock=lambda: now[0],
+            default_key_id="d", read_key=read_key, read_client=dict, clock=lambda: now[0]
         )
         assert directory.resolve("k1").active
         state[0] = clients.SUSPENDED
@@ -185,7 +182,14 @@ class TestIdentity:
         assert directory.resolve("k1").active  # cached: one lookup per bound
         now[0] = clients.CLIENT_CACHE_SECONDS
         assert not directory.resolve("k1").active
-        assert reads == ["acme", "acme"]
+        assert directory.resolve("unknown") is None
+        assert reads == ["k1", "k1", "unknown"]
+
+    def test_a_suspension_reaches_the_item_the_api_reads(self, admin):
+        client, _ = admin.add("acme", kind=clients.KIND_API, limits=Limits())
+        admin.suspend("acme")
+        assert admin.repo.get_key_client(client["key_id"])["status"] == clients.SUSPENDED
+        assert admin.repo.get_client("acme")["status"] == clients.SUSPENDED
 
 
 class TestKinds:
