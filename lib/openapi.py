@@ -30,8 +30,11 @@ Submit payments, read their status and CSV batch outcomes, validate a payment wi
 it, and receive the fraud provider's signals.
 
 **Authentication.** Every operation but `GET /health` needs the header
-`{contract.API_KEY_HEADER}` (API Gateway answers `403 FORBIDDEN` without a valid key). The fraud
-webhook is also signed by the provider (see `{SIGNATURE_SCHEME}`).
+`{contract.API_KEY_HEADER}` (API Gateway answers `403 FORBIDDEN` without a valid key). Each key
+belongs to a client (`make client`; the deployment's own key is the `default` client): a client
+reads only its own payments (another's is `404 NOT_FOUND`), its ids and `Idempotency-Key`s are
+its own, and a key of no client, a suspended client or a route the client's kind may not call is
+`403 FORBIDDEN`. The fraud webhook is also signed by the provider (see `{SIGNATURE_SCHEME}`).
 
 **Errors.** Every error, API Gateway's own included, has the body
 `{{"error": {{"code": "...", "message": "...", "details": {{...}}}}}}`.
@@ -69,7 +72,12 @@ one `{contract.SIGNATURE_SCHEME}=` per secret: `t=...,v1=<new>,v1=<old>`.
 
 # Statuses API Gateway answers itself, by response type; each operation lists those it can meet.
 _GATEWAY_RESPONSES = {
-    403: ("Forbidden", "INVALID_API_KEY", "Missing or unknown x-api-key"),
+    403: (
+        "Forbidden",
+        "INVALID_API_KEY",
+        "Missing or unknown x-api-key, a key of no client, a suspended client, or a route the "
+        "client may not call",
+    ),
     413: ("PayloadTooLarge", "REQUEST_TOO_LARGE", "The body is over the limit"),
     429: ("TooManyRequests", "THROTTLED", "Throttled by the usage plan, or its quota is spent"),
     502: ("BadGateway", "INTEGRATION_FAILURE", "The handler failed to answer"),
@@ -234,8 +242,8 @@ def document() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": contract.API_KEY_HEADER,
-                    "description": "The stack output api_key_value (an API Gateway API key of "
-                    "the usage plan)",
+                    "description": "A client's key (make client), or the stack output "
+                    "api_key_value (the default client's); each key has its own usage plan",
                 },
                 SIGNATURE_SCHEME: {
                     "type": "apiKey",
