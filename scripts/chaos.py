@@ -45,6 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
 
+from payments.clients import DEFAULT_CLIENT, stored_payment_id  # noqa: E402
 from payments.idempotency import payment_id_for_key  # noqa: E402
 
 from localcloud.client import HttpResponse, LocalCloud  # noqa: E402
@@ -461,7 +462,9 @@ def event_order_problems(
         if event["event_id"] in seen:
             continue
         seen.add(event["event_id"])
-        payment_id, version = event["payment_id"], int(event["version"])
+        owner = str(event.get("client_id") or DEFAULT_CLIENT)
+        payment_id = stored_payment_id(owner, event["payment_id"])
+        version = int(event["version"])
         first.setdefault(payment_id, []).append(version)
         if version > held.get(payment_id, (0, ""))[0]:
             held[payment_id] = (version, event["status"])

@@ -65,6 +65,19 @@ def test_a_settled_world_reconciles(world):
     assert len(published(world)) == report.events_seen
 
 
+def test_clients_with_the_same_payment_id_reconcile_each_against_its_own_events(world):
+    """Events name the client and its own id; reconcile finds each one's payment by both."""
+    from payments.clients import Client
+
+    body = {"payment_id": "order-1", "amount": "5", "currency": "EUR"}
+    for client in (Client("default"), Client("acme"), Client("globex")):
+        Payments(load()).submit(validate_payment(body), client=client)
+    settle(world)
+    report = Reconciler(load()).check(everything(world), published=published(world))
+    assert report.mismatches == []
+    assert (report.payments, report.events_expected, report.events_seen) == (3, 9, 9)
+
+
 def test_an_event_lost_on_the_way_is_named(world):
     submit("p1")
     settle(world)
