@@ -11,7 +11,7 @@
 
 Against AWS, export PROCESSING_STATUS_TABLE, API_ID and STAGE_NAME (the stack's
 ``processing_status_table_name``, ``api_id`` and ``stage_name`` outputs; the operator's role needs
-GetItem, Scan, PutItem, DeleteItem and TransactWriteItems on that table and the API Gateway key
+GetItem, Query, PutItem, DeleteItem and TransactWriteItems on that table and the API Gateway key
 and usage-plan calls). On the local cloud (its ``outputs.json`` present) everything comes from the
 deployment. Exits 1 when refused or on an error.
 """

@@ -115,6 +115,13 @@ class ClientAdmin:
     def set_status(self, client_id: str, status: str) -> dict[str, Any]:
         _check_id(client_id)
         client = self._client(client_id)
+        updated = {**client, "status": status, "updated_at": now_iso()}
+        # The status first: the API reads it, so a suspension holds even if the key's own switch
+        # below fails (run the command again to set it too).
+        try:
+            self._store(updated, expect=client)
+        except TransactionCanceled:
+            raise ClientAdminError(f"client {client_id} changed meanwhile; run it again") from None
         if client_id != DEFAULT_CLIENT:
             self.apigateway.update_api_key(
                 apiKey=client["key_id"],
@@ -122,8 +129,6 @@ class ClientAdmin:
                     {"op": "replace", "path": "/enabled", "value": str(status == ACTIVE).lower()}
                 ],
             )
-        updated = {**client, "status": status, "updated_at": now_iso()}
-        self._store(updated, expect=client)
         return updated
 
     def suspend(self, client_id: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ one idea: every key and request over the tables in one place, so no other module
   markers ``CHUNK#<run>#<chunk>`` (both TTL ``expires_at``), and ``IDEMPOTENCY#<key>``/``BINDING``:
   the payment an ``Idempotency-Key`` made and its request's hash (no TTL; ``payments.idempotency``;
   another client's keys are ``CLIENTKEY#<client>#<key>``), and the API clients
-  (``payments.clients``): ``CLIENT#<id>``/``CLIENT`` and ``APIKEY#<key id>``/``CLIENT``.
+  (``payments.clients``): ``CLIENTS``/``CLIENT#<id>`` and ``APIKEY#<key id>``/``CLIENT``.
 - audit-log: ``entity_id``/``sk``, where ``sk`` is deterministic per event (``0002#PROCESSING``) so
   a retried write is refused by its condition instead of duplicating the trail.
 
@@ -39,6 +39,8 @@ TRANSIENT_CODES = aws.RETRYABLE_CODES | {"TransactionConflict", "ThrottlingError
 SUMMARY_SK = "SUMMARY"
 BINDING_SK = "BINDING"
 CLIENT_SK = "CLIENT"
+# Every client in one partition: `make client list` is one query, never a scan of the table.
+CLIENTS_PK = "CLIENTS"
 # The sparse index of non-final payments (``pending_shard`` / ``updated_at``); 16 partition keys
 # spread a burst of new payments, and the sweeper reads all 16.
 BATCH_INDEX = "batch_id-index"
@@ -92,12 +94,17 @@ def idempotency_pk(key: str, client_id: str = DEFAULT_CLIENT) -> str:
     return f"CLIENTKEY#{client_id}#{key}"
 
 
-def client_pk(client_id: str) -> str:
-    return f"CLIENT#{client_id}"
+def client_key(client_id: str) -> tuple[str, str]:
+    """(pk, sk) of a client's item."""
+    return CLIENTS_PK, f"CLIENT#{client_id}"
 
 
 def api_key_pk(key_id: str) -> str:
     return f"APIKEY#{key_id}"
+
+
+def _pk_sk(key: tuple[str, str]) -> dict[str, str]:
+    return {"pk": key[0], "sk": key[1]}
 
 
 def audit_sk(version: int, status: str) -> str:
@@ -254,20 +261,21 @@ class Repository:
 
     # -- API clients (payments.clients) ----------------------------------------------------------
     def get_client(self, client_id: str) -> dict[str, Any] | None:
-        return self._status_item(client_pk(client_id), CLIENT_SK)
+        return self._status_item(*client_key(client_id))
 
     def get_key_client(self, key_id: str) -> dict[str, Any] | None:
         """An API key's client (``client_id``, ``kind``, ``status``), or None."""
         return self._status_item(api_key_pk(key_id), CLIENT_SK)
 
     def list_clients(self) -> list[dict[str, Any]]:
-        """Every client item (an operator's read: a scan of the client items only)."""
+        """Every client item, by id (one partition: a query)."""
         return read_all(
             self.dynamodb,
-            "scan",
+            "query",
             TableName=self.config.processing_status_table,
-            FilterExpression="begins_with(pk, :prefix) AND sk = :sk",
-            ExpressionAttributeValues={":prefix": {"S": "CLIENT#"}, ":sk": {"S": CLIENT_SK}},
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": CLIENTS_PK}},
+            ConsistentRead=True,
         )
 
     def client_ops(
@@ -288,9 +296,7 @@ class Repository:
             {
                 "Put": {
                     "TableName": table,
-                    "Item": serialize(
-                        {"pk": client_pk(client["client_id"]), "sk": CLIENT_SK, **client}
-                    ),
+                    "Item": serialize({**_pk_sk(client_key(client["client_id"])), **client}),
                     **condition,
                 }
             }
@@ -314,11 +320,11 @@ class Repository:
 
     def put_default_client(self, client: Mapping[str, Any]) -> None:
         """The default client's status (its key is the deployment's: no key map)."""
-        item = {"pk": client_pk(DEFAULT_CLIENT), "sk": CLIENT_SK, **client}
+        item = {**_pk_sk(client_key(DEFAULT_CLIENT)), **client}
         self._call("put_item", TableName=self.config.processing_status_table, Item=serialize(item))
 
     def remove_client_ops(self, client_id: str, key_id: str | None) -> list[dict[str, Any]]:
-        ops = [self._delete_op(client_pk(client_id), CLIENT_SK)]
+        ops = [self._delete_op(*client_key(client_id))]
         if key_id:
             ops.append(self._delete_op(api_key_pk(key_id), CLIENT_SK))
         return ops

@@ -19,7 +19,8 @@ from payments.config import load
 from payments.idempotency import payment_id_for_key
 from payments.repository import Repository
 
-from tests.functional.world import REGION, api_event, sign
+from tests.functional.test_outbox import register
+from tests.functional.world import REGION, CallCounter, api_event, sign
 
 STAGE = "test"
 
@@ -97,6 +98,14 @@ class TestOperatorCommand:
         with pytest.raises(ClientAdminError, match="at least an hour"):
             admin.add("tiny", kind=clients.KIND_API, limits=Limits(rate=10, burst=10, quota=100))
         assert len(admin.apigateway.get_api_keys()["items"]) == 1
+
+    def test_list_is_one_query_whatever_else_the_table_holds(self, admin, world):
+        for name in ("acme", "globex"):
+            admin.add(name, kind=clients.KIND_API, limits=Limits())
+        register(world, "b1", b"payment_id,amount,currency\nb1,1,USD\nb2,-1,USD\n", "01")
+        counter = CallCounter().attach(admin.repo.dynamodb)
+        assert [c["client_id"] for c in admin.list()] == ["acme", "default", "globex"]
+        assert counter.calls == {"dynamodb:Query": 1}
 
     def test_the_default_clients_key_is_terraforms_so_it_is_not_rotated_or_removed(self, admin):
         for command in (admin.rotate_key, admin.remove):
