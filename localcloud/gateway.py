@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -118,8 +118,9 @@ class UsagePlanLimits:
             if quota.get("limit") is not None and used >= int(quota["limit"]):
                 return "QUOTA_EXCEEDED"
             if throttle.get("rateLimit") is not None or throttle.get("burstLimit") is not None:
-                rate = float(throttle.get("rateLimit") or 0)
-                burst = float(throttle.get("burstLimit") or max(rate, 1))
+                # API Gateway needs both; a plan that sets one only is limited by it alone.
+                burst = float(throttle.get("burstLimit") or max(throttle.get("rateLimit") or 1, 1))
+                rate = float(throttle.get("rateLimit") or burst)
                 at = self._clock()
                 tokens, then = self._buckets.get(key, (burst, at))
                 tokens = min(burst, tokens + (at - then) * rate)
@@ -134,8 +135,9 @@ class UsagePlanLimits:
 
 def _quota_period(period: str | None, now: datetime) -> str:
     if period == "WEEK":
-        year, week, _ = now.isocalendar()
-        return f"{year}-W{week:02d}"
+        # With offset 0 a week starts on Sunday (the usage plan's QuotaSettings).
+        sunday = now.date() - timedelta(days=(now.weekday() + 1) % 7)
+        return f"week of {sunday.isoformat()}"
     if period == "MONTH":
         return now.strftime("%Y-%m")
     return now.strftime("%Y-%m-%d")
@@ -205,6 +207,8 @@ class ApiModel:
             (
                 p["id"],
                 json.dumps(p.get("apiStages", []), sort_keys=True),
+                # A change of limits only is a change too.
+                json.dumps([p.get("throttle"), p.get("quota")], sort_keys=True, default=str),
                 tuple(sorted(k["id"] for k in c.get_usage_plan_keys(usagePlanId=p["id"])["items"])),
             )
             for p in c.get_usage_plans(limit=500)["items"]

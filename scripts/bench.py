@@ -495,7 +495,13 @@ def bench_caller_identity(api: Any, ctx: Any, counter: CallCounter) -> dict[str,
     from payments.repository import Repository
 
     repo = Repository(load())
-    client = {"client_id": "bench", "kind": "api", "status": "ACTIVE", "key_id": "benchkey01"}
+    client = {
+        "client_id": "bench",
+        "kind": "api",
+        "status": "ACTIVE",
+        "key_id": "benchkey01",
+        "version": 1,
+    }
     repo.transact(repo.client_ops(client))
     check = {"amount": "1", "currency": "USD"}
     out: dict[str, Any] = {}

@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "lambda"), str(ROOT / "scripts")]
 
 from deployment import local_outputs  # noqa: E402
 from payments import env, erasure  # noqa: E402
+from payments.clients import CLIENT_ID, CLIENT_ID_RULE, DEFAULT_CLIENT  # noqa: E402
 from payments.config import Config, load  # noqa: E402
 from payments.errors import ConfigurationError  # noqa: E402
 
@@ -54,17 +55,26 @@ def _config() -> Config:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customer", required=True, help="the customer_id to erase")
+    parser.add_argument(
+        "--client",
+        default=DEFAULT_CLIENT,
+        help="the API client whose customer it is (customer ids are per client; default: default)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
     args = parser.parse_args(argv)
     try:
         customer = erasure.customer_id(args.customer)
+        if not CLIENT_ID.fullmatch(args.client):
+            raise ValueError(f"--client {args.client!r} {CLIENT_ID_RULE}")
     except ValueError as exc:
         parser.error(str(exc))
     started = time.monotonic()
     eraser = erasure.Eraser(_config())
-    digest = erasure.customer_digest(customer)
-    print(f"erase: customer {digest[:16]}... (sha256 of customer:<id>)")
-    result = eraser.plan(customer) if args.dry_run else eraser.erase(customer)
+    digest = erasure.customer_digest(customer, args.client)
+    print(f"erase: customer {digest[:16]}... (sha256 of customer:[<client>:]<id>)")
+    result = (
+        eraser.plan(customer, args.client) if args.dry_run else eraser.erase(customer, args.client)
+    )
     print(f"payments found:        {len(result.payment_ids)}")
     print(f"batches with its rows: {len(result.batch_ids)}")
     if result.running:

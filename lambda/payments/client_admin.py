@@ -2,12 +2,14 @@
 
 Each client gets its own API key and its own usage plan on the API's stage (API Gateway), and
 its two items in the processing-status table (payments.clients). The API key is made first and
-the items last, in one transaction: a run that dies in between leaves a key that belongs to no
-client, which the API refuses (403) and ``remove`` or a second ``add`` cleans up. Suspending
-disables the key at API Gateway and marks the client suspended; the API function refuses it
-within payments.clients.CLIENT_CACHE_SECONDS. The deployment's own key is the ``default``
-client: it can be suspended and resumed here, but its key is Terraform's, so it is not rotated
-or removed here.
+the items last, in one transaction; when that fails the new key and plan are deleted again (a
+run killed in between leaves a key that belongs to no client, which the API refuses: 403).
+Every change of a client moves its ``version`` one up from the one it read, so of two commands
+racing on one client (rotate and remove, suspend and rotate) one wins and the other changes
+nothing and says so. Suspending marks the client suspended (what the API reads: refused within
+payments.clients.CLIENT_CACHE_SECONDS), then disables its key at API Gateway. The deployment's
+own key is the ``default`` client: it can be suspended and resumed here, but its key is
+Terraform's, so it is not rotated or removed here.
 
 Usage plans: ``rate`` requests/s with ``burst``, and a daily ``quota`` that defaults to the rate
 sustained all day, so a client that keeps to its rate is never switched off before the day ends.
@@ -15,6 +17,7 @@ sustained all day, so a client that keeps to its rate is never switched off befo
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -97,14 +100,18 @@ class ClientAdmin:
             "burst": limits.burst,
             "quota": limits.daily_quota,
             "created_at": now_iso(),
+            "version": 1,
         }
         try:
             self.repo.transact(self.repo.client_ops(client))
-        except TransactionCanceled:
-            # Another `add` of the same id won the race: undo this one's key and plan.
+        except BaseException as exc:
+            # Another `add` of the same id won the race, or the write failed: undo this one's
+            # key and plan, so nothing of a client that was never made is left enabled.
             self._delete_key(key_id, plan["id"])
             self.apigateway.delete_usage_plan(usagePlanId=plan["id"])
-            raise ClientAdminError(f"client {client_id} exists already") from None
+            if isinstance(exc, TransactionCanceled):
+                raise ClientAdminError(f"client {client_id} exists already") from None
+            raise
         return client, value
 
     def list(self) -> list[dict[str, Any]]:
@@ -115,20 +122,20 @@ class ClientAdmin:
     def set_status(self, client_id: str, status: str) -> dict[str, Any]:
         _check_id(client_id)
         client = self._client(client_id)
-        updated = {**client, "status": status, "updated_at": now_iso()}
+        updated = self._next(client, status=status)
         # The status first: the API reads it, so a suspension holds even if the key's own switch
         # below fails (run the command again to set it too).
-        try:
-            self._store(updated, expect=client)
-        except TransactionCanceled:
-            raise ClientAdminError(f"client {client_id} changed meanwhile; run it again") from None
-        if client_id != DEFAULT_CLIENT:
-            self.apigateway.update_api_key(
-                apiKey=client["key_id"],
-                patchOperations=[
-                    {"op": "replace", "path": "/enabled", "value": str(status == ACTIVE).lower()}
-                ],
-            )
+        if client_id == DEFAULT_CLIENT:
+            # Only its status is recorded (its key is Terraform's): the last operator's word.
+            self.repo.put_default_client(updated)
+            return updated
+        self._commit(client_id, self.repo.client_ops(updated))
+        self.apigateway.update_api_key(
+            apiKey=client["key_id"],
+            patchOperations=[
+                {"op": "replace", "path": "/enabled", "value": str(status == ACTIVE).lower()}
+            ],
+        )
         return updated
 
     def suspend(self, client_id: str) -> dict[str, Any]:
@@ -142,14 +149,17 @@ class ClientAdmin:
         the API within CLIENT_CACHE_SECONDS (the client item names the new key only)."""
         client = self._changeable(client_id)
         key_id, value = self._new_key(client_id, client["usage_plan_id"])
-        updated = {**client, "key_id": key_id, "updated_at": now_iso()}
-        try:
-            self.repo.transact(
-                self.repo.client_ops(updated, old_key_id=client["key_id"], expect=client["key_id"])
+        if client["status"] != ACTIVE:  # a suspended client's new key starts disabled too
+            self.apigateway.update_api_key(
+                apiKey=key_id,
+                patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}],
             )
-        except TransactionCanceled:
+        updated = self._next(client, key_id=key_id)
+        try:
+            self._commit(client_id, self.repo.client_ops(updated, old_key_id=client["key_id"]))
+        except BaseException:
             self._delete_key(key_id, client["usage_plan_id"])
-            raise ClientAdminError(f"client {client_id} changed meanwhile; run it again") from None
+            raise
         self._delete_key(client["key_id"], client["usage_plan_id"])
         return updated, value
 
@@ -157,7 +167,10 @@ class ClientAdmin:
         """The client's key, plan and items go; its payments stay (nobody can read them through
         the API any more, and a client made later with the same id would own them again)."""
         client = self._changeable(client_id)
-        self.repo.transact(self.repo.remove_client_ops(client_id, client["key_id"]))
+        version = int(client["version"])
+        self._commit(
+            client_id, self.repo.remove_client_ops(client_id, client["key_id"], version=version)
+        )
         self._delete_key(client["key_id"], client["usage_plan_id"])
         self.apigateway.delete_usage_plan(usagePlanId=client["usage_plan_id"])
         return client
@@ -180,12 +193,19 @@ class ClientAdmin:
             )
         return self._client(client_id)
 
-    def _store(self, client: dict[str, Any], *, expect: dict[str, Any]) -> None:
-        if client["client_id"] == DEFAULT_CLIENT:
-            # Only its status is recorded (its key is Terraform's): the last operator's word.
-            self.repo.put_default_client(client)
-            return
-        self.repo.transact(self.repo.client_ops(client, expect=expect["key_id"]))
+    @staticmethod
+    def _next(client: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        version = int(client.get("version") or 0) + 1
+        return {**client, **changes, "version": version, "updated_at": now_iso()}
+
+    def _commit(self, client_id: str, ops: list[dict[str, Any]]) -> None:
+        try:
+            self.repo.transact(ops)
+        except TransactionCanceled:
+            raise ClientAdminError(
+                f"client {client_id} changed meanwhile (another make client?); nothing was "
+                "changed by this one: look with list and run it again"
+            ) from None
 
     def _new_key(self, client_id: str, plan_id: str) -> tuple[str, str]:
         value = secrets.token_urlsafe(30)
@@ -201,10 +221,13 @@ class ClientAdmin:
         return key["id"], value
 
     def _delete_key(self, key_id: str, plan_id: str) -> None:
-        try:
-            self.apigateway.delete_usage_plan_key(usagePlanId=plan_id, keyId=key_id)
-        finally:
-            self.apigateway.delete_api_key(apiKey=key_id)
+        """Take the key out of its plan and delete it; a key already gone is no error."""
+        for call, kwargs in (
+            (self.apigateway.delete_usage_plan_key, {"usagePlanId": plan_id, "keyId": key_id}),
+            (self.apigateway.delete_api_key, {"apiKey": key_id}),
+        ):
+            with contextlib.suppress(self.apigateway.exceptions.NotFoundException):
+                call(**kwargs)
 
 
 def _check_id(client_id: str) -> None:

@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 from payments import events
 from payments.batch.states import BATCH_PROCESSING
 from payments.batch.uploads import upload_key
+from payments.clients import DEFAULT_CLIENT, split_stored_id
 from payments.config import Config
 from payments.contract import REFERENCE_PATTERN, REFERENCE_RULE
 from payments.repository import PAYER_FIELDS, Repository, error_code, read_all
@@ -52,8 +53,12 @@ def customer_id(text: str) -> str:
     return text
 
 
-def customer_digest(customer: str) -> str:
-    return hashlib.sha256(f"customer:{customer}".encode()).hexdigest()
+def customer_digest(customer: str, client_id: str = DEFAULT_CLIENT) -> str:
+    """The erasure's audit name: customer ids are each client's own (payments.clients), so
+    another client's ``cust-1`` is another person (``customer:<client>:<id>``)."""
+    if client_id == DEFAULT_CLIENT:
+        return hashlib.sha256(f"customer:{customer}".encode()).hexdigest()
+    return hashlib.sha256(f"customer:{client_id}:{customer}".encode()).hexdigest()
 
 
 def _iso(moment: datetime) -> str:
@@ -63,6 +68,7 @@ def _iso(moment: datetime) -> str:
 @dataclass
 class Erasure:
     customer_digest: str
+    client_id: str = DEFAULT_CLIENT
     payment_ids: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)  # batches still PROCESSING: nothing done
@@ -90,10 +96,10 @@ class Eraser:
         return self._s3
 
     # -- finding ----------------------------------------------------------------------------
-    def payments_of(self, customer: str) -> list[dict[str, Any]]:
-        """The customer's payments: a filtered scan (an operator's read; no request path needs a
-        customer index, and keeping one would keep the id in one more place)."""
-        return read_all(
+    def payments_of(self, customer: str, client_id: str = DEFAULT_CLIENT) -> list[dict[str, Any]]:
+        """The client's customer's payments: a filtered scan (an operator's read; no request path
+        needs a customer index, and keeping one would keep the id in one more place)."""
+        found = read_all(
             self.repo.dynamodb,
             "scan",
             TableName=self.config.payments_table,
@@ -102,10 +108,11 @@ class Eraser:
             ProjectionExpression="payment_id, batch_id",
             ConsistentRead=True,
         )
+        return [p for p in found if split_stored_id(str(p["payment_id"]))[0] == client_id]
 
-    def plan(self, customer: str) -> Erasure:
-        payments = self.payments_of(customer)
-        plan = Erasure(customer_digest(customer))
+    def plan(self, customer: str, client_id: str = DEFAULT_CLIENT) -> Erasure:
+        payments = self.payments_of(customer, client_id)
+        plan = Erasure(customer_digest(customer, client_id), client_id=client_id)
         plan.payment_ids = sorted(str(p["payment_id"]) for p in payments)
         plan.batch_ids = sorted({str(p["batch_id"]) for p in payments if p.get("batch_id")})
         for batch_id in plan.batch_ids:
@@ -115,8 +122,8 @@ class Eraser:
         return plan
 
     # -- erasing ----------------------------------------------------------------------------
-    def erase(self, customer: str) -> Erasure:
-        plan = self.plan(customer)
+    def erase(self, customer: str, client_id: str = DEFAULT_CLIENT) -> Erasure:
+        plan = self.plan(customer, client_id)
         if plan.refused:
             return plan
         for payment_id in plan.payment_ids:
@@ -175,6 +182,7 @@ class Eraser:
             "at": at,
             "event": events.CUSTOMER_ERASED,
             "actor": "operator",
+            "client_id": plan.client_id,
             "payments": len(plan.erased),
             "payment_ids": plan.erased[:MAX_LISTED_IDS],
             "batch_ids": plan.batch_ids,

@@ -134,6 +134,8 @@ def from_audit(entry: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "type": kind,
             "event_id": event_id(entry),
+            # Erasures recorded before clients were the default client's.
+            "client_id": str(entry.get("client_id") or DEFAULT_CLIENT),
             "customer_digest": entity[len(ERASURE_PREFIX) :],
             "payments": int(entry["payments"]),
             "payment_ids": list(entry.get("payment_ids") or []),

@@ -103,6 +103,16 @@ def api_key_pk(key_id: str) -> str:
     return f"APIKEY#{key_id}"
 
 
+def _version_condition(version: int) -> dict[str, Any]:
+    """The stored item is at ``version`` (0: there is none)."""
+    if version == 0:
+        return {"ConditionExpression": "attribute_not_exists(pk)"}
+    return {
+        "ConditionExpression": "version = :version",
+        "ExpressionAttributeValues": {":version": {"N": str(version)}},
+    }
+
+
 def _pk_sk(key: tuple[str, str]) -> dict[str, str]:
     return {"pk": key[0], "sk": key[1]}
 
@@ -279,19 +289,14 @@ class Repository:
         )
 
     def client_ops(
-        self, client: Mapping[str, Any], *, old_key_id: str | None = None, expect: str | None = None
+        self, client: Mapping[str, Any], *, old_key_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """Put the client and the map of its key, deleting ``old_key_id``'s map; ``expect`` is
-        the ``key_id`` the stored client must still have (None: the client must be new)."""
+        """Put the client and its key's item, deleting ``old_key_id``'s. Every change of a
+        client is one ``version`` up from the one it read (1: the client is new), so two
+        operators' commands never both win: the second finds the version moved and changes
+        nothing."""
         table = self.config.processing_status_table
-        condition = (
-            {"ConditionExpression": "attribute_not_exists(pk)"}
-            if expect is None
-            else {
-                "ConditionExpression": "key_id = :expected",
-                "ExpressionAttributeValues": {":expected": {"S": expect}},
-            }
-        )
+        condition = _version_condition(int(client["version"]) - 1)
         ops: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -323,8 +328,12 @@ class Repository:
         item = {**_pk_sk(client_key(DEFAULT_CLIENT)), **client}
         self._call("put_item", TableName=self.config.processing_status_table, Item=serialize(item))
 
-    def remove_client_ops(self, client_id: str, key_id: str | None) -> list[dict[str, Any]]:
+    def remove_client_ops(
+        self, client_id: str, key_id: str | None, *, version: int
+    ) -> list[dict[str, Any]]:
+        """Delete the client as read (at ``version``) and its key's item."""
         ops = [self._delete_op(*client_key(client_id))]
+        ops[0]["Delete"].update(_version_condition(version))
         if key_id:
             ops.append(self._delete_op(api_key_pk(key_id), CLIENT_SK))
         return ops

@@ -173,6 +173,45 @@ class TestIdentity:
         assert admin.apigateway.get_usage_plans()["items"] == []
         assert [p["payment_id"] for p in world.payments()] == ["acme.order-1"]
 
+    def test_a_remove_racing_a_rotation_changes_nothing_and_the_client_stays_whole(
+        self, admin, context, monkeypatch
+    ):
+        admin.add("acme", kind=clients.KIND_API, limits=Limits())
+        stale = admin.repo.get_client("acme")  # what a racing `remove` read
+        rotated, _ = admin.rotate_key("acme")
+        monkeypatch.setattr(admin.repo, "get_client", lambda client_id: stale)
+        with pytest.raises(ClientAdminError, match="changed meanwhile"):
+            admin.remove("acme")
+        monkeypatch.undo()
+        assert admin.repo.get_client("acme")["key_id"] == rotated["key_id"]
+        forget_cached_clients()
+        assert call(context, rotated["key_id"], "POST", "/validate", body={})[0] == 400
+        # Removing it now takes everything, the rotated key included.
+        admin.remove("acme")
+        forget_cached_clients()
+        assert call(context, rotated["key_id"], "POST", "/validate", body={})[0] == 403
+        assert admin.apigateway.get_api_keys()["items"] == []
+
+    def test_a_rotation_racing_a_suspension_is_refused_and_the_client_stays_suspended(
+        self, admin, context, monkeypatch
+    ):
+        first, _ = admin.add("acme", kind=clients.KIND_API, limits=Limits())
+        stale = admin.repo.get_client("acme")  # what a racing `rotate-key` read
+        admin.suspend("acme")
+        monkeypatch.setattr(admin.repo, "get_client", lambda client_id: stale)
+        with pytest.raises(ClientAdminError, match="changed meanwhile"):
+            admin.rotate_key("acme")
+        monkeypatch.undo()
+        assert admin.repo.get_client("acme")["status"] == clients.SUSPENDED
+        # The rotation's new key was deleted again: the client's only key is its first.
+        keys = admin.apigateway.get_api_keys()["items"]
+        assert [(k["id"], k["enabled"]) for k in keys] == [(first["key_id"], False)]
+        # A suspended client's rotation keeps it suspended, with a disabled new key.
+        rotated, _ = admin.rotate_key("acme")
+        assert admin.apigateway.get_api_key(apiKey=rotated["key_id"])["enabled"] is False
+        forget_cached_clients()
+        assert call(context, rotated["key_id"], "POST", "/validate", body={})[0] == 403
+
     def test_the_cache_is_the_bound_on_how_long_a_change_takes(self):
         now = [0.0]
         state = [clients.ACTIVE]

@@ -175,3 +175,22 @@ def test_the_script_dry_run_changes_nothing_then_it_erases_and_says_what_it_did(
     assert "payments erased:       200" in out and "upload versions gone:  3" in out
     assert TARGET not in out
     assert not [p for p in busy.payments() if p.get("customer_id") == TARGET]
+
+
+def test_a_customer_id_is_each_clients_own_and_only_that_clients_is_erased(world):
+    """acme's cust-1 and the default client's cust-1 are two people: erasing acme's leaves the
+    other's payment, and the event names acme."""
+    from payments.clients import Client
+
+    body = {"payment_id": "order-1", "amount": "5", "currency": "EUR", "customer_id": "cust-1"}
+    for client in (Client("default"), Client("acme")):
+        Payments(load()).submit(validate_payment(body), client=client)
+    settle(world)
+    done = Eraser(load()).erase("cust-1", "acme")
+    assert done.erased == ["acme.order-1"]
+    stored = {p["payment_id"]: p for p in world.payments()}
+    assert "customer_id" not in stored["acme.order-1"]
+    assert stored["order-1"]["customer_id"] == "cust-1"
+    assert done.customer_digest == customer_digest("cust-1", "acme") != customer_digest("cust-1")
+    [erased] = [e for e in world.events() if e["type"] == "customer.erased"]
+    assert (erased["client_id"], erased["payment_ids"]) == ("acme", ["acme.order-1"])

@@ -154,3 +154,13 @@ def test_fraud_signal_accepts_decimal_scores():
     assert validate_fraud_signal(
         {"payment_id": "p", "risk_score": Decimal("99.5"), "reason": "velocity"}
     ).risk_score == Decimal("99.5")
+
+
+def test_republish_names_any_clients_payment_by_its_stored_id_and_nothing_else():
+    from payments.republish import entity
+
+    for text in ("PAYMENT#order-1", "PAYMENT#acme.order-1", "BATCH#2026-12.files"):
+        assert entity(text) == text
+    for text in ("PAYMENT#Acme.order-1", "PAYMENT#acme.", "PAYMENT#a.b.c", "PAYMENT#acme#1"):
+        with pytest.raises(ValueError, match="must be PAYMENT"):
+            entity(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,7 +302,7 @@ class TestUsagePlans:
     def _key_in_plan(self, cloud, api, monkeypatch, **plan: Any) -> str:
         monkeypatch.setattr(gateway_module, "REFRESH_INTERVAL_SECONDS", 0.0)
         apigw = cloud.client("apigateway")
-        value = f"plan-key-{len(plan)}-{sorted(plan)}-0123456789".replace(" ", "")
+        value = f"plan-key-{uuid.uuid4().hex}"
         plan_id = apigw.create_usage_plan(
             name=f"plan-{value}", apiStages=[{"apiId": api.id, "stage": STAGE}], **plan
         )["id"]
@@ -319,6 +320,18 @@ class TestUsagePlans:
         assert reply.json() == {"message": "Too Many Requests"}
         # Another key's bucket is its own.
         assert call("GET", f"/{STAGE}/payments/search").status == 200
+
+    def test_a_change_of_a_plans_limits_alone_is_applied(self, call, cloud, api, monkeypatch):
+        key = self._key_in_plan(cloud, api, monkeypatch, quota={"limit": 1, "period": "DAY"})
+        assert call("GET", f"/{STAGE}/payments/search", key=key).status == 200
+        assert call("GET", f"/{STAGE}/payments/search", key=key).status == 429
+        apigw = cloud.client("apigateway")
+        [plan] = [p for p in apigw.get_usage_plans()["items"] if p["name"] == f"plan-{key}"]
+        apigw.update_usage_plan(
+            usagePlanId=plan["id"],
+            patchOperations=[{"op": "replace", "path": "/quota/limit", "value": "5"}],
+        )
+        assert call("GET", f"/{STAGE}/payments/search", key=key).status == 200
 
     def test_a_key_past_its_quota_is_refused_until_the_period_turns(
         self, call, cloud, api, monkeypatch
@@ -339,11 +352,18 @@ class TestUsagePlans:
         assert [limits.admit(plan, "k") for _ in range(3)] == [None, None, "THROTTLED"]
         now[0] = 0.5  # one token back at 2 per second
         assert [limits.admit(plan, "k") for _ in range(2)] == [None, "THROTTLED"]
+        # Weeks start on Sunday (offset 0): Saturday and Sunday are two weeks, Monday the second.
         weekly = {"id": "w", "quota": {"limit": 1, "period": "WEEK"}}
-        sunday, monday = datetime(2026, 12, 6, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC)
+        saturday, sunday, monday = (datetime(2026, 12, d, tzinfo=UTC) for d in (5, 6, 7))
+        assert limits.admit(weekly, "k", saturday) is None
         assert limits.admit(weekly, "k", sunday) is None
-        assert limits.admit(weekly, "k", sunday) == "QUOTA_EXCEEDED"
-        assert limits.admit(weekly, "k", monday) is None
+        assert limits.admit(weekly, "k", monday) == "QUOTA_EXCEEDED"
+        # A plan with a rate only is limited by its rate alone.
+        rate_only = {"id": "r", "throttle": {"rateLimit": 1.0}}
+        now[0] = 10.0
+        assert [limits.admit(rate_only, "k") for _ in range(2)] == [None, "THROTTLED"]
+        now[0] = 11.0
+        assert limits.admit(rate_only, "k") is None
 
 
 class TestProxyEvent:
