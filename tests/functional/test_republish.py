@@ -192,7 +192,10 @@ class TestArguments:
                 ["--since", "2026-01-02T00:00:00Z", "--until", "2026-01-01T00:00:00Z"],
                 "is not before --until",
             ),
-            (["--entity", "p1"], "must be PAYMENT#<payment_id> or BATCH#<batch_id>"),
+            (
+                ["--entity", "p1"],
+                "must be PAYMENT#<payment_id>, PAYMENT#<client>.<payment_id> or BATCH#<batch_id>",
+            ),
             (["--entity", "PAYMENT#bad id"], "must be PAYMENT#"),
             (["--entity", "PAYMENT#p1", "--dlq-url", "http://q"], "--dlq-url goes with --dlq"),
         ],
