@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "lambda")]
 
-from payments.clients import DEFAULT_CLIENT, stored_payment_id  # noqa: E402
+from payments.clients import stored_id_of  # noqa: E402
 from payments.idempotency import payment_id_for_key  # noqa: E402
 
 from localcloud.client import HttpResponse, LocalCloud  # noqa: E402
@@ -462,8 +462,7 @@ def event_order_problems(
         if event["event_id"] in seen:
             continue
         seen.add(event["event_id"])
-        owner = str(event.get("client_id") or DEFAULT_CLIENT)
-        payment_id = stored_payment_id(owner, event["payment_id"])
+        payment_id = stored_id_of(event)
         version = int(event["version"])
         first.setdefault(payment_id, []).append(version)
         if version > held.get(payment_id, (0, ""))[0]:

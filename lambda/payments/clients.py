@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from payments.contract import CLIENT_ID_PATTERN
+from payments.contract import CLIENT_ID_PATTERN, PAYMENT_ID_PATTERN
 from payments.contract import CLIENT_ID_RULE as CLIENT_ID_RULE
 
 DEFAULT_CLIENT = "default"
@@ -43,6 +43,10 @@ SUSPENDED = "SUSPENDED"
 # How long the API function trusts what it looked up: a suspension takes at most this long.
 CLIENT_CACHE_SECONDS = 30
 STORED_ID_SEPARATOR = "."
+# A payments-table key: a client's payment id, after its client's id unless the default's.
+STORED_PAYMENT_ID_PATTERN = (
+    rf"(?:{CLIENT_ID_PATTERN}{re.escape(STORED_ID_SEPARATOR)})?{PAYMENT_ID_PATTERN}"
+)
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,6 @@ class Client:
         """The payments table's key for this client's ``payment_id``."""
         return stored_payment_id(self.client_id, payment_id)
 
-    def own_id(self, stored: str) -> str | None:
-        """This client's id for the stored payment ``stored``; None when it is another's."""
-        owner, payment_id = split_stored_id(stored)
-        return payment_id if owner == self.client_id else None
-
 
 # The caller of the code paths that have no API caller (batches, operators, older tests).
 DEFAULT = Client(DEFAULT_CLIENT)
@@ -81,6 +80,13 @@ def stored_payment_id(client_id: str, payment_id: str) -> str:
     if client_id == DEFAULT_CLIENT:
         return payment_id
     return f"{client_id}{STORED_ID_SEPARATOR}{payment_id}"
+
+
+def stored_id_of(event: Mapping[str, Any]) -> str:
+    """The stored id of the payment an event is about (it names the client and its own id)."""
+    return stored_payment_id(
+        str(event.get("client_id") or DEFAULT_CLIENT), str(event["payment_id"])
+    )
 
 
 def split_stored_id(stored: str) -> tuple[str, str]:

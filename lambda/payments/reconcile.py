@@ -32,7 +32,7 @@ from typing import Any
 from payments import archive as audit_archive
 from payments import events
 from payments.batch import BATCH_COMPLETED, BATCH_FAILED, DUPLICATE, REJECTED
-from payments.clients import DEFAULT_CLIENT, stored_payment_id
+from payments.clients import stored_id_of
 from payments.config import Config
 from payments.lifecycle import ALLOWED, FINAL_STATUSES, RECEIVED
 from payments.repository import Repository, batch_pk, payment_entity, to_int
@@ -271,8 +271,7 @@ def _owner(event: Mapping[str, Any]) -> str:
     """The stored payment id (or ``BATCH#<id>``, ``ERASURE#<digest>``) an event belongs to: a
     payment event names its client and the client's own id (payments.clients)."""
     if event.get("payment_id"):
-        client_id = str(event.get("client_id") or DEFAULT_CLIENT)
-        return stored_payment_id(client_id, str(event["payment_id"]))
+        return stored_id_of(event)
     if event.get("customer_digest"):
         return f"{events.ERASURE_PREFIX}{event['customer_digest']}"
     return f"{events.BATCH_PREFIX}{event.get('batch_id')}"

@@ -30,14 +30,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from payments import archive, aws, events, outbox
-from payments.clients import STORED_ID_SEPARATOR
-from payments.contract import BATCH_ID_PATTERN, CLIENT_ID_PATTERN, PAYMENT_ID_PATTERN
+from payments.clients import STORED_PAYMENT_ID_PATTERN
+from payments.contract import BATCH_ID_PATTERN
 from payments.repository import deserialize, error_code, read_all
 
-# A payment by its stored id (``PAYMENT#acme.order-1`` for client acme's; payments.clients).
-_STORED_PAYMENT = rf"(?:{CLIENT_ID_PATTERN}{re.escape(STORED_ID_SEPARATOR)})?{PAYMENT_ID_PATTERN}"
 ENTITY = re.compile(
-    rf"\A(?:{events.PAYMENT_PREFIX}{_STORED_PAYMENT}|{events.BATCH_PREFIX}{BATCH_ID_PATTERN})\Z"
+    rf"\A(?:{events.PAYMENT_PREFIX}{STORED_PAYMENT_ID_PATTERN}|{events.BATCH_PREFIX}{BATCH_ID_PATTERN})\Z"
 )
 ARRIVAL_MARGIN = timedelta(minutes=5)
 # A failed publish is retried from its first failed event this many times, then reported.

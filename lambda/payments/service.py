@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payments import aws, events, idempotency, processing
-from payments.clients import DEFAULT, Client, stored_payment_id
+from payments.clients import DEFAULT, Client, split_stored_id, stored_payment_id
 from payments.config import Config
 from payments.errors import ConflictError, NotFoundError, PaymentError, TransientError
 from payments.idempotency import payment_id_for_key
@@ -129,7 +129,7 @@ class Payments:
         if existing is None:
             raise TransientError("payment write was cancelled; retry") from exc
         if existing.get("content_hash") != item["content_hash"]:
-            own_id = public_view(item)["payment_id"]
+            own_id = split_stored_id(payment_id)[1]
             raise ConflictError(
                 f"payment {own_id} already exists with different content",
                 details={"payment_id": own_id},

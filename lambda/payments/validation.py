@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from payments import contract, money
-from payments.clients import CLIENT_ID, DEFAULT_CLIENT, STORED_ID_SEPARATOR
+from payments.clients import CLIENT_ID, DEFAULT_CLIENT, STORED_PAYMENT_ID_PATTERN
 
 # The limits and rules are the API contract's; callers read them here, beside the validators.
 from payments.contract import BATCH_ID_PATTERN as BATCH_ID_PATTERN
@@ -43,11 +43,7 @@ def _full(pattern: str) -> re.Pattern[str]:
 
 
 PAYMENT_ID = _full(contract.PAYMENT_ID_PATTERN)
-# A payments-table key: a client's payment id, after its client's id unless the default's.
-STORED_PAYMENT_ID = _full(
-    rf"(?:{contract.CLIENT_ID_PATTERN}{re.escape(STORED_ID_SEPARATOR)})?"
-    rf"{contract.PAYMENT_ID_PATTERN}"
-)
+STORED_PAYMENT_ID = _full(STORED_PAYMENT_ID_PATTERN)
 BATCH_ID = _full(BATCH_ID_PATTERN)
 IDEMPOTENCY_KEY = _full(contract.IDEMPOTENCY_KEY_PATTERN)
 _REFERENCE = _full(contract.REFERENCE_PATTERN)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from payments.clients import DEFAULT_CLIENT, stored_payment_id
+from payments.clients import stored_id_of
 
 INFORMATIONAL = frozenset({"payment.fraud_alert"})
 
@@ -17,8 +17,7 @@ def entity(event: Mapping[str, Any]) -> tuple[str, str]:
     """Whose state an event is about: ("payment", stored id) or ("batch", id); a payment is its
     client's (``client_id``) and that client's ``payment_id`` together."""
     if "payment_id" in event:
-        owner = str(event.get("client_id") or DEFAULT_CLIENT)
-        return "payment", stored_payment_id(owner, str(event["payment_id"]))
+        return "payment", stored_id_of(event)
     return "batch", str(event["batch_id"])
 
 
